@@ -1,0 +1,1 @@
+"""LoRA Tailor's engine: config, data, templates, training, analysis. Never imports gradio."""

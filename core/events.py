@@ -1,0 +1,99 @@
+"""The run folder: where a training process and its watchers (CLI, web UI) meet.
+
+<run>/config.yaml    the resolved TrainConfig
+<run>/events.jsonl   one JSON object per line: start, step, eval, warning, then done|stopped|error
+<run>/train.log      human-readable log (and the worker's stdout/stderr)
+<run>/checkpoints/   resumable Trainer checkpoints (checkpoint-<step>/)
+<run>/adapter/       the final PEFT adapter + tokenizer and chat template
+<run>/STOP           created by whoever wants the run to stop after the current step
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+TERMINAL_EVENTS = ("done", "stopped", "error")
+
+
+class RunFolder:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    config = property(lambda self: self.path / "config.yaml")
+    events = property(lambda self: self.path / "events.jsonl")
+    log = property(lambda self: self.path / "train.log")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    adapter = property(lambda self: self.path / "adapter")
+    stop_file = property(lambda self: self.path / "STOP")
+
+    def append_event(self, event_type: str, **fields: Any) -> dict[str, Any]:
+        """Append one event; one write() per line so a reader never sees half of a line it trusts."""
+        event = {"type": event_type, "time": round(time.time(), 3), **fields}
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.events, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(event, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        return event
+
+    def read_events(self, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Events after byte `offset`, and the offset to pass next time (incremental polling).
+
+        A last line without its newline is still being written: it is left for the next call.
+        """
+        if not self.events.is_file():
+            return [], offset
+        with open(self.events, "rb") as handle:
+            handle.seek(offset)
+            chunk = handle.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        events = []
+        for line in complete.decode("utf-8").splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line damaged by a crash mid-write is skipped, not fatal to the reader
+        return events, offset + len(complete)
+
+    def all_events(self) -> list[dict[str, Any]]:
+        return self.read_events(0)[0]
+
+    def request_stop(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.stop_file.touch()
+
+    def stop_requested(self) -> bool:
+        return self.stop_file.exists()
+
+    def latest_checkpoint(self) -> Path | None:
+        """Newest checkpoint that was written completely (trainer_state.json is written last)."""
+        if not self.checkpoints.is_dir():
+            return None
+        complete = [p for p in self.checkpoints.glob("checkpoint-*")
+                    if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
+        return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+    def log_tail(self, lines: int = 20) -> str:
+        if not self.log.is_file():
+            return ""
+        with open(self.log, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 64 * 1024))
+            text = handle.read().decode("utf-8", errors="replace")
+        return "\n".join(text.replace("\r", "\n").splitlines()[-lines:])
+
+
+def status_of(events: list[dict[str, Any]]) -> str:
+    """'done', 'stopped', 'error', 'running' (started, no end yet) or 'new' (no events).
+
+    A resumed run appends a new `start` after its earlier `stopped`: the newest of the two wins.
+    """
+    for event in reversed(events):
+        if event["type"] in TERMINAL_EVENTS:
+            return event["type"]
+        if event["type"] == "start":
+            return "running"
+    return "running" if events else "new"

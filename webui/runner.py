@@ -205,6 +205,10 @@ class Runner:
                 pass
             if job.stop_requested_at is None:
                 continue
+            # The worker clears a stale STOP file when it starts: a stop asked for while it was still
+            # importing would be lost, so the file is put back until the worker exits.
+            if not job.run.stop_requested():
+                job.run.request_stop()
             waited = time.monotonic() - job.stop_requested_at
             if job.signals_sent == 0 and waited > self.stop_grace_s:
                 self._signal(job, signal.SIGTERM)

@@ -1,0 +1,154 @@
+"""The runner starts the real worker (`python -m core.train`) on the tiny model, stops it, resumes it,
+notices a dead worker, and refuses a second job. No timing assertions: waits are generous deadlines."""
+import os
+import signal
+import time
+
+import pytest
+
+from core.config import TrainConfig
+from core.errors import UserInputError
+from core.events import RunFolder, status_of
+from core.runs import delete_run, list_runs, live_worker_pid, loss_points, run_path
+from tests.conftest import qa_records, write_jsonl
+from webui.runner import JobRunning, Runner
+
+DEADLINE_S = 240  # a loaded 2-core machine can take a while to import torch in the worker
+
+
+def tiny_config(runs_dir, model_dir, data, name, **overrides) -> TrainConfig:
+    values = dict(model_name_or_path=str(model_dir), dataset=str(data), output_dir=str(runs_dir / name),
+                  max_steps=10_000, per_device_train_batch_size=2, gradient_accumulation_steps=1,
+                  cutoff_len=64, lora_rank=4, lora_alpha=8, save_steps=1000, learning_rate=1e-3)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def wait_for(predicate, what: str, timeout: float = DEADLINE_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def steps(runner: Runner, run: RunFolder) -> list[dict]:
+    return [e for e in runner.events(run) if e["type"] == "step"]
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_jsonl(tmp_path_factory.mktemp("data") / "qa.jsonl", qa_records(12))
+
+
+@pytest.fixture(scope="module")
+def stopped_run(runs_dir, data, tiny_model_dir):
+    """A run started through the runner, stopped after two steps; shared by the tests below."""
+    runner = Runner(runs_dir)
+    run = runner.start(tiny_config(runs_dir, tiny_model_dir, data, "first"))
+    try:
+        with pytest.raises(JobRunning, match="already running"):
+            runner.start(tiny_config(runs_dir, tiny_model_dir, data, "second"))
+        wait_for(lambda: len(steps(runner, run)) >= 2, "two step events")
+        assert live_worker_pid(run) is not None
+        with pytest.raises(UserInputError, match="training right now"):
+            delete_run(runs_dir, "first")
+        assert runner.stop() == run
+    finally:
+        runner.stop()
+        assert runner.wait(DEADLINE_S)
+    return runner, run
+
+
+def test_stop_saves_a_loadable_adapter_and_a_checkpoint(stopped_run, tiny_model_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    runner, run = stopped_run
+    events = run.all_events()
+    assert status_of(events) == "stopped"
+    assert events[-1]["reason"] == "STOP file"
+    assert run.latest_checkpoint() is not None
+    assert live_worker_pid(run) is None and not (run.path / "worker.pid").exists()
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), run.adapter)
+    assert any("lora_B" in name for name, _ in model.named_parameters())
+    assert runner.current() == run and runner.running() is None
+
+
+def test_events_are_read_incrementally_and_the_curve_grows(stopped_run):
+    runner, run = stopped_run
+    first = runner.events(run)
+    assert runner.events(run) == first  # nothing new: same list, read from the cached offset
+    points = loss_points(first)
+    assert [p["series"] for p in points] == ["train"] * len(points)
+    assert [p["step"] for p in points] == sorted(p["step"] for p in points)
+
+
+def test_list_runs_reports_status_and_final_loss(stopped_run, runs_dir):
+    _, run = stopped_run
+    (summary,) = [r for r in list_runs(runs_dir) if r.name == "first"]
+    assert summary.status == "stopped" and summary.has_adapter
+    assert summary.final_loss is not None and summary.step >= 2
+    assert summary.config["lora_rank"] == 4
+
+
+def test_resume_continues_from_the_checkpoint(stopped_run):
+    runner, run = stopped_run
+    checkpoint_step = int(run.latest_checkpoint().name.split("-")[-1])
+    resumed = runner.resume(run.path)
+    try:
+        assert resumed.path == run.path
+        wait_for(lambda: [e for e in runner.events(run) if e["type"] == "start"][1:], "the resumed start event")
+        start = [e for e in runner.events(run) if e["type"] == "start"][-1]
+        assert start["resumed_from_step"] == checkpoint_step
+    finally:
+        runner.stop()
+        assert runner.wait(DEADLINE_S)
+    assert status_of(run.all_events()) == "stopped"
+
+
+def test_a_fresh_start_into_an_existing_run_folder_is_refused(stopped_run, runs_dir, data, tiny_model_dir):
+    runner, _ = stopped_run
+    with pytest.raises(UserInputError, match="already holds a run"):
+        runner.start(tiny_config(runs_dir, tiny_model_dir, data, "first"))
+
+
+def test_a_dead_worker_is_reported_as_an_error(runs_dir, data, tiny_model_dir):
+    runner = Runner(runs_dir)
+    run = runner.start(tiny_config(runs_dir, tiny_model_dir, data, "killed"))
+    os.killpg(live_worker_pid(run), signal.SIGKILL)  # an OOM kill looks like this
+    assert runner.wait(DEADLINE_S)
+    final = run.all_events()[-1]
+    assert final["type"] == "error" and "SIGKILL" in final["message"]
+    assert list_runs(runs_dir)[0].status == "error"
+    delete_run(runs_dir, "killed")
+    assert not run.path.exists()
+
+
+def test_a_new_runner_adopts_a_worker_that_is_still_training(runs_dir, data, tiny_model_dir):
+    """A restarted server finds the job through worker.pid, shows it and can stop it."""
+    first = Runner(runs_dir)
+    run = first.start(tiny_config(runs_dir, tiny_model_dir, data, "adopted"))
+    second = Runner(runs_dir)
+    try:
+        assert second.running().path == run.path
+        with pytest.raises(JobRunning):
+            second.start(tiny_config(runs_dir, tiny_model_dir, data, "other"))
+    finally:
+        second.stop()
+        assert first.wait(DEADLINE_S) and second.wait(DEADLINE_S)
+    assert status_of(run.all_events()) in ("stopped", "error")
+
+
+def test_run_names_cannot_escape_the_runs_folder(runs_dir):
+    for bad in ("../x", "a/b", "", ".hidden", "x" * 101):
+        with pytest.raises(UserInputError, match="not allowed"):
+            run_path(runs_dir, bad)
+    assert run_path(runs_dir, "ok-1.2_a") == runs_dir / "ok-1.2_a"

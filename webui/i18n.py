@@ -1,0 +1,262 @@
+"""Every label, help text and message of the page, in English and Simplified Chinese.
+
+English field help comes from TrainConfig itself (core.config.field_help), so the page, the YAML
+docs and the CLI cannot drift apart; the Chinese help texts are kept next to it here.
+Messages from the engine (validation problems, advisor notes) stay in English: they name config
+keys and values, which read the same in both languages.
+"""
+from __future__ import annotations
+
+from core.config import field_help
+
+LANGUAGES = [("English", "en"), ("简体中文", "zh")]
+DEFAULT_LANGUAGE = "en"
+
+# key -> (English, 中文). Messages use str.format placeholders.
+TEXT: dict[str, tuple[str, str]] = {
+    # --- page and top bar
+    "app.title": ("# LoRA Tailor", "# LoRA Tailor"),
+    "app.subtitle": (
+        "Fine-tune a chat model with LoRA: **1 Data** → **2 Train** → **3 Chat** → Export. "
+        "The demo dataset and the *cpu-quick-demo* preset are ready: press **Start** on the Train tab.",
+        "用 LoRA 微调对话模型：**1 数据** → **2 训练** → **3 对话** → 导出。"
+        "示例数据集和 *cpu-quick-demo* 预设已选好：在「训练」页点击 **开始**。"),
+    "top.language": ("Language / 语言", "Language / 语言"),
+    "top.model": ("Model", "模型"),
+    "top.model.info": (
+        "'default' (embedded SmolLM2-135M-Instruct), a local HF folder, a .gguf file, or a hub id.",
+        "'default'（内置 SmolLM2-135M-Instruct）、本地 HF 模型文件夹、.gguf 文件或 Hub 模型 ID。"),
+    "top.preset": ("Preset", "预设"),
+    "top.preset.info": ("Fills the Train tab with a tested recipe.", "用经过验证的配方填充「训练」页。"),
+    "tab.data": ("1 · Data", "1 · 数据"),
+    "tab.train": ("2 · Train", "2 · 训练"),
+    "tab.chat": ("3 · Chat", "3 · 对话"),
+    "tab.runs": ("Runs", "运行记录"),
+    "tab.export": ("Export", "导出"),
+    "status.done": ("done", "已完成"),
+    "status.stopped": ("stopped", "已停止"),
+    "status.error": ("error", "出错"),
+    "status.running": ("running", "训练中"),
+    "status.starting": ("starting", "启动中"),
+    "status.interrupted": ("interrupted", "已中断"),
+    "status.new": ("new", "未开始"),
+    # --- data tab
+    "data.dataset": ("Dataset", "数据集"),
+    "data.dataset.info": ("A demo dataset, an uploaded file, or a path on the server.",
+                          "示例数据集、上传的文件，或服务器上的路径。"),
+    "data.upload": ("Upload .json / .jsonl", "上传 .json / .jsonl"),
+    "data.preview": ("Conversation", "对话预览"),
+    "data.example": ("Example", "示例编号"),
+    "data.loaded": ("**{name}** · {format} format · {count} conversations · {turns} turns on average",
+                    "**{name}** · {format} 格式 · {count} 段对话 · 平均 {turns} 轮"),
+    "data.problems": ("The dataset cannot be used yet. Fix these problems and upload it again:",
+                      "该数据集暂时无法使用。请修正以下问题后重新上传："),
+    "data.lengths": ("### Token lengths", "### Token 长度"),
+    "data.analyze": ("Analyze token lengths", "分析 token 长度"),
+    "data.use_suggested": ("Use suggested cutoff", "使用建议的 cutoff"),
+    "data.use_suggested_n": ("Use suggested cutoff ({value})", "使用建议的 cutoff（{value}）"),
+    "data.analysis_hint": ("Counts every conversation's tokens with the model's tokenizer and suggests a "
+                           "cutoff_len.", "用模型的分词器统计每段对话的 token 数，并给出建议的 cutoff_len。"),
+    "data.suggested_set": ("cutoff_len is now {value} on the Train tab.", "「训练」页的 cutoff_len 已设为 {value}。"),
+    "data.no_suggestion": ("Analyze the token lengths first.", "请先分析 token 长度。"),
+    "data.upload_saved": ("Uploaded to {path}", "已上传到 {path}"),
+    "data.hist.current": ("current cutoff {value}", "当前 cutoff {value}"),
+    "data.hist.suggested": ("suggested {value}", "建议 {value}"),
+    "data.hist.axis": ("tokens per conversation", "每段对话的 token 数"),
+    "data.stats.header": ("| | count | min | mean | p50 | p90 | p99 | max |",
+                          "| | 数量 | 最小 | 平均 | p50 | p90 | p99 | 最大 |"),
+    "data.stats.total": ("total tokens", "总 token"),
+    "data.stats.prompt": ("prompt tokens", "提示 token"),
+    "data.stats.supervised": ("trained tokens", "训练 token"),
+    "data.cand.header": ("| cutoff_len | truncated | dropped | trained tokens lost | padding waste |",
+                         "| cutoff_len | 被截断 | 被丢弃 | 丢失的训练 token | 填充浪费 |"),
+    "data.suggestion": ("**Suggested cutoff_len: {value}** (now {current}). {reason}",
+                        "**建议 cutoff_len：{value}**（当前 {current}）。{reason}"),
+    # --- train tab
+    "train.run_name": ("Run name", "运行名称"),
+    "train.run_name.info": ("Folder under the runs directory; empty = date and time.",
+                            "runs 目录下的文件夹名；留空则使用日期时间。"),
+    "train.group.optim": ("### Optimisation", "### 优化"),
+    "train.group.data": ("### Data and prompt", "### 数据与提示词"),
+    "train.group.lora": ("### LoRA", "### LoRA"),
+    "train.advanced": ("Advanced", "高级选项"),
+    "train.start": ("▶ Start", "▶ 开始"),
+    "train.stop": ("■ Stop", "■ 停止"),
+    "train.resume": ("↻ Resume", "↻ 继续训练"),
+    "train.preview": ("Preview config", "预览配置"),
+    "train.preview_code": ("The YAML that will run", "将要运行的 YAML 配置"),
+    "train.plan": ("**Effective batch {batch}** · {steps_per_epoch} steps per epoch · **{total} steps** in total "
+                   "({examples} examples)",
+                   "**有效批大小 {batch}** · 每轮 {steps_per_epoch} 步 · 共 **{total} 步**（{examples} 个样本）"),
+    "train.plan_no_data": ("**Effective batch {batch}** · load a dataset to see the step count",
+                           "**有效批大小 {batch}** · 加载数据集后显示步数"),
+    "train.invalid": ("Fix these values first:", "请先修正以下取值："),
+    "train.chart": ("Loss", "损失曲线"),
+    "train.log": ("Last lines of train.log", "train.log 最后几行"),
+    "train.notes": ("Advice", "建议"),
+    "msg.started": ("Started run **{run}**. The first step appears after the model has loaded.",
+                    "已开始运行 **{run}**。模型加载完成后会出现第一步。"),
+    "msg.resumed": ("Resuming run **{run}** from its last checkpoint.", "正在从最近的检查点继续运行 **{run}**。"),
+    "msg.job_running": ("A job is already running (**{run}**): stop it, or wait for it to finish.",
+                        "已有任务在运行（**{run}**）：请先停止它，或等待它结束。"),
+    "msg.stop_requested": ("Stopping **{run}**: it finishes the current step, saves the adapter and stops.",
+                           "正在停止 **{run}**：完成当前步后保存适配器并停止。"),
+    "msg.nothing_running": ("Nothing is running.", "当前没有运行中的任务。"),
+    "msg.nothing_to_resume": ("Nothing to resume: no stopped run.", "没有可继续的运行。"),
+    "mon.no_run": ("No run yet: press **▶ Start**.", "还没有运行：点击 **▶ 开始**。"),
+    "mon.starting": ("**{run}** · starting: loading the model and tokenizing the data…",
+                     "**{run}** · 启动中：正在加载模型并对数据分词……"),
+    "mon.progress": ("**{run}** · {status} · step **{step}/{total}** · epoch {epoch:.2f} · "
+                     "{tps:.0f} tokens/s · elapsed {elapsed} · ETA {eta}",
+                     "**{run}** · {status} · 第 **{step}/{total}** 步 · 第 {epoch:.2f} 轮 · "
+                     "{tps:.0f} token/秒 · 已用 {elapsed} · 预计剩余 {eta}"),
+    "mon.stopping": ("stop requested, finishing the step…", "已请求停止，正在完成当前步……"),
+    "mon.failed": ("**Run {run} failed:**", "**运行 {run} 失败：**"),
+    "mon.final": ("**{run}** · {status} at step {step}/{total} · final loss {loss} · eval loss {eval_loss}",
+                  "**{run}** · {status}，第 {step}/{total} 步 · 最终损失 {loss} · 验证损失 {eval_loss}"),
+    # --- chat tab
+    "chat.run": ("Adapter", "适配器"),
+    "chat.run.info": ("A finished or stopped run, or the base model alone.", "已完成或已停止的运行，或只用基础模型。"),
+    "chat.base_only": ("(base model only)", "（仅基础模型）"),
+    "chat.refresh": ("↻ Refresh", "↻ 刷新"),
+    "chat.system": ("System prompt", "系统提示词"),
+    "chat.system.info": ("Defaults to the run's system_prompt, so chat matches training.",
+                         "默认使用该运行的 system_prompt，与训练保持一致。"),
+    "chat.temperature": ("Temperature", "温度"),
+    "chat.temperature.info": ("0 = greedy: the same question gets the same answer.", "0 表示贪心解码：同一问题得到同一回答。"),
+    "chat.max_new_tokens": ("Max new tokens", "最大生成 token 数"),
+    "chat.compare": ("Also answer with the base model (side by side)", "同时用基础模型回答（并排对比）"),
+    "chat.base": ("Base model", "基础模型"),
+    "chat.tuned": ("Tuned", "微调后"),
+    "chat.input": ("Message", "消息"),
+    "chat.placeholder": ("Ask something the training data covers, or something it does not…",
+                         "问一个训练数据涵盖的问题，或一个不涵盖的问题……"),
+    "chat.send": ("Send", "发送"),
+    "chat.clear": ("Clear", "清空"),
+    "chat.error": ("Chat failed:", "对话失败："),
+    # --- runs tab
+    "runs.table": ("Runs", "运行记录"),
+    "runs.refresh": ("↻ Refresh", "↻ 刷新"),
+    "runs.overlay": ("Overlay loss curves", "叠加损失曲线"),
+    "runs.chart": ("Loss of the selected runs", "所选运行的损失"),
+    "runs.select": ("Run", "运行"),
+    "runs.config": ("Its config.yaml", "它的 config.yaml"),
+    "runs.resume": ("↻ Resume this run", "↻ 继续该运行"),
+    "runs.delete": ("Delete this run", "删除该运行"),
+    "runs.confirm": ("Yes, delete it", "确认删除"),
+    "runs.cancel": ("Cancel", "取消"),
+    "runs.confirm_question": ("Delete **{run}** and everything in its folder (adapter, checkpoints, log)?",
+                              "删除 **{run}** 及其文件夹中的所有内容（适配器、检查点、日志）？"),
+    "runs.deleted": ("Deleted **{run}**.", "已删除 **{run}**。"),
+    "runs.col.name": ("run", "运行"),
+    "runs.col.status": ("status", "状态"),
+    "runs.col.date": ("date", "日期"),
+    "runs.col.steps": ("steps", "步数"),
+    "runs.col.loss": ("final loss", "最终损失"),
+    "runs.col.eval": ("eval loss", "验证损失"),
+    "runs.col.model": ("model", "模型"),
+    "runs.col.dataset": ("dataset", "数据集"),
+    # --- export tab
+    "export.run": ("Run", "运行"),
+    "export.intro": ("The adapter is a standard PEFT folder: `PeftModel.from_pretrained(base, folder)` loads it "
+                     "anywhere. Merging writes a full model that needs no peft.",
+                     "适配器是标准的 PEFT 文件夹：在任何地方用 `PeftModel.from_pretrained(base, folder)` 即可加载。"
+                     "合并会写出一个不再需要 peft 的完整模型。"),
+    "export.zip": ("Download adapter (.zip)", "下载适配器（.zip）"),
+    "export.merge": ("Merge into the base model", "合并到基础模型"),
+    "export.file": ("Adapter zip", "适配器压缩包"),
+    "export.zip_done": ("Adapter zipped: `{path}`", "适配器已打包：`{path}`"),
+    "export.merge_done": ("Merged model saved to `{path}`: load it with "
+                          "`AutoModelForCausalLM.from_pretrained(\"{path}\")`.",
+                          "合并后的模型已保存到 `{path}`：用 `AutoModelForCausalLM.from_pretrained(\"{path}\")` 加载。"),
+    "export.no_run": ("Pick a run with an adapter first.", "请先选择一个带适配器的运行。"),
+    "export.failed": ("Export failed:", "导出失败："),
+}
+
+# Friendly names of the TrainConfig fields the page shows; the help text starts with the config key,
+# because validation messages and the YAML preview use the key.
+FIELD_LABELS: dict[str, tuple[str, str]] = {
+    "model_name_or_path": ("Model", "模型"),
+    "dataset": ("Dataset", "数据集"),
+    "dataset_format": ("Format", "格式"),
+    "system_prompt": ("System prompt", "系统提示词"),
+    "train_on_prompt": ("Train on prompt", "在提示词上也训练"),
+    "cutoff_len": ("Cutoff length", "截断长度"),
+    "val_size": ("Validation share", "验证集比例"),
+    "learning_rate": ("Learning rate", "学习率"),
+    "num_train_epochs": ("Epochs", "训练轮数"),
+    "max_steps": ("Max steps", "最大步数"),
+    "per_device_train_batch_size": ("Batch per device", "单设备批大小"),
+    "gradient_accumulation_steps": ("Gradient accumulation", "梯度累积步数"),
+    "lr_scheduler_type": ("LR scheduler", "学习率调度器"),
+    "warmup_ratio": ("Warmup ratio", "预热比例"),
+    "weight_decay": ("Weight decay", "权重衰减"),
+    "max_grad_norm": ("Max grad norm", "梯度裁剪阈值"),
+    "loraplus_lr_ratio": ("LoRA+ lr ratio", "LoRA+ 学习率倍数"),
+    "layerwise_lr": ("Layer-wise lr", "分层学习率"),
+    "gradient_checkpointing": ("Gradient checkpointing", "梯度检查点"),
+    "seed": ("Seed", "随机种子"),
+    "lora_rank": ("LoRA rank", "LoRA 秩"),
+    "lora_alpha": ("LoRA alpha", "LoRA alpha"),
+    "lora_dropout": ("LoRA dropout", "LoRA dropout"),
+    "lora_target": ("LoRA target modules", "LoRA 目标模块"),
+    "quantization_bit": ("Quantization", "量化"),
+    "logging_steps": ("Logging steps", "日志间隔步数"),
+    "eval_steps": ("Eval steps", "评估间隔步数"),
+    "save_steps": ("Save steps", "保存间隔步数"),
+    "save_total_limit": ("Checkpoints kept", "保留检查点数"),
+}
+
+HELP_ZH: dict[str, str] = {
+    "model_name_or_path": "'default'（内置 SmolLM2-135M-Instruct）、本地 HF 文件夹、.gguf 文件或 Hub 模型 ID。",
+    "dataset": ".json 或 .jsonl 对话样本文件。",
+    "dataset_format": "'auto'（自动识别）、'alpaca'、'sharegpt' 或 'openai'（messages）。",
+    "system_prompt": "放在每段没有系统提示词的对话前，训练和对话时都使用。留空：使用对话模板自带的默认提示词"
+                     "（SmolLM2 和 Qwen 会注入一个）。",
+    "train_on_prompt": "在所有 token 上计算损失，而不仅是助手的回复。",
+    "cutoff_len": "每个样本的最大 token 数；更长的样本会被截断。",
+    "val_size": "留作验证集（计算 eval loss）的样本比例（0 表示不留，例如 0.1）。",
+    "learning_rate": "LoRA 权重（lora_A）的峰值学习率。",
+    "num_train_epochs": "遍历训练数据的轮数。",
+    "max_steps": "训练到这么多优化步后停止（-1 表示按训练轮数）。",
+    "per_device_train_batch_size": "单个设备每次前向计算的样本数。",
+    "gradient_accumulation_steps": "累积多少次前向计算的梯度后更新一次参数。",
+    "lr_scheduler_type": "cosine、linear、constant 或 constant_with_warmup。",
+    "warmup_ratio": "学习率从 0 线性预热所占总步数的比例。",
+    "weight_decay": "AdamW 权重衰减。",
+    "max_grad_norm": "把梯度范数裁剪到该值（0 表示不裁剪）。",
+    "loraplus_lr_ratio": "LoRA+：lora_B 的学习率为 learning_rate × 该倍数（0 表示关闭；常用 8–16）。",
+    "layerwise_lr": "'cosine'：按层深用余弦曲线缩放每层 LoRA 的学习率（底层最小）。",
+    "gradient_checkpointing": "反向传播时重新计算激活：省显存，但更慢。",
+    "seed": "数据顺序、划分和 LoRA 初始化的随机种子。",
+    "lora_rank": "LoRA 更新矩阵的秩 r。",
+    "lora_alpha": "LoRA 缩放分子：更新量乘以 alpha / r。",
+    "lora_dropout": "LoRA 输入上的 dropout。",
+    "lora_target": "'all'（除输出头外的所有线性层）或逗号分隔的模块名（q_proj,v_proj）。",
+    "quantization_bit": "以量化方式加载基础模型：'none'、'4'（QLoRA nf4，双重量化）或 '8'（LLM.int8）。",
+    "logging_steps": "每隔多少优化步记录一次 step 事件。",
+    "eval_steps": "每隔多少步在验证集上评估一次。",
+    "save_steps": "每隔多少步保存一次可继续训练的检查点。",
+    "save_total_limit": "最多保留多少个检查点。",
+}
+
+
+def lang_index(lang: str | None) -> int:
+    return 1 if lang == "zh" else 0
+
+
+def t(key: str, lang: str | None = DEFAULT_LANGUAGE, **values) -> str:
+    text = TEXT[key][lang_index(lang)]
+    return text.format(**values) if values else text
+
+
+def has(key: str) -> bool:
+    return key in TEXT
+
+
+def field_label(name: str, lang: str | None = DEFAULT_LANGUAGE) -> str:
+    return FIELD_LABELS[name][lang_index(lang)]
+
+
+def field_info(name: str, lang: str | None = DEFAULT_LANGUAGE) -> str:
+    return f"{name} · {HELP_ZH[name] if lang == 'zh' else field_help(name)}"

@@ -1,0 +1,323 @@
+"""Train tab: the hyperparameter form with live read-outs, Start / Stop / Resume, and the monitor.
+
+The monitor is polled by a gr.Timer every second. What it shows comes from the runner (the server's
+one job) and the run folder, never from the browser session, so a reloaded page or a second browser
+sees the same job. A tick that finds nothing new sends nothing (gr.skip).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import gradio as gr
+
+from core import advisor
+from core.config import FIELDS, LAYERWISE_LR, QUANTIZATION_BITS, SCHEDULERS, TrainConfig, config_from_dict, \
+    config_to_yaml
+from core.errors import UserInputError
+from core.events import RunFolder
+from core.presets import DEFAULT_PRESET, load_preset, preset_values
+from core.runs import list_runs, run_path, run_status
+from webui import i18n
+from webui.context import AppContext, error_html
+from webui.plots import loss_frame
+from webui.runner import JobRunning
+from webui.tabs import data as data_tab
+from webui.tabs.top import preset_description
+
+OPTIMISATION = ["learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+                "gradient_accumulation_steps", "lr_scheduler_type", "warmup_ratio", "loraplus_lr_ratio", "seed"]
+DATA = ["cutoff_len", "val_size", "system_prompt"]
+LORA = ["lora_rank", "lora_alpha", "lora_dropout", "lora_target", "quantization_bit"]
+ADVANCED = ["train_on_prompt", "weight_decay", "max_grad_norm", "layerwise_lr", "gradient_checkpointing",
+            "logging_steps", "eval_steps", "save_steps", "save_total_limit"]
+FORM_FIELDS = OPTIMISATION + DATA + LORA + ADVANCED
+# What every config-building handler receives, in this order (after the language).
+CONFIG_INPUTS = ["model_name_or_path", "dataset", "dataset_format", "run_name", *FORM_FIELDS]
+CHOICES = {"lr_scheduler_type": SCHEDULERS, "quantization_bit": QUANTIZATION_BITS, "layerwise_lr": LAYERWISE_LR}
+LOG_LINES = 12
+
+
+# ------------------------------------------------------------------------------------ the config
+def default_run_name(ctx: AppContext) -> str:
+    base = time.strftime("run-%Y%m%d-%H%M%S")
+    name, n = base, 1
+    while (ctx.runs_dir / name).exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def form_config(ctx: AppContext, values: dict[str, Any], run_name: str | None = None) -> TrainConfig:
+    """The TrainConfig the form describes; raises UserInputError with every problem."""
+    values = dict(values)
+    name = (values.pop("run_name", "") or "").strip() or run_name or default_run_name(ctx)
+    values["output_dir"] = str(run_path(ctx.runs_dir, name))
+    values["dataset"] = str(data_tab.resolve_dataset(values.get("dataset", "")))
+    values["model_name_or_path"] = (values.get("model_name_or_path") or "").strip()
+    return config_from_dict(values, source="the form")
+
+
+def as_values(args: tuple) -> dict[str, Any]:
+    return dict(zip(CONFIG_INPUTS, args))
+
+
+def plan_view(ctx: AppContext, lang: str, *args) -> str:
+    """Effective batch, steps per epoch, total steps and the advisor's notes, as the user types."""
+    values = as_values(args)
+    try:
+        config = form_config(ctx, values, run_name="preview")
+    except UserInputError as err:
+        return f"**{i18n.t('train.invalid', lang)}**\n\n" + "\n".join(f"- {p}" for p in err.problems or [str(err)])
+    count = data_tab.count_examples(values.get("dataset", ""), values.get("dataset_format", "auto"))
+    lines = []
+    if count:
+        # The trainer holds out ceil(count * val_size) examples for eval before counting steps.
+        train_count = count - (min(math.ceil(count * config.val_size), count - 1) if config.val_size > 0 else 0)
+        plan = advisor.training_plan(config, train_count)
+        lines.append(i18n.t("train.plan", lang, batch=plan["effective_batch_size"], total=plan["total_steps"],
+                            steps_per_epoch=plan["steps_per_epoch"], examples=train_count))
+    else:
+        lines.append(i18n.t("train.plan_no_data", lang, batch=config.effective_batch_size))
+    for note in advisor.advise(config, count or None):
+        if note.rule in ("effective_batch", "steps"):
+            continue  # already in the read-out line
+        lines.append(f"- {'⚠️' if note.level == 'warn' else 'ℹ️'} {note.message}")
+    return "\n".join(lines)
+
+
+def preview_config(ctx: AppContext, lang: str, *args) -> tuple[Any, str]:
+    try:
+        config = form_config(ctx, as_values(args))
+    except UserInputError as err:
+        return gr.update(visible=False), error_html(i18n.t("train.invalid", lang), str(err))
+    return gr.update(value=config_to_yaml(config), visible=True), ""
+
+
+def fill_preset(name: str) -> list[Any]:
+    """Updates for [model, dataset, dataset_format, *FORM_FIELDS, description] from a preset.
+
+    Every form field gets the preset's value or the TrainConfig default (switching presets must
+    not keep a value the new preset leaves at its default). The model and dataset change only when
+    the preset names them.
+    """
+    config = load_preset(name).to_dict()
+    explicit = preset_values(name)
+    model = explicit["model_name_or_path"] if "model_name_or_path" in explicit else gr.skip()
+    dataset = data_tab.display_path(explicit["dataset"]) if "dataset" in explicit else gr.skip()
+    return [model, dataset, config["dataset_format"], *[config[f] for f in FORM_FIELDS],
+            preset_description(name)]
+
+
+# ------------------------------------------------------------------------------- start and stop
+def start_run(ctx: AppContext, lang: str, *args) -> tuple[str, str]:
+    """(message, error box)."""
+    try:
+        run = ctx.runner.start(form_config(ctx, as_values(args)))
+    except JobRunning as err:
+        return "", error_html(i18n.t("msg.job_running", lang, run=err.run.path.name).replace("**", ""))
+    except UserInputError as err:
+        return "", error_html(i18n.t("train.invalid", lang), str(err))
+    return i18n.t("msg.started", lang, run=run.path.name), ""
+
+
+def stop_run(ctx: AppContext, lang: str) -> tuple[str, str]:
+    run = ctx.runner.stop()
+    if run is None:
+        return i18n.t("msg.nothing_running", lang), ""
+    return i18n.t("msg.stop_requested", lang, run=run.path.name), ""
+
+
+def resumable(ctx: AppContext) -> RunFolder | None:
+    """The run Resume continues: the current one, else the newest stopped/failed run with a checkpoint."""
+    current = ctx.runner.current()
+    candidates = [current] if current is not None else [RunFolder(r.path) for r in list_runs(ctx.runs_dir)]
+    for run in candidates:
+        if run_status(run, run.all_events()) in ("stopped", "error", "interrupted") and run.latest_checkpoint():
+            return run
+    return None
+
+
+def resume_run(ctx: AppContext, lang: str) -> tuple[str, str]:
+    run = resumable(ctx)
+    if run is None:
+        return i18n.t("msg.nothing_to_resume", lang), ""
+    try:
+        ctx.runner.resume(run.path)
+    except JobRunning as err:
+        return "", error_html(i18n.t("msg.job_running", lang, run=err.run.path.name).replace("**", ""))
+    except UserInputError as err:
+        return "", error_html(i18n.t("train.invalid", lang), str(err))
+    return i18n.t("msg.resumed", lang, run=run.path.name), ""
+
+
+# ------------------------------------------------------------------------------------ monitoring
+def _duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "—"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h {rest // 60:02d}m" if hours else f"{rest // 60}m {rest % 60:02d}s"
+
+
+def progress_markdown(run: RunFolder, events: list[dict[str, Any]], status: str, stopping: bool, lang: str) -> str:
+    steps = [e for e in events if e["type"] == "step"]
+    final = next((e for e in reversed(events) if e["type"] in ("done", "stopped", "error")), None)
+    status_text = i18n.t(f"status.{status}", lang) if i18n.has(f"status.{status}") else status
+    if final is not None and status in ("done", "stopped", "error"):
+        def fmt(v):
+            return "—" if v is None else f"{v:.4f}"
+        return i18n.t("mon.final", lang, run=run.path.name, status=status_text, step=final.get("step", "—"),
+                      total=final.get("total_steps", "—"), loss=fmt(final.get("final_loss")),
+                      eval_loss=fmt(final.get("final_eval_loss")))
+    if not steps:
+        return i18n.t("mon.starting", lang, run=run.path.name)
+    last = steps[-1]
+    start = next((e for e in reversed(events) if e["type"] == "start"), {})
+    done_since_start = last["step"] - start.get("resumed_from_step", 0)
+    total = last.get("total_steps") or start.get("total_steps") or last["step"]
+    eta = last["elapsed_s"] / done_since_start * (total - last["step"]) if done_since_start > 0 else None
+    text = i18n.t("mon.progress", lang, run=run.path.name, status=status_text, step=last["step"], total=total,
+                  epoch=last.get("epoch", 0.0), tps=last.get("tokens_per_s", 0.0),
+                  elapsed=_duration(last.get("elapsed_s")), eta=_duration(eta))
+    return text + (f" · *{i18n.t('mon.stopping', lang)}*" if stopping else "")
+
+
+def notes_markdown(events: list[dict[str, Any]], status: str) -> str:
+    if status in ("done", "stopped"):
+        return advisor.summary_card(events)
+    warnings = [f"- ⚠️ {e['message']}" for e in events if e["type"] == "warning"]
+    notes = [f"- {'⚠️' if n.level == 'warn' else 'ℹ️'} {n.message}" for n in advisor.loss_notes(events)]
+    return "\n".join(warnings + notes)
+
+
+def poll(ctx: AppContext, lang: str, seen: Any) -> list[Any]:
+    """One timer tick: [plot, progress, notes, failure box, log, start, stop, resume, seen]."""
+    run = ctx.runner.current()
+    running = ctx.runner.running() is not None
+    stopping = ctx.runner.stop_requested()
+    if run is None:
+        signature = (None, lang)
+        if signature == seen:
+            return [gr.skip()] * 8 + [seen]
+        can_resume = resumable(ctx) is not None
+        return [_empty_frame(), i18n.t("mon.no_run", lang), "", "", "", gr.update(interactive=True),
+                gr.update(interactive=False), gr.update(interactive=can_resume), signature]
+    events = ctx.runner.events(run)
+    status = run_status(run, events)
+    log_size = run.log.stat().st_size if run.log.is_file() else 0
+    signature = (str(run.path), len(events), log_size, status, stopping, running, lang)
+    if signature == seen:
+        return [gr.skip()] * 8 + [seen]
+    failure = ""
+    if status == "error":
+        final = next(e for e in reversed(events) if e["type"] == "error")
+        failure = error_html(i18n.t("mon.failed", lang, run=run.path.name).replace("**", ""),
+                             final.get("message", ""))
+    can_resume = not running and status in ("stopped", "error", "interrupted") and run.latest_checkpoint() is not None
+    return [loss_frame(events), progress_markdown(run, events, status, stopping, lang), notes_markdown(events, status),
+            failure, run.log_tail(LOG_LINES), gr.update(interactive=not running),
+            gr.update(interactive=running and not stopping), gr.update(interactive=can_resume), signature]
+
+
+def _empty_frame():
+    return loss_frame([])
+
+
+# ---------------------------------------------------------------------------------------- layout
+def _field_component(name: str, value: Any):
+    kind = FIELDS[name].type
+    common = {"label": i18n.field_label(name), "info": i18n.field_info(name), "value": value,
+              "elem_id": f"lt-{name}"}
+    if name in CHOICES:
+        return gr.Dropdown(choices=list(CHOICES[name]), **common)
+    if kind == "bool":
+        return gr.Checkbox(**common)
+    if kind == "int":
+        return gr.Number(precision=0, **common)
+    if kind == "float":
+        return gr.Number(**common)
+    return gr.Textbox(lines=2 if name == "system_prompt" else 1, **common)
+
+
+def build(ctx: AppContext) -> None:
+    c = ctx.c
+    values = load_preset(DEFAULT_PRESET).to_dict()
+
+    def fields(names: list[str], per_row: int) -> None:
+        for i in range(0, len(names), per_row):
+            with gr.Row(equal_height=True):
+                for name in names[i:i + per_row]:
+                    c[name] = ctx.field(_field_component(name, values[name]), name)
+
+    with gr.Row():
+        with gr.Column(scale=5):
+            c["run_name"] = ctx.text(gr.Textbox(label=i18n.t("train.run_name"), info=i18n.t("train.run_name.info"),
+                                                placeholder=time.strftime("run-%Y%m%d-%H%M%S"),
+                                                elem_id="lt-run-name"), "train.run_name")
+            ctx.text(gr.Markdown(i18n.t("train.group.optim")), "train.group.optim")
+            fields(OPTIMISATION, 3)
+            ctx.text(gr.Markdown(i18n.t("train.group.data")), "train.group.data")
+            fields(DATA[:2], 2)
+            fields(DATA[2:], 1)
+            ctx.text(gr.Markdown(i18n.t("train.group.lora")), "train.group.lora")
+            fields(LORA, 3)
+            with ctx.text(gr.Accordion(i18n.t("train.advanced"), open=False), "train.advanced"):
+                fields(ADVANCED, 3)
+            c["config_yaml"] = ctx.text(gr.Code(language="yaml", label=i18n.t("train.preview_code"),
+                                                visible=False, elem_id="lt-config-yaml"), "train.preview_code")
+        with gr.Column(scale=6):
+            with gr.Row():
+                c["start"] = ctx.text(gr.Button(i18n.t("train.start"), variant="primary", elem_id="lt-start"),
+                                      "train.start")
+                c["stop"] = ctx.text(gr.Button(i18n.t("train.stop"), variant="stop", interactive=False,
+                                               elem_id="lt-stop"), "train.stop")
+                c["resume"] = ctx.text(gr.Button(i18n.t("train.resume"), interactive=False, elem_id="lt-resume"),
+                                       "train.resume")
+                c["preview"] = ctx.text(gr.Button(i18n.t("train.preview"), variant="secondary",
+                                                  elem_id="lt-preview"), "train.preview")
+            c["train_msg"] = gr.Markdown(elem_id="lt-train-msg")
+            c["train_error"] = gr.HTML(elem_id="lt-train-error")
+            c["plan"] = gr.Markdown(elem_id="lt-plan")
+            c["progress"] = gr.Markdown(i18n.t("mon.no_run"), elem_id="lt-progress")
+            c["failure"] = gr.HTML(elem_id="lt-failure")
+            c["loss_plot"] = ctx.text(gr.LinePlot(_empty_frame(), x="step", y="loss", color="series",
+                                                  label=i18n.t("train.chart"), height=300,
+                                                  color_map={"train": "#3b6fd6", "eval": "#e07b28"},
+                                                  elem_id="lt-loss-plot"), "train.chart")
+            c["loss_notes"] = gr.Markdown(elem_id="lt-loss-notes")
+            c["log"] = ctx.text(gr.Textbox(label=i18n.t("train.log"), lines=LOG_LINES, max_lines=LOG_LINES,
+                                           autoscroll=True, interactive=False, elem_id="lt-log"), "train.log")
+            c["seen"] = gr.State(None)
+
+
+def config_components(ctx: AppContext) -> list[Any]:
+    c = ctx.c
+    named = {"model_name_or_path": c["model"], "dataset": c["dataset"], "dataset_format": c["dataset_format"],
+             "run_name": c["run_name"]}
+    return [named.get(key) or c[key] for key in CONFIG_INPUTS]
+
+
+def wire(ctx: AppContext) -> None:
+    c = ctx.c
+    inputs = [c["lang"], *config_components(ctx)]
+    gr.on([comp.change for comp in inputs], lambda lang, *a: plan_view(ctx, lang, *a), inputs=inputs,
+          outputs=c["plan"], trigger_mode="always_last", api_name="plan")
+    c["preview"].click(lambda lang, *a: preview_config(ctx, lang, *a), inputs=inputs,
+                       outputs=[c["config_yaml"], c["train_error"]], api_name="preview_config")
+    c["start"].click(lambda lang, *a: start_run(ctx, lang, *a), inputs=inputs,
+                     outputs=[c["train_msg"], c["train_error"]], api_name="start")
+    c["stop"].click(lambda lang: stop_run(ctx, lang), inputs=c["lang"],
+                    outputs=[c["train_msg"], c["train_error"]], api_name="stop")
+    c["resume"].click(lambda lang: resume_run(ctx, lang), inputs=c["lang"],
+                      outputs=[c["train_msg"], c["train_error"]], api_name="resume")
+    c["preset"].change(fill_preset, inputs=c["preset"],
+                       outputs=[c["model"], c["dataset"], c["dataset_format"], *[c[f] for f in FORM_FIELDS],
+                                c["preset_desc"]], api_name="fill_preset")
+
+
+def poll_outputs(ctx: AppContext) -> list[Any]:
+    c = ctx.c
+    return [c["loss_plot"], c["progress"], c["loss_notes"], c["failure"], c["log"], c["start"], c["stop"],
+            c["resume"], c["seen"]]

@@ -1,0 +1,177 @@
+"""Packing and the trained-positions loss change the speed, not the maths (tiny model, seconds)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core.config import TrainConfig
+from core.packing import (PACKED_ATTENTION, PackingCollator, TrainedTokensTrainer, example_bounds,
+                          trained_tokens_loss, use_packed_attention)
+from core.template import IGNORE_INDEX, Encoded
+from core.train import as_features, build_model, padding_collator
+
+TOL = 1e-4
+
+
+def _examples(vocab: int, lengths=(7, 12, 5, 9), seed=0) -> list[Encoded]:
+    """Random token ids; the second half of each example is trained (like a reply after a prompt)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for length in lengths:
+        ids = rng.integers(4, vocab, size=length)
+        trained = np.zeros(length, dtype=bool)
+        trained[length // 2:] = True
+        out.append(Encoded(ids.astype(np.int64), trained))
+    return out
+
+
+@pytest.fixture()
+def lora_model(tiny_model_dir, tmp_path):
+    """The tiny model with LoRA as core.train builds it; lora_B randomised so every LoRA weight gets a gradient."""
+    config = TrainConfig(model_name_or_path=str(tiny_model_dir), lora_dropout=0.0, output_dir=str(tmp_path / "run"))
+    model, tokenizer = build_model(config, "cpu")
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.2)
+    model.eval()  # no dropout: the two paths must see the same function
+    model.config.use_cache = False  # as under Trainer: no KV cache in a training forward
+    return model, tokenizer
+
+
+def _token_losses(model, batch) -> torch.Tensor:
+    """Per-position next-token losses [rows, tokens - 1] (0 where the next label is not trained)."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    logits = model(**inputs).logits.float()
+    targets = batch["labels"][:, 1:]
+    losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), targets, reduction="none",
+                                               ignore_index=IGNORE_INDEX)
+    return losses
+
+
+def _grads(model) -> dict[str, torch.Tensor]:
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_collator_packs_one_row_with_restarting_positions():
+    examples = [Encoded(np.array([5, 6, 7]), np.array([False, True, True])),
+                Encoded(np.array([8, 9]), np.array([True, True]))]
+    batch = PackingCollator()(as_features(examples))
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1]]
+    # Example 2's first token is never a target: unpacked, no position predicts it either.
+    assert batch["labels"].tolist() == [[IGNORE_INDEX, 6, 7, IGNORE_INDEX, 9]]
+    assert "attention_mask" not in batch  # would hide the boundaries from transformers' masking
+    assert example_bounds(batch["position_ids"]) == [0, 3, 5]
+
+
+def test_example_bounds_handles_length_one_examples():
+    assert example_bounds(torch.tensor([[0, 0, 1, 0, 0, 1, 2]])) == [0, 1, 3, 4, 7]
+    assert example_bounds(torch.tensor([[0, 1, 2, 3]])) == [0, 4]
+
+
+@pytest.mark.parametrize("packed_attention", [False, True], ids=["transformers-mask", "per-example-sdpa"])
+def test_packed_loss_per_example_equals_unpacked(lora_model, packed_attention):
+    model, tokenizer = lora_model
+    if packed_attention:
+        assert use_packed_attention(model)
+        assert model.get_base_model().config._attn_implementation == PACKED_ATTENTION
+    examples = _examples(model.config.vocab_size)
+    packed = _token_losses(model, PackingCollator()(as_features(examples)))[0]
+    bounds = np.cumsum([0] + [len(e.input_ids) for e in examples])
+    for index, example in enumerate(examples):
+        alone = _token_losses(model, padding_collator(tokenizer)(as_features([example])))[0]
+        # Packed position t of example i predicts its token t+1; the boundary position (last token
+        # of example i predicting the first of i+1) is IGNORE_INDEX and contributes 0.
+        mine = packed[bounds[index]:bounds[index + 1] - 1]
+        assert torch.allclose(mine, alone, atol=TOL), (index, mine, alone)
+    padded = _token_losses(model, padding_collator(tokenizer)(as_features(examples)))
+    assert torch.allclose(packed.sum(), padded.sum(), atol=TOL)
+
+
+@pytest.mark.parametrize("packed_attention", [False, True], ids=["transformers-mask", "per-example-sdpa"])
+def test_packed_examples_do_not_attend_to_each_other(lora_model, packed_attention):
+    model, _ = lora_model
+    if packed_attention:
+        use_packed_attention(model)
+    a, b, c = _examples(model.config.vocab_size, lengths=(8, 10, 6))
+    changed_a = Encoded(a.input_ids[::-1].copy(), a.trained)
+    with torch.no_grad():
+        before = model(**{k: v for k, v in PackingCollator()(as_features([a, b, c])).items() if k != "labels"}).logits
+        after = model(**{k: v for k, v in PackingCollator()(as_features([changed_a, b, c])).items()
+                         if k != "labels"}).logits
+    assert not torch.allclose(before[0, :8], after[0, :8], atol=TOL)  # A itself did change
+    assert torch.allclose(before[0, 8:], after[0, 8:], atol=1e-5)  # B and C did not
+
+
+def test_trained_tokens_loss_equals_full_logits_loss_with_accumulation(lora_model):
+    """Two accumulated micro-batches: the trained-positions loss, normalised by num_items_in_batch as
+    Trainer does, has the value and the gradients of the model's own (full logits) causal-LM loss."""
+    model, tokenizer = lora_model
+    examples = _examples(model.config.vocab_size, lengths=(7, 12, 5, 9, 11, 4))
+    for collate in (PackingCollator(), padding_collator(tokenizer)):
+        micro = [collate(as_features(examples[:2])), collate(as_features(examples[2:]))]
+        num_items = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro)  # Trainer's count
+
+        model.zero_grad()
+        reference = 0.0
+        for batch in micro:
+            loss = model(**batch, num_items_in_batch=torch.tensor(num_items)).loss  # ForCausalLMLoss, sum / N
+            loss.backward()
+            reference += loss.item()
+        expected = _grads(model)
+
+        model.zero_grad()
+        ours = 0.0
+        for batch in micro:
+            loss, outputs = trained_tokens_loss(model, batch, torch.tensor(num_items))
+            assert outputs.logits.shape[0] < batch["input_ids"].numel()  # only trained positions projected
+            loss.backward()
+            ours += loss.item()
+        got = _grads(model)
+
+        assert abs(ours - reference) < TOL
+        for name, grad in expected.items():
+            assert torch.allclose(got[name], grad, atol=TOL), name
+        assert any(g.abs().sum() > 0 for g in got.values())
+
+        # Without num_items_in_batch (eval), a per-batch mean like the standard loss.
+        batch = micro[0]
+        with torch.no_grad():
+            assert abs(trained_tokens_loss(model, batch)[0].item() - model(**batch).loss.item()) < TOL
+
+
+def test_trainer_steps_match_standard_trainer(lora_model, tmp_path):
+    """A real Trainer run: TrainedTokensTrainer + packing logs the same losses as Trainer + padding."""
+    from transformers import Trainer, TrainingArguments
+
+    model, tokenizer = lora_model
+    model.train()
+    start = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    features = as_features(_examples(model.config.vocab_size, lengths=(7, 12, 5, 9, 11, 4, 8, 6)))
+
+    def run(trainer_class, collator, packed_attention):
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if name in start:
+                    param.copy_(start[name])
+        base = model.get_base_model()
+        base.set_attn_implementation(PACKED_ATTENTION if packed_attention else "sdpa")
+        args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=2,
+                                 gradient_accumulation_steps=2, max_steps=2, learning_rate=1e-2,
+                                 lr_scheduler_type="constant", logging_steps=1, report_to=[], use_cpu=True,
+                                 save_strategy="no", remove_unused_columns=False, disable_tqdm=True, seed=0,
+                                 include_num_input_tokens_seen="all" if packed_attention else "non_padding")
+        trainer = trainer_class(model=model, args=args, train_dataset=features, data_collator=collator)
+        trainer.train()
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        return losses, trainer.state.num_input_tokens_seen
+
+    use_packed_attention(model)
+    standard, standard_tokens = run(Trainer, padding_collator(tokenizer), packed_attention=False)
+    ours, our_tokens = run(TrainedTokensTrainer, PackingCollator(), packed_attention=True)
+    assert len(standard) == len(ours) == 2
+    assert np.allclose(ours, standard, atol=TOL), (ours, standard)
+    assert our_tokens == standard_tokens == sum(len(f["input_ids"]) for f in features)

@@ -21,6 +21,13 @@ QUANTIZATION_BITS = ("none", "4", "8")
 LAYERWISE_LR = ("none", "cosine")
 
 
+def _show(value: Any) -> str:
+    """A number as the user wrote it: -1 rather than the coerced -1.0."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _f(default: Any, help_text: str) -> Any:
     """A dataclass field with a help text; mutable defaults are not used in this config."""
     return field(default=default, metadata={"help": help_text})
@@ -87,12 +94,12 @@ class TrainConfig:
         def positive(name: str) -> None:
             value = getattr(self, name)
             if not value > 0:
-                problems.append(f"{name} must be > 0, got {value}")
+                problems.append(f"{name} must be > 0, got {_show(value)}")
 
         def non_negative(name: str) -> None:
             value = getattr(self, name)
             if value < 0:
-                problems.append(f"{name} must be >= 0, got {value}")
+                problems.append(f"{name} must be >= 0, got {_show(value)}")
 
         def one_of(name: str, allowed: tuple[str, ...]) -> None:
             value = getattr(self, name)
@@ -106,15 +113,15 @@ class TrainConfig:
         for name in ("weight_decay", "max_grad_norm", "loraplus_lr_ratio"):
             non_negative(name)
         if self.max_steps <= 0 and not self.num_train_epochs > 0:
-            problems.append(f"num_train_epochs must be > 0 when max_steps is not set, got {self.num_train_epochs}")
+            problems.append(f"num_train_epochs must be > 0 when max_steps is not set, got {_show(self.num_train_epochs)}")
         if self.max_steps == 0 or self.max_steps < -1:
             problems.append(f"max_steps must be -1 (use epochs) or >= 1, got {self.max_steps}")
         if not 0 <= self.warmup_ratio < 1:
-            problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+            problems.append(f"warmup_ratio must be in [0, 1), got {_show(self.warmup_ratio)}")
         if not 0 <= self.lora_dropout < 1:
-            problems.append(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+            problems.append(f"lora_dropout must be in [0, 1), got {_show(self.lora_dropout)}")
         if not 0 <= self.val_size < 1:
-            problems.append(f"val_size must be in [0, 1), got {self.val_size}")
+            problems.append(f"val_size must be in [0, 1), got {_show(self.val_size)}")
         one_of("lr_scheduler_type", SCHEDULERS)
         one_of("dataset_format", DATASET_FORMATS)
         one_of("quantization_bit", QUANTIZATION_BITS)
@@ -163,9 +170,16 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
                 raise ValueError
             return float(raw)
         # str fields: YAML may read `quantization_bit: 4` as an int, `none` as a string, `null` as None.
-        return "none" if raw is None and name == "quantization_bit" else ("" if raw is None else str(raw))
+        if raw is None:
+            return "none" if name == "quantization_bit" else ""
+        if name == "lora_target" and isinstance(raw, list) and all(isinstance(t, str) for t in raw):
+            return ",".join(raw)  # `lora_target: [q_proj, v_proj]` means the same as "q_proj,v_proj"
+        if isinstance(raw, (list, dict)):  # str() would turn a list into "['a', 'b']" silently
+            raise ValueError
+        return str(raw)
     except (TypeError, ValueError):
-        problems.append(f"{name} must be a {kind}, got {raw!r}")
+        article = "an" if kind == "int" else "a"
+        problems.append(f"{name} must be {article} {kind}, got {raw!r}")
         return FIELDS[name].default
 
 
@@ -180,13 +194,15 @@ def config_from_dict(values: dict[str, Any], source: str = "config") -> TrainCon
             problems.append(f"unknown key '{key}'{hint}")
             continue
         kwargs[key] = _coerce(key, raw, problems)
-    if problems:
-        raise UserInputError(f"Invalid training config in {source}:", problems)
+    # Validate even when keys or types were wrong (those fields hold their defaults), so one
+    # message lists every problem in the file, not only the first kind found.
     config = TrainConfig(**kwargs)
     try:
         config.validate()
     except UserInputError as err:
-        raise UserInputError(f"Invalid training config in {source}:", err.problems) from None
+        problems += err.problems
+    if problems:
+        raise UserInputError(f"Invalid training config in {source}:", problems)
     return config
 
 
@@ -198,8 +214,23 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         raise UserInputError("Overrides must look like key=value:", [f"got {p!r}" for p in bad])
     for pair in pairs:
         key, _, text = pair.partition("=")
-        values[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+        values[key.strip()] = _scalar(text)
     return values
+
+
+def _scalar(text: str) -> Any:
+    """A YAML scalar (3e-4, true, 8, null, 'quoted'); any other text is kept as typed, since a
+    free-text value like `system_prompt=Note: be brief` (a YAML mapping), `#1 rule` (a YAML
+    comment) or `[x` (a YAML error) means the text itself."""
+    if not text.strip():
+        return ""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if value is None:
+        return None if text.strip() in ("null", "Null", "NULL", "~") else text
+    return value if isinstance(value, (bool, int, float, str)) else text
 
 
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:

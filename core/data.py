@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.config import DATASET_FORMATS
 from core.errors import UserInputError
 
 Message = dict[str, str]
@@ -35,16 +36,20 @@ def _read_records(path: Path) -> list[tuple[str, Any]]:
         raise UserInputError(f"Dataset file not found: {path}")
     if path.suffix.lower() not in (".json", ".jsonl"):
         raise UserInputError(f"{path.name}: dataset must be a .json or .jsonl file, got '{path.suffix}'")
+    raw = path.read_bytes()
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise UserInputError(f"{path.name} is not UTF-8 text (bad byte at offset {err.start}); "
-                             f"save it as UTF-8") from None
+        line = raw.count(b"\n", 0, err.start) + 1  # where to look in an editor
+        raise UserInputError(f"{path.name} is not UTF-8 text (line {line}: bad byte 0x{raw[err.start]:02x} "
+                             f"at offset {err.start}); save it as UTF-8") from None
     if not text.strip():
         raise UserInputError(f"{path.name} is empty: no examples to train on")
     if path.suffix.lower() == ".jsonl":
         records, problems = [], []
-        for number, line in enumerate(text.splitlines(), start=1):
+        # split("\n"), not splitlines(): a JSON string may hold a raw U+2028 or U+0085 (json.dumps
+        # with ensure_ascii=False writes them), which splitlines() would wrongly treat as line ends.
+        for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -179,6 +184,8 @@ def normalise(record: Any, fmt: str, where: str, problems: list[str]) -> Convers
 def load_dataset(path: str | Path, fmt: str = "auto") -> Dataset:
     """Load and validate a dataset file; raise UserInputError listing every bad record."""
     path = Path(path)
+    if fmt not in DATASET_FORMATS:
+        raise UserInputError(f"Unknown dataset format {fmt!r}: use one of {', '.join(DATASET_FORMATS)}")
     records = _read_records(path)
     if not records:
         raise UserInputError(f"{path.name} holds no examples")

@@ -102,9 +102,14 @@ def resolve_model(name_or_path: str) -> ModelSource:
 
 
 def _hub_error(source: ModelSource, err: Exception) -> UserInputError:
+    if Path(source.path).is_dir():  # a local folder with config.json whose files are broken
+        reason = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        return UserInputError(f"Could not load model '{source.path}': {reason[:400] or type(err).__name__}")
+    # 'org/name' with no such folder here: a typo'd relative path reads the same as a hub id.
     return UserInputError(
-        f"Could not load model '{source.path}' ({type(err).__name__}). Without network access use a "
-        f"local folder, a .gguf file or 'default'."
+        f"Could not load model '{source.path}': no local folder of that name, and the Hugging Face "
+        f"hub did not provide it ({type(err).__name__}). Without network access use a local folder, "
+        f"a .gguf file or 'default'."
     )
 
 
@@ -150,7 +155,7 @@ def load_tokenizer(source: ModelSource):
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
-    except OSError as err:
+    except (OSError, ValueError) as err:  # missing files; ValueError: files there but unusable
         raise _hub_error(source, err) from None
     if tokenizer.pad_token is None:
         # Padding positions are masked out of attention and loss, so any id works; eos is standard.
@@ -175,7 +180,7 @@ def load_model(source: ModelSource, quantization_bit: str = "none", device: str 
         kwargs["device_map"] = {"": device}
     try:
         model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
-    except OSError as err:
+    except (OSError, ValueError) as err:  # missing files; ValueError: e.g. an unknown model_type
         raise _hub_error(source, err) from None
     if quant is None:
         model.to(device)

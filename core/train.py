@@ -17,14 +17,24 @@ import random
 import re
 import signal
 import sys
+import threading
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import TrainerCallback
+# bitsandbytes (imported by transformers below) logs "Failed to load CPU gemm_4bit_forward from
+# kernels-community" at import when the optional `kernels` package is missing: harmless (it falls
+# back to its own CPU kernel), but with no handler configured yet Python prints it to the terminal.
+# A NullHandler is the standard library fix; the CLI's log file still receives later bnb messages.
+logging.getLogger("bitsandbytes").addHandler(logging.NullHandler())
+# peft asks models for the deprecated `is_gradient_checkpointing`; the warning is not the user's to fix.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+import torch  # noqa: E402
+from transformers import TrainerCallback  # noqa: E402
 
 from core.config import TrainConfig, load_config, parse_overrides, save_config
 from core.data import load_dataset
@@ -205,17 +215,15 @@ def training_arguments(config: TrainConfig, run: RunFolder, device: str, has_eva
 class EventsCallback(TrainerCallback):
     """Turns Trainer callbacks into events.jsonl lines, and STOP / SIGTERM into a clean stop."""
 
-    def __init__(self, run: RunFolder, config: TrainConfig, stats: dict, show_progress: bool):
+    def __init__(self, run: RunFolder, config: TrainConfig, stats: dict, show_progress: bool,
+                 stop_signals: StopSignals | None = None):
         self.run, self.config, self.stats = run, config, stats
         self.show_progress = show_progress
+        self.stop_signals = stop_signals
         self.stop_reason: str | None = None
         self.bar = None
         self.started = self.last_time = time.monotonic()
         self.first_tokens = self.last_tokens = 0
-        signal.signal(signal.SIGTERM, self._on_sigterm)
-
-    def _on_sigterm(self, signum, frame):
-        self.stop_reason = "SIGTERM"
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.first_tokens = self.last_tokens = state.num_input_tokens_seen  # non-zero when resuming
@@ -231,8 +239,12 @@ class EventsCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.bar is not None:
             self.bar.update(state.global_step - self.bar.n)
+        if self.stop_reason is None and self.stop_signals is not None and self.stop_signals.caught:
+            self.stop_reason = self.stop_signals.caught
         if self.stop_reason is None and self.run.stop_requested():
             self.stop_reason = "STOP file"
+        if self.stop_reason is not None and not control.should_training_stop:
+            log.info("stop requested (%s): saving at step %d", self.stop_reason, state.global_step)
         if self.stop_reason is not None:
             # Save a resumable checkpoint at this very step, then leave the loop.
             control.should_save = True
@@ -270,8 +282,40 @@ class EventsCallback(TrainerCallback):
             self.bar.close()
 
 
+class StopSignals:
+    """From model loading on, SIGTERM and Ctrl-C (SIGINT) end the run after the current step, with a
+    checkpoint and the adapter saved, instead of killing it mid-write; a second Ctrl-C aborts at once.
+    Installed only in the main thread (Python allows signal handlers nowhere else); the previous
+    handlers come back on exit, so an in-process caller (tests, a notebook) keeps its own."""
+
+    def __init__(self):
+        self.caught: str | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.caught is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.caught = name  # no logging here: the handler may interrupt a logging call
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
 def run_training(config: TrainConfig, show_progress: bool = False) -> dict[str, Any]:
     """Train and return the final event (done or stopped). Errors are raised to the caller."""
+    with StopSignals() as stop_signals:
+        return _run_training(config, show_progress, stop_signals)
+
+
+def _run_training(config: TrainConfig, show_progress: bool, stop_signals: StopSignals) -> dict[str, Any]:
     from transformers import PrinterCallback, Trainer
 
     run = RunFolder(config.output_dir)
@@ -294,7 +338,7 @@ def run_training(config: TrainConfig, show_progress: bool = False) -> dict[str, 
         run.append_event("warning", message=message)
         log.warning(message)
 
-    events = EventsCallback(run, config, stats, show_progress)
+    events = EventsCallback(run, config, stats, show_progress, stop_signals)
     trainer = Trainer(
         model=model,
         args=training_arguments(config, run, device, has_eval=bool(data.eval)),
@@ -323,7 +367,7 @@ def run_training(config: TrainConfig, show_progress: bool = False) -> dict[str, 
 
 
 # ------------------------------------------------------------------------------------------ CLI
-def _setup_logging(run: RunFolder) -> None:
+def _setup_logging(run: RunFolder) -> logging.Handler:
     run.path.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(run.log, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -335,6 +379,7 @@ def _setup_logging(run: RunFolder) -> None:
 
     hf_logging.set_verbosity_warning()
     hf_logging.disable_progress_bar()
+    return handler
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -349,9 +394,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     run = RunFolder(config.output_dir)
-    _setup_logging(run)
+    handler = _setup_logging(run)
+    try:
+        return _train_and_report(config, run)
+    finally:  # an in-process caller (tests) must not keep logging into this run's train.log
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def _train_and_report(config: TrainConfig, run: RunFolder) -> int:
     try:
         final = run_training(config, show_progress=sys.stderr.isatty())
+    except KeyboardInterrupt:  # a second Ctrl-C: abort without saving
+        run.append_event("error", message="interrupted (Ctrl-C twice): nothing saved after the last checkpoint")
+        print("error: interrupted", file=sys.stderr)
+        return 130
     except UserInputError as err:
         run.append_event("error", message=str(err))
         log.error("%s", err)

@@ -10,9 +10,21 @@ and the template rendered through turn i ends after the reply and its end-of-tur
 ("...<|im_end|>\\n"). The characters in between, minus trailing whitespace, are trained: the reply
 AND the end-of-turn token, so the bot learns to stop. Tokens are mapped to characters with the fast
 tokenizer's offsets.
+
+Rendering every prefix of every conversation through jinja costs 1 + 2 x (assistant turns) renders
+per conversation and dominated the time on large datasets. Most chat templates only ever copy a
+message's content verbatim into the output, so the prefix renders differ from conversation to
+conversation only by the contents: `_Skeleton` renders each role sequence once with placeholder
+contents, and a conversation of that shape then needs one real render, which is checked against
+the skeleton with the real contents filled in. Templates that inspect or transform the content
+(`|trim`, `'<think>' in content`, ...) and conversations whose render does not match the skeleton
+take the prefix-rendering path; both paths give the same spans.
 """
 from __future__ import annotations
 
+import itertools
+import re
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +33,11 @@ from core.data import Conversation
 from core.errors import UserInputError
 
 IGNORE_INDEX = -100  # label value the loss skips (transformers / torch convention)
+ENCODE_CHUNK = 2048  # conversations per tokenizer call: batched, with bounded Python-list memory
+
+# Placeholder contents for skeleton renders: private-use characters no chat template writes itself.
+_PLACEHOLDER = "\ue000{}\ue001"
+_PLACEHOLDER_RE = re.compile("\ue000(\\d+)\ue001")
 
 
 @dataclass
@@ -41,6 +58,111 @@ def with_system_prompt(conversation: Conversation, system_prompt: str) -> Conver
     return conversation
 
 
+# Filters and tests that look at a message (or the message list) without reading its content.
+_SAFE_FILTERS = {"length", "count", "first", "last", "list", "reverse", "selectattr", "rejectattr"}
+_KEEPS_MESSAGES = {"first", "last", "list", "reverse", "selectattr", "rejectattr"}  # result is still messages
+_SAFE_TESTS = {"defined", "undefined", "none", "string", "mapping", "sequence", "iterable"}
+
+
+def _content_is_only_copied(template_ast) -> bool:
+    """True when the template's output depends on message contents only by copying them verbatim.
+
+    Checked on the jinja syntax tree: every `x['content']` / `x.content` sits directly in an output
+    tag (alone or joined with + or ~) or is only tested for truth (`{% if message.content %}`; the
+    fast path runs only on non-empty contents, so the test comes out as for the placeholder); the
+    name 'content' appears nowhere else (`.get('content')`, `map(attribute='content')`); no block
+    captures or filters output; and a message is only ever iterated, indexed, assigned, counted or
+    has a field read (never printed, serialised, compared or passed to a call). Then the contents
+    never steer the control flow, and the render of any prefix equals the placeholder render with
+    the contents filled in.
+    """
+    from jinja2 import nodes
+
+    # Names that may hold a message or the message list: `messages`, loop variables over them and
+    # variables set from them (a superset is fine: it can only turn the fast path off).
+    message_names, known = {"messages"}, set()
+    while known != message_names:
+        known = set(message_names)
+        for node in template_ast.find_all((nodes.For, nodes.Assign)):
+            source = node.iter if isinstance(node, nodes.For) else node.node
+            if any(n.name in message_names for n in [source, *source.find_all(nodes.Name)]
+                   if isinstance(n, nodes.Name)):
+                message_names |= {n.name for n in [node.target, *node.target.find_all(nodes.Name)]
+                                  if isinstance(n, nodes.Name)}
+
+    def is_message(expr) -> bool:
+        """Might `expr` evaluate to a message or a list of them (not to one of their fields)?"""
+        if isinstance(expr, nodes.Name):
+            return expr.ctx == "load" and expr.name in message_names
+        if isinstance(expr, nodes.Getitem):
+            field = isinstance(expr.arg, nodes.Const) and isinstance(expr.arg.value, str)
+            return not field and is_message(expr.node)  # messages[0], messages[1:]; not message['role']
+        if isinstance(expr, nodes.Getattr):
+            return expr.attr in ("previtem", "nextitem") and isinstance(expr.node, nodes.Name)  # loop.nextitem
+        return isinstance(expr, nodes.Filter) and expr.name in _KEEPS_MESSAGES and is_message(expr.node)
+
+    def message_use_ok(node, parent) -> bool:
+        if isinstance(parent, nodes.For):
+            return node is parent.iter
+        if isinstance(parent, nodes.Assign):  # to a plain variable (tracked above), not ns.attribute
+            return node is parent.node and all(isinstance(t, nodes.Name) for t in
+                                               [parent.target, *parent.target.find_all(nodes.Node)])
+        if isinstance(parent, (nodes.Getitem, nodes.Getattr)):
+            return node is parent.node and not (isinstance(parent, nodes.Getattr) and hasattr(dict, parent.attr))
+        if isinstance(parent, nodes.Filter):
+            return node is parent.node and parent.name in _SAFE_FILTERS
+        if isinstance(parent, nodes.Test):
+            return node is parent.node and parent.name in _SAFE_TESTS
+        return False  # {{ message }}, message|tojson, f(message), message == other, [message], ...
+
+    def is_content(node) -> bool:
+        if isinstance(node, nodes.Getattr):
+            return node.attr == "content"
+        return (isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const)
+                and node.arg.value == "content")
+
+    def content_use_ok(node, parents: list) -> bool:
+        child = node
+        for depth in range(len(parents) - 1, -1, -1):
+            parent, between = parents[depth], parents[depth + 1:]
+            if isinstance(parent, nodes.Output):
+                return all(isinstance(p, (nodes.Add, nodes.Concat)) for p in between)
+            if isinstance(parent, (nodes.If, nodes.CondExpr)):
+                return parent.test is child and all(isinstance(p, (nodes.Not, nodes.And, nodes.Or))
+                                                    for p in between)
+            child = parent
+        return False
+
+    def ok(node, parents: list) -> bool:
+        if isinstance(node, (nodes.AssignBlock, nodes.FilterBlock, nodes.Macro)):
+            return False  # captured or filtered output, or content passed into a macro
+        if isinstance(node, nodes.CallBlock) and not isinstance(node.call.node, nodes.ExtensionAttribute):
+            return False  # a user macro could transform its caller's output ({% generation %} is fine)
+        if isinstance(node, nodes.Const) and node.value == "content":
+            return False  # .get('content'), map(attribute='content'); x['content'] is handled below
+        if is_message(node) and not message_use_ok(node, parents[-1] if parents else None):
+            return False
+        if is_content(node):
+            return content_use_ok(node, parents) and ok(node.node, parents + [node])
+        return all(ok(child, parents + [node]) for child in node.iter_child_nodes())
+
+    return ok(template_ast, [])
+
+
+@dataclass
+class _Skeleton:
+    """One role sequence rendered with placeholder contents.
+
+    The full render is pieces[0] + content[slots[0]] + pieces[1] + ... + pieces[-1]; each trained
+    span is given by where its prompt and its `through` render end: (pieces before, chars into the
+    next piece).
+    """
+
+    pieces: list[str]
+    slots: list[int]  # message index whose content fills the gap after pieces[k]
+    bounds: list[tuple[tuple[int, int], tuple[int, int]]]  # per assistant turn: (prompt end, through end)
+
+
 class ChatEncoder:
     """Renders and tokenizes conversations for one tokenizer and one set of options."""
 
@@ -57,6 +179,9 @@ class ChatEncoder:
         # apply_chat_template passes) avoids its per-call overhead, which dominates on 100k examples.
         self._template = _compile_jinja_template(tokenizer.chat_template)
         self._variables = dict(tokenizer.special_tokens_map)
+        template_ast = self._template.environment.parse(tokenizer.chat_template)
+        self._skeletons_allowed = _content_is_only_copied(template_ast)
+        self._skeletons: dict[tuple[str, ...], _Skeleton | None] = {}
 
     def render(self, messages: Conversation, add_generation_prompt: bool = False) -> str:
         return self._template.render(messages=messages, add_generation_prompt=add_generation_prompt,
@@ -66,11 +191,9 @@ class ChatEncoder:
         """The text the model continues to answer the last user turn (the chat tab uses this)."""
         return self.render(with_system_prompt(conversation, self.system_prompt), add_generation_prompt=True)
 
-    def _text_and_spans(self, conversation: Conversation) -> tuple[str, list[tuple[int, int]]]:
-        messages = with_system_prompt(conversation, self.system_prompt)
-        text = self.render(messages)
-        if self.train_on_prompt:
-            return text, [(0, len(text))]
+    # ---------------------------------------------------------------------------- trained spans
+    def _spans_by_prefix_renders(self, messages: Conversation, text: str) -> list[tuple[int, int]]:
+        """The definition: render each assistant turn's prompt and `through` prefix."""
         spans = []
         for index, message in enumerate(messages):
             if message["role"] != "assistant":
@@ -81,23 +204,132 @@ class ChatEncoder:
                 raise UserInputError("This chat template renders a conversation differently from its "
                                      "prefixes, so the assistant turns cannot be located.")
             spans.append((len(prompt), len(through.rstrip())))
+        return spans
+
+    def _skeleton(self, roles: tuple[str, ...]) -> _Skeleton | None:
+        """The placeholder render of one role sequence, or None where it is not prefix-stable."""
+        if roles in self._skeletons:
+            return self._skeletons[roles]
+        skeleton = None
+        messages = [{"role": role, "content": _PLACEHOLDER.format(i)} for i, role in enumerate(roles)]
+        try:
+            full = self.render(messages)
+            split = _PLACEHOLDER_RE.split(full)  # [piece, slot, piece, slot, ..., piece]
+            pieces, slots = split[0::2], [int(s) for s in split[1::2]]
+
+            def locate(prefix: str) -> tuple[int, int] | None:
+                if not full.startswith(prefix):
+                    return None
+                parts = _PLACEHOLDER_RE.split(prefix)
+                if "\ue000" in parts[-1]:
+                    return None  # ends inside a placeholder
+                return len(parts) // 2, len(parts[-1])
+
+            bounds = []
+            for index, role in enumerate(roles):
+                if role == "assistant":
+                    prompt = locate(self.render(messages[:index], add_generation_prompt=True))
+                    through = locate(self.render(messages[: index + 1]))
+                    if prompt is None or through is None or prompt > through:
+                        raise ValueError("not prefix-stable")
+                    bounds.append((prompt, through))
+            skeleton = _Skeleton(pieces, slots, bounds)
+        except Exception:  # noqa: BLE001 - any failure: this shape takes the prefix-render path
+            skeleton = None
+        self._skeletons[roles] = skeleton
+        return skeleton
+
+    def _text_and_spans(self, conversation: Conversation) -> tuple[str, list[tuple[int, int]]]:
+        messages = with_system_prompt(conversation, self.system_prompt)
+        text = self.render(messages)
+        if self.train_on_prompt:
+            return text, [(0, len(text))]
+        skeleton = None
+        if self._skeletons_allowed and all(len(m) == 2 and isinstance(m.get("content"), str) and m["content"]
+                                           for m in messages):
+            skeleton = self._skeleton(tuple(m["role"] for m in messages))
+        if skeleton is None:
+            return text, self._spans_by_prefix_renders(messages, text)
+        contents = [messages[slot]["content"] for slot in skeleton.slots]
+        parts = [None] * (2 * len(contents) + 1)
+        parts[0::2], parts[1::2] = skeleton.pieces, contents
+        if "".join(parts) != text:  # the template did not copy these contents verbatim
+            return text, self._spans_by_prefix_renders(messages, text)
+        piece_starts = [0, *itertools.accumulate(len(p) for p in parts)][0::2]
+        spans = []
+        for (prompt_piece, prompt_chars), (through_piece, through_chars) in skeleton.bounds:
+            through_end = piece_starts[through_piece] + through_chars
+            spans.append((piece_starts[prompt_piece] + prompt_chars, len(text[:through_end].rstrip())))
         return text, spans
 
+    # ------------------------------------------------------------------------------- tokenizing
     def encode(self, conversations: list[Conversation]) -> list[Encoded]:
-        """Tokenize many conversations in one batch call (the Rust tokenizer runs them in parallel)."""
-        rendered = [self._text_and_spans(c) for c in conversations]
-        batch = self.tokenizer([text for text, _ in rendered], add_special_tokens=False,
-                               return_offsets_mapping=True, return_attention_mask=False)
-        out = []
-        for (_, spans), ids, offsets in zip(rendered, batch["input_ids"], batch["offset_mapping"]):
-            offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)  # [length, (start, end)]
-            trained = np.zeros(len(ids), dtype=bool)
-            for start, end in spans:
-                # A token is trained when it lies inside the span; a token straddling the span's
-                # start (e.g. a merged newline) belongs to the prompt.
-                trained |= (offsets[:, 0] >= start) & (offsets[:, 1] <= end) & (offsets[:, 1] > offsets[:, 0])
-            out.append(Encoded(np.asarray(ids, dtype=np.int64), trained))
+        """Tokenize many conversations in batch calls (the Rust tokenizer runs them in parallel).
+
+        Pipelined by chunks: while a worker thread tokenizes one chunk (the Rust tokenizer releases
+        the GIL), this thread assembles the previous one and renders the next.
+        """
+        out: list[Encoded] = []
+        with ThreadPoolExecutor(max_workers=1) as tokenizer_thread:
+            pending = None
+            for start in range(0, len(conversations), ENCODE_CHUNK):
+                rendered = [self._text_and_spans(c) for c in conversations[start:start + ENCODE_CHUNK]]
+                batch = tokenizer_thread.submit(self.tokenizer, [text for text, _ in rendered],
+                                                add_special_tokens=False, return_offsets_mapping=True,
+                                                return_attention_mask=False)
+                if pending is not None:
+                    out += _assemble(*pending)
+                pending = rendered, batch
+            if pending is not None:
+                out += _assemble(*pending)
         return out
+
+
+def _assemble(rendered: list[tuple[str, list[tuple[int, int]]]], batch: Future) -> list[Encoded]:
+    """Encoded examples from one chunk's (text, spans) and its tokenizer output."""
+    batch = batch.result()
+    # The whole chunk as flat arrays: [tokens] ids, [tokens, 2] character offsets.
+    lengths = np.fromiter(map(len, batch["input_ids"]), np.int64, len(rendered))
+    n_tokens = int(lengths.sum())
+    ids = np.fromiter(itertools.chain.from_iterable(batch["input_ids"]), np.int64, n_tokens)
+    offsets = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(batch["offset_mapping"])),
+                          np.int64, 2 * n_tokens).reshape(-1, 2)
+    trained = _trained_mask([spans for _, spans in rendered], [len(text) for text, _ in rendered], lengths,
+                            offsets)
+    cuts = np.cumsum(lengths)[:-1]
+    return [Encoded(i, t) for i, t in zip(np.split(ids, cuts), np.split(trained, cuts))]
+
+
+def _trained_mask(spans: list[list[tuple[int, int]]], text_lengths: list[int], token_counts: np.ndarray,
+                  offsets: np.ndarray) -> np.ndarray:
+    """[tokens] bool for a chunk: is each token (character offsets [tokens, 2]) inside a trained span?
+
+    A token is trained when it lies inside a span; a token straddling the span's start (e.g. a merged
+    newline) belongs to the prompt.
+    """
+    nonempty = offsets[:, 1] > offsets[:, 0]
+    # Put every example's characters on one axis (example e starts at text_base[e]).
+    text_base = np.zeros(len(text_lengths), np.int64)
+    np.cumsum(text_lengths[:-1], out=text_base[1:])
+    token_base = np.repeat(text_base, token_counts)
+    starts, ends = offsets[:, 0] + token_base, offsets[:, 1] + token_base
+    flat = np.array([(example, start + base, end + base)
+                     for example, (example_spans, base) in enumerate(zip(spans, text_base.tolist()))
+                     for start, end in example_spans], dtype=np.int64).reshape(-1, 3)
+    if not len(flat):
+        return np.zeros(len(offsets), dtype=bool)
+    span_starts, span_ends = flat[:, 1], flat[:, 2]
+    if np.all(span_starts[1:] >= np.maximum(span_starts[:-1], span_ends[:-1])):
+        # Ordered, disjoint spans (each turn's prompt extends the previous turn's reply): "inside
+        # some span" is "inside the last span that starts at or before the token".
+        span = np.searchsorted(span_starts, starts, side="right") - 1
+        return (span >= 0) & (ends <= span_ends[np.maximum(span, 0)]) & nonempty
+    trained = np.zeros(len(offsets), dtype=bool)
+    token_start = np.concatenate([[0], np.cumsum(token_counts)])
+    for example, start, end in flat.tolist():  # any other template: the union of the spans
+        part = slice(token_start[example], token_start[example + 1])
+        trained[part] |= (starts[part] >= start) & (ends[part] <= end) & nonempty[part]
+    return trained
 
 
 def truncate(example: Encoded, cutoff_len: int) -> Encoded:

@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): run by hand, e.g. `python -m bench.lengths`."""

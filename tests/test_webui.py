@@ -41,7 +41,7 @@ def dataset(tmp_path_factory):
 
 def form(model, dataset, run_name="", **overrides) -> list:
     """Handler arguments in CONFIG_INPUTS order, from TrainConfig defaults plus tiny-run settings."""
-    values = TrainConfig(max_steps=10_000, per_device_train_batch_size=2, gradient_accumulation_steps=1,
+    values = TrainConfig(max_steps=1000, per_device_train_batch_size=2, gradient_accumulation_steps=1,
                          cutoff_len=64, lora_rank=4, lora_alpha=8, save_steps=1000).to_dict()
     values.update(model_name_or_path=str(model), dataset=str(dataset), run_name=run_name, **overrides)
     return [values[key] for key in train.CONFIG_INPUTS]
@@ -64,17 +64,18 @@ def test_a_bad_upload_shows_the_problem_with_its_line_number(ctx, tmp_path):
                    '{"messages": [oops\n', encoding="utf-8")
     update, note = data.save_upload(ctx, str(bad), "en")
     value = update["value"]
-    assert data.resolve_dataset(value).parent == ctx.runs_dir / "uploads" and "Uploaded" in note
+    assert data.resolve_dataset(value).parent.parent == ctx.runs_dir / "uploads" and "Uploaded" in note
+    assert value.endswith("/broken.jsonl")  # the user's file name, so messages name the file they know
     summary, problems, _, conversation = data.load_preview(value, "auto", "en")
-    assert summary == "" and conversation == []
-    assert "line 2" in problems and "not valid JSON" in problems and "Traceback" not in problems
+    assert summary == "" and conversation["visible"] is False
+    assert "broken.jsonl" in problems and "line 2" in problems and "not valid JSON" in problems and "Traceback" not in problems
 
 
 def test_a_good_dataset_is_previewed_as_chat_bubbles(dataset):
     summary, problems, slider, conversation = data.load_preview(str(dataset), "auto", "en")
     assert problems == "" and "12 conversations" in summary and "openai" in summary
     assert slider["maximum"] == 12
-    assert [m["role"] for m in conversation] == ["user", "assistant"]
+    assert [m["role"] for m in conversation["value"]] == ["user", "assistant"]
     assert data.show_example(str(dataset), "auto", 4)[0]["content"] == "What is the code 3?"
 
 
@@ -219,3 +220,16 @@ def test_an_exposed_launch_without_auth_exits_with_a_message(args):
                             text=True, timeout=120)
     assert result.returncode != 0
     assert "without a login" in result.stderr and "--auth" in result.stderr
+
+
+def test_a_worker_error_appears_with_the_log_tail(ctx, dataset, tmp_path):
+    missing = tmp_path / "no" / "such-model"
+    message, error = train.start_run(ctx, "en", *form(missing, dataset, "broken-model"))
+    assert error == "" and "broken-model" in message
+    assert ctx.runner.wait(DEADLINE_S)
+    plot, progress, notes, failure, log, start, stop, resume, _ = train.poll(ctx, "en", None)
+    assert "failed" in failure and "Model folder not found" in failure
+    assert "Model folder not found" in log  # the worker's own report, from train.log
+    assert start["interactive"] is True and stop["interactive"] is False and plot is None
+    runs.confirm_delete(ctx, "broken-model", "en")
+    assert train.poll(ctx, "en", None)[1] == i18n.t("mon.no_run", "en")  # the deleted run is no longer shown

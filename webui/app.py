@@ -29,6 +29,8 @@ CSS = """
            padding: 6px 12px; margin: 4px 0; }
 #lt-log textarea { font-family: ui-monospace, monospace; font-size: 0.8em; }
 #lt-progress { font-size: 1.05em; }
+#lt-length-report table { font-size: 0.85em; }
+#lt-length-report th, #lt-length-report td { padding: 4px 8px; white-space: nowrap; }
 """
 
 # System fonts only: the page must render offline and without requests to font CDNs.

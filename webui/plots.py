@@ -52,7 +52,7 @@ def histogram_svg(edges: list[float], counts: list[int], current: int | None, su
         return left + plot_w * min(value, x_max) / x_max
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-             f'class="lt-hist" role="img" style="width:100%;max-width:{width}px;font:11px sans-serif">']
+             f'class="lt-hist" role="img" style="width:100%;max-width:{width}px;font:12px sans-serif">']
     for lo, hi, count in zip(edges[:-1], edges[1:], counts):
         bar_h = plot_h * count / y_max
         parts.append(f'<rect x="{x(lo):.1f}" y="{top + plot_h - bar_h:.1f}" width="{max(x(hi) - x(lo) - 1, 1):.1f}" '

@@ -99,6 +99,8 @@ class Runner:
     def current(self) -> RunFolder | None:
         """The running job, else the last one this server ran (what the train tab shows)."""
         with self._lock:
+            if self._job is None and self._last is not None and not self._last.path.is_dir():
+                self._last = None  # deleted on the runs tab
             return self._job.run if self._job else self._last
 
     def stop_requested(self) -> bool:

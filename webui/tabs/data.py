@@ -54,7 +54,7 @@ def _is_training_file(path: Path) -> bool:
 
 def dataset_choices(ctx: AppContext) -> list[str]:
     demos = [p for pattern in ("*.jsonl", "*.json") for p in sorted(DEMO_DIR.glob(pattern))]
-    uploads = sorted((ctx.runs_dir / UPLOADS).glob("*.json*"))
+    uploads = sorted((ctx.runs_dir / UPLOADS).glob("*/*.json*"))
     return [display_path(p) for p in demos + uploads if _is_training_file(p)]
 
 
@@ -80,17 +80,19 @@ def count_examples(value: str, fmt: str = "auto") -> int | None:
 
 
 # ------------------------------------------------------------------------------------- handlers
-def load_preview(value: str, fmt: str, lang: str) -> tuple[str, str, Any, list[dict[str, str]]]:
+def load_preview(value: str, fmt: str, lang: str) -> tuple[str, str, Any, Any]:
     """(summary, problems box, example slider, first conversation) for the chosen dataset."""
     try:
         dataset = load(value, fmt)
     except UserInputError as err:
-        return "", error_html(i18n.t("data.problems", lang), str(err)), gr.update(value=1), []
+        return "", error_html(i18n.t("data.problems", lang), str(err)), gr.update(value=1, visible=False), \
+            gr.update(value=[], visible=False)
     count = len(dataset.conversations)
     turns = sum(len(c) for c in dataset.conversations) / max(count, 1)
     summary = i18n.t("data.loaded", lang, name=Path(dataset.path).name, format=dataset.format,
                      count=count, turns=f"{turns:.1f}")
-    return summary, "", gr.update(minimum=1, maximum=max(count, 2), value=1), dataset.conversations[0]
+    return summary, "", gr.update(minimum=1, maximum=max(count, 2), value=1, visible=True), \
+        gr.update(value=dataset.conversations[0], visible=True)
 
 
 def show_example(value: str, fmt: str, number: float) -> list[dict[str, str]]:
@@ -109,8 +111,10 @@ def save_upload(ctx: AppContext, file: str | None, lang: str) -> tuple[Any, str]
     source = Path(file)
     folder = ctx.runs_dir / UPLOADS
     folder.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:8]
-    target = folder / f"{source.stem}-{digest}{source.suffix.lower()}"  # same content, same file
+    # One folder per content hash keeps the user's file name (error messages name it) while two
+    # different files of the same name never overwrite each other.
+    target = folder / hashlib.sha256(source.read_bytes()).hexdigest()[:12] / source.name
+    target.parent.mkdir(exist_ok=True)
     shutil.copyfile(source, target)
     value = display_path(target)
     choices = dataset_choices(ctx)
@@ -129,6 +133,9 @@ def analyze(value: str, fmt: str, model: str, cutoff_len: float, system_prompt: 
                               system_prompt=system_prompt or "", train_on_prompt=bool(train_on_prompt))
     except UserInputError as err:
         return "", "", None, gr.update(interactive=False), error_html(i18n.t("data.problems", lang), str(err))
+    except Exception as err:  # noqa: BLE001 - a model that cannot load: say so in the page, no traceback
+        return "", "", None, gr.update(interactive=False), error_html(i18n.t("data.problems", lang),
+                                                                      f"{type(err).__name__}: {err}")
     info = report.to_dict()
     svg = histogram_svg(info["histogram"]["edges"], info["histogram"]["counts"], info["current_cutoff"],
                         info["suggested_cutoff"], lang)
@@ -138,13 +145,13 @@ def analyze(value: str, fmt: str, model: str, cutoff_len: float, system_prompt: 
 
 def report_markdown(info: dict[str, Any], lang: str) -> str:
     lines = [i18n.t("data.suggestion", lang, value=info["suggested_cutoff"], current=info["current_cutoff"],
-                    reason=info.get("reason", "")), "", i18n.t("data.stats.header", lang),
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                    reason=info.get("reason", "")), "", i18n.t("data.stats.header", lang, count=info["examples"]),
+             "|---|---:|---:|---:|---:|---:|"]
     for key in ("total", "prompt", "supervised"):
         s = info["summary"].get(key)
         if s:
-            lines.append(f"| {i18n.t('data.stats.' + key, lang)} | {s['count']} | {s['min']:.0f} | {s['mean']:.0f} "
-                         f"| {s['p50']:.0f} | {s['p90']:.0f} | {s['p99']:.0f} | {s['max']:.0f} |")
+            lines.append(f"| {i18n.t('data.stats.' + key, lang)} | {s['mean']:.0f} | {s['p50']:.0f} "
+                         f"| {s['p90']:.0f} | {s['p99']:.0f} | {s['max']:.0f} |")
     rows = _candidate_rows(info)
     if rows:
         lines += ["", i18n.t("data.cand.header", lang), "|---:|---:|---:|---:|---:|"]

@@ -40,14 +40,16 @@ def refresh(ctx: AppContext, lang: str, selected: str | None, overlay: list[str]
     return runs_table(ctx, lang), gr.update(choices=names, value=keep), gr.update(choices=names, value=value)
 
 
-def overlay_plot(ctx: AppContext, names: list[str] | None) -> pd.DataFrame:
+def overlay_plot(ctx: AppContext, names: list[str] | None) -> pd.DataFrame | None:
+    """Curves of the chosen runs; None when there is nothing to draw (see train.chart_value)."""
     curves = {}
     for name in names or []:
         try:
             curves[name] = RunFolder(run_path(ctx.runs_dir, name)).all_events()
         except UserInputError:
             continue
-    return overlay_frame(curves)
+    frame = overlay_frame(curves)
+    return frame if len(frame) else None
 
 
 def show_config(ctx: AppContext, name: str | None) -> str:
@@ -103,7 +105,7 @@ def build(ctx: AppContext) -> None:
         with gr.Column(scale=1):
             c["runs_overlay"] = ctx.text(gr.CheckboxGroup(choices=names, label=i18n.t("runs.overlay"),
                                                           elem_id="lt-runs-overlay"), "runs.overlay")
-            c["runs_plot"] = ctx.text(gr.LinePlot(overlay_frame({}), x="step", y="loss", color="run", height=300,
+            c["runs_plot"] = ctx.text(gr.LinePlot(None, x="step", y="loss", color="run", height=300,
                                                   label=i18n.t("runs.chart")), "runs.chart")
         with gr.Column(scale=1):
             c["runs_select"] = ctx.text(gr.Dropdown(choices=names, value=names[0] if names else None,

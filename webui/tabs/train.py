@@ -202,7 +202,7 @@ def poll(ctx: AppContext, lang: str, seen: Any) -> list[Any]:
         if signature == seen:
             return [gr.skip()] * 8 + [seen]
         can_resume = resumable(ctx) is not None
-        return [_empty_frame(), i18n.t("mon.no_run", lang), "", "", "", gr.update(interactive=True),
+        return [None, i18n.t("mon.no_run", lang), "", "", "", gr.update(interactive=True),
                 gr.update(interactive=False), gr.update(interactive=can_resume), signature]
     events = ctx.runner.events(run)
     status = run_status(run, events)
@@ -216,13 +216,19 @@ def poll(ctx: AppContext, lang: str, seen: Any) -> list[Any]:
         failure = error_html(i18n.t("mon.failed", lang, run=run.path.name).replace("**", ""),
                              final.get("message", ""))
     can_resume = not running and status in ("stopped", "error", "interrupted") and run.latest_checkpoint() is not None
-    return [loss_frame(events), progress_markdown(run, events, status, stopping, lang), notes_markdown(events, status),
+    return [chart_value(events), progress_markdown(run, events, status, stopping, lang), notes_markdown(events, status),
             failure, run.log_tail(LOG_LINES), gr.update(interactive=not running),
             gr.update(interactive=running and not stopping), gr.update(interactive=can_resume), signature]
 
 
-def _empty_frame():
-    return loss_frame([])
+def chart_value(events: list[dict[str, Any]]):
+    """The loss frame, or None while it is empty.
+
+    gradio 6's LinePlot fixes its colour scale from the first data it draws: once it has drawn an
+    empty frame, later points get no colour and the line stays invisible. None avoids that.
+    """
+    frame = loss_frame(events)
+    return frame if len(frame) else None
 
 
 # ---------------------------------------------------------------------------------------- layout
@@ -282,7 +288,7 @@ def build(ctx: AppContext) -> None:
             c["plan"] = gr.Markdown(elem_id="lt-plan")
             c["progress"] = gr.Markdown(i18n.t("mon.no_run"), elem_id="lt-progress")
             c["failure"] = gr.HTML(elem_id="lt-failure")
-            c["loss_plot"] = ctx.text(gr.LinePlot(_empty_frame(), x="step", y="loss", color="series",
+            c["loss_plot"] = ctx.text(gr.LinePlot(None, x="step", y="loss", color="series",
                                                   label=i18n.t("train.chart"), height=300,
                                                   color_map={"train": "#3b6fd6", "eval": "#e07b28"},
                                                   elem_id="lt-loss-plot"), "train.chart")

@@ -132,6 +132,17 @@ def test_a_dead_worker_is_reported_as_an_error(runs_dir, data, tiny_model_dir):
     assert not run.path.exists()
 
 
+def test_an_unanswered_stop_falls_back_to_sigterm(runs_dir, data, tiny_model_dir):
+    """With no grace the watcher sends SIGTERM at once; the worker, still importing, dies of it and
+    the runner records the stop (no adapter: nothing was trained)."""
+    runner = Runner(runs_dir, stop_grace_s=0.0, kill_grace_s=DEADLINE_S)
+    run = runner.start(tiny_config(runs_dir, tiny_model_dir, data, "sigterm"))
+    runner.stop()
+    assert runner.wait(DEADLINE_S)
+    final = run.all_events()[-1]
+    assert final["type"] == "stopped" and "SIGTERM" in final["reason"]
+
+
 def test_a_new_runner_adopts_a_worker_that_is_still_training(runs_dir, data, tiny_model_dir):
     """A restarted server finds the job through worker.pid, shows it and can stop it."""
     first = Runner(runs_dir)

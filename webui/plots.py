@@ -28,6 +28,22 @@ def loss_frame(events: list[dict[str, Any]]) -> pd.DataFrame:
     return _typed(loss_points(events), "series")
 
 
+def name_every_series(frame: pd.DataFrame, series: tuple[str, ...] = ("train", "eval")) -> pd.DataFrame:
+    """The loss frame plus, for each series without a point yet, one row with no step and no loss.
+
+    gradio 6's LinePlot takes its colour scale from the series in the first data it draws and later
+    only swaps the data, so a series that appears later (eval, at the first eval step) would be drawn
+    without a colour: invisible. Naming every series from the start keeps each line in its colour;
+    the chart does not draw a row without a step. (step becomes the nullable Int64 for that row.)
+    """
+    missing = [name for name in series if name not in set(frame["series"])]
+    if not missing:
+        return frame
+    empty = pd.DataFrame({"step": pd.array([None] * len(missing), dtype="Int64"),
+                          "loss": [float("nan")] * len(missing), "series": missing})
+    return pd.concat([frame.astype({"step": "Int64"}), empty], ignore_index=True)
+
+
 def overlay_frame(curves: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
     """Train-loss curves of several runs in one frame, coloured by run name (eval as 'name (eval)')."""
     rows = []

@@ -21,7 +21,7 @@ from core.presets import DEFAULT_PRESET, load_preset, preset_values
 from core.runs import list_runs, run_path, run_status
 from webui import i18n
 from webui.context import AppContext, error_html
-from webui.plots import loss_frame
+from webui.plots import loss_frame, name_every_series
 from webui.runner import JobRunning
 from webui.tabs import data as data_tab
 from webui.tabs.top import preset_description
@@ -225,10 +225,11 @@ def chart_value(events: list[dict[str, Any]]):
     """The loss frame, or None while it is empty.
 
     gradio 6's LinePlot fixes its colour scale from the first data it draws: once it has drawn an
-    empty frame, later points get no colour and the line stays invisible. None avoids that.
+    empty frame, later points get no colour and the line stays invisible. None avoids that, and
+    name_every_series does the same for the eval line, whose first point comes later.
     """
     frame = loss_frame(events)
-    return frame if len(frame) else None
+    return name_every_series(frame) if len(frame) else None
 
 
 # ---------------------------------------------------------------------------------------- layout

@@ -123,7 +123,11 @@ def test_a_fresh_start_into_an_existing_run_folder_is_refused(stopped_run, runs_
 def test_a_dead_worker_is_reported_as_an_error(runs_dir, data, tiny_model_dir):
     runner = Runner(runs_dir)
     run = runner.start(tiny_config(runs_dir, tiny_model_dir, data, "killed"))
-    os.killpg(live_worker_pid(run), signal.SIGKILL)  # an OOM kill looks like this
+    try:
+        os.killpg(int((run.path / "worker.pid").read_text()), signal.SIGKILL)  # an OOM kill looks like this
+    except BaseException:
+        runner.stop()  # never leave a worker behind
+        raise
     assert runner.wait(DEADLINE_S)
     final = run.all_events()[-1]
     assert final["type"] == "error" and "SIGKILL" in final["message"]

@@ -51,15 +51,16 @@ class PackingCollator:
                 "position_ids": torch.tensor([position_ids], dtype=torch.long)}
 
 
-def example_bounds(position_ids: torch.Tensor) -> list[int]:
-    """[1, tokens] restarting positions -> [0, start of example 2, ..., tokens].
+def example_lengths(position_ids: torch.Tensor) -> list[int]:
+    """[1, tokens] restarting positions -> the length of each example packed in the row.
 
     An example starts wherever the position does not continue the previous one (the same rule as
     transformers.masking_utils.find_packed_sequence_indices).
     """
     positions = position_ids[0]
     starts = torch.nonzero(positions[1:] != positions[:-1] + 1).flatten() + 1
-    return [0, *starts.tolist(), positions.shape[0]]
+    bounds = [0, *starts.tolist(), positions.shape[0]]
+    return [end - start for start, end in zip(bounds[:-1], bounds[1:])]
 
 
 # ----------------------------------------------------------------------------------- attention
@@ -79,13 +80,13 @@ def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     plain = (position_ids is None or query.shape[0] != 1 or key.shape[2] != query.shape[2]
              or kwargs.get("use_cache") or kwargs.get("sliding_window") is not None or kwargs.get("softcap") is not None
              or not getattr(module, "is_causal", True) or kwargs.get("is_causal") is False)
-    bounds = [] if plain else example_bounds(position_ids)
-    if len(bounds) <= 2:  # one example (or not packed): the mask is None and sdpa runs causally anyway
+    lengths = [] if plain else example_lengths(position_ids)
+    if len(lengths) <= 1:  # one example (or not packed): the mask is None and sdpa runs causally anyway
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     kwargs.pop("is_causal", None)
-    pieces = [sdpa_attention_forward(module, query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
-                                     None, is_causal=True, **kwargs)[0]
-              for start, end in zip(bounds[:-1], bounds[1:])]
+    # split (not slicing in a loop): its backward is one concatenation, not a zero-filled copy per piece
+    pieces = [sdpa_attention_forward(module, q, k, v, None, is_causal=True, **kwargs)[0]
+              for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2))]
     return torch.cat(pieces, dim=1), None
 
 
@@ -124,7 +125,10 @@ def trained_tokens_loss(model, inputs: dict[str, torch.Tensor],
     keep = torch.nn.functional.pad(targets != IGNORE_INDEX, (0, 1), value=False)  # [rows, tokens]
     model_inputs = {name: value for name, value in inputs.items() if name != "labels"}
     outputs = model(**model_inputs, logits_to_keep=keep)
-    logits = outputs.logits.float()  # [kept, vocab], upcast like ForCausalLMLoss
+    logits = outputs.logits  # [kept, vocab]
+    if logits.dim() == 3:  # a model class that ignores a mask in logits_to_keep: same loss, all logits
+        logits = logits[keep]
+    logits = logits.float()  # upcast like ForCausalLMLoss
     loss = torch.nn.functional.cross_entropy(logits, targets[keep[:, :-1]], reduction="sum")
     if num_items_in_batch is None:
         return loss / keep.sum().clamp(min=1), outputs

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core.config import TrainConfig
-from core.packing import (PACKED_ATTENTION, PackingCollator, TrainedTokensTrainer, example_bounds,
+from core.packing import (PACKED_ATTENTION, PackingCollator, TrainedTokensTrainer, example_lengths,
                           trained_tokens_loss, use_packed_attention)
 from core.template import IGNORE_INDEX, Encoded
 from core.train import as_features, build_model, padding_collator
@@ -64,12 +64,12 @@ def test_collator_packs_one_row_with_restarting_positions():
     # Example 2's first token is never a target: unpacked, no position predicts it either.
     assert batch["labels"].tolist() == [[IGNORE_INDEX, 6, 7, IGNORE_INDEX, 9]]
     assert "attention_mask" not in batch  # would hide the boundaries from transformers' masking
-    assert example_bounds(batch["position_ids"]) == [0, 3, 5]
+    assert example_lengths(batch["position_ids"]) == [3, 2]
 
 
-def test_example_bounds_handles_length_one_examples():
-    assert example_bounds(torch.tensor([[0, 0, 1, 0, 0, 1, 2]])) == [0, 1, 3, 4, 7]
-    assert example_bounds(torch.tensor([[0, 1, 2, 3]])) == [0, 4]
+def test_example_lengths_handles_length_one_examples():
+    assert example_lengths(torch.tensor([[0, 0, 1, 0, 0, 1, 2]])) == [1, 2, 1, 3]
+    assert example_lengths(torch.tensor([[0, 1, 2, 3]])) == [4]
 
 
 @pytest.mark.parametrize("packed_attention", [False, True], ids=["transformers-mask", "per-example-sdpa"])

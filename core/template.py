@@ -304,8 +304,9 @@ def _trained_mask(spans: list[list[tuple[int, int]]], text_lengths: list[int], t
                   offsets: np.ndarray) -> np.ndarray:
     """[tokens] bool for a chunk: is each token (character offsets [tokens, 2]) inside a trained span?
 
-    A token is trained when it lies inside a span; a token straddling the span's start (e.g. a merged
-    newline) belongs to the prompt.
+    A token is trained when it overlaps a span. A token straddling a span's edge carries reply
+    characters (e.g. ' the' when the generation prompt ends in a space and the byte-level tokenizer
+    merges it into the reply's first word): leaving it out would never train that word.
     """
     nonempty = offsets[:, 1] > offsets[:, 0]
     # Put every example's characters on one axis (example e starts at text_base[e]).
@@ -320,15 +321,15 @@ def _trained_mask(spans: list[list[tuple[int, int]]], text_lengths: list[int], t
         return np.zeros(len(offsets), dtype=bool)
     span_starts, span_ends = flat[:, 1], flat[:, 2]
     if np.all(span_starts[1:] >= np.maximum(span_starts[:-1], span_ends[:-1])):
-        # Ordered, disjoint spans (each turn's prompt extends the previous turn's reply): "inside
-        # some span" is "inside the last span that starts at or before the token".
-        span = np.searchsorted(span_starts, starts, side="right") - 1
-        return (span >= 0) & (ends <= span_ends[np.maximum(span, 0)]) & nonempty
+        # Ordered, disjoint spans (each turn's prompt extends the previous turn's reply): a token
+        # overlaps a span iff it overlaps the last span starting at or before its last character.
+        span = np.searchsorted(span_starts, ends - 1, side="right") - 1
+        return (span >= 0) & (starts < span_ends[np.maximum(span, 0)]) & nonempty
     trained = np.zeros(len(offsets), dtype=bool)
     token_start = np.concatenate([[0], np.cumsum(token_counts)])
     for example, start, end in flat.tolist():  # any other template: the union of the spans
         part = slice(token_start[example], token_start[example + 1])
-        trained[part] |= (starts[part] >= start) & (ends[part] <= end) & nonempty[part]
+        trained[part] |= (ends[part] > start) & (starts[part] < end) & nonempty[part]
     return trained
 
 

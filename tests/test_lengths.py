@@ -54,7 +54,8 @@ def reference_encode(tokenizer, conversations, system_prompt="", train_on_prompt
         offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
         trained = np.zeros(len(ids), dtype=bool)
         for start, end in spans:
-            trained |= (offsets[:, 0] >= start) & (offsets[:, 1] <= end) & (offsets[:, 1] > offsets[:, 0])
+            # a token is trained when it overlaps a reply span
+            trained |= (offsets[:, 1] > start) & (offsets[:, 0] < end) & (offsets[:, 1] > offsets[:, 0])
         out.append(Encoded(np.asarray(ids, dtype=np.int64), trained))
     return out
 

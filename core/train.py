@@ -36,6 +36,7 @@ warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", categ
 import torch  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
+from core.advisor import advise, template_injects_system
 from core.config import TrainConfig, load_config, parse_overrides, save_config
 from core.data import load_dataset
 from core.errors import UserInputError
@@ -309,13 +310,14 @@ class StopSignals:
             signal.signal(signum, handler)
 
 
-def run_training(config: TrainConfig, show_progress: bool = False) -> dict[str, Any]:
+def run_training(config: TrainConfig, show_progress: bool = False, print_advice: bool = False) -> dict[str, Any]:
     """Train and return the final event (done or stopped). Errors are raised to the caller."""
     with StopSignals() as stop_signals:
-        return _run_training(config, show_progress, stop_signals)
+        return _run_training(config, show_progress, print_advice, stop_signals)
 
 
-def _run_training(config: TrainConfig, show_progress: bool, stop_signals: StopSignals) -> dict[str, Any]:
+def _run_training(config: TrainConfig, show_progress: bool, print_advice: bool,
+                  stop_signals: StopSignals) -> dict[str, Any]:
     from transformers import PrinterCallback, Trainer
 
     run = RunFolder(config.output_dir)
@@ -337,6 +339,14 @@ def _run_training(config: TrainConfig, show_progress: bool, stop_signals: StopSi
                    f"{data.stats['dropped']} dropped (no trained token left)")
         run.append_event("warning", message=message)
         log.warning(message)
+
+    # The advisor's notes go into the start event (the web UI shows them) and, from the CLI, to stderr.
+    notes = advise(config, len(data.train), template_injects_system(ChatEncoder(tokenizer)))
+    stats["advice"] = [str(note) for note in notes]
+    for note in notes:
+        log.info("advisor: %s", note)
+        if print_advice:
+            print(note, file=sys.stderr)
 
     events = EventsCallback(run, config, stats, show_progress, stop_signals)
     trainer = Trainer(
@@ -404,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train_and_report(config: TrainConfig, run: RunFolder) -> int:
     try:
-        final = run_training(config, show_progress=sys.stderr.isatty())
+        final = run_training(config, show_progress=sys.stderr.isatty(), print_advice=True)
     except KeyboardInterrupt:  # a second Ctrl-C: abort without saving
         run.append_event("error", message="interrupted (Ctrl-C twice): nothing saved after the last checkpoint")
         print("error: interrupted", file=sys.stderr)

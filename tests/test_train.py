@@ -289,6 +289,8 @@ def test_training_end_to_end_as_a_subprocess(tmp_path, tiny_model_dir, dataset):
     # a quiet terminal: no tracebacks, no library warnings, no bitsandbytes import chatter
     for noise in ("Traceback", "Warning", "warnings.warn", "Failed to load", "it/s"):
         assert noise not in err, err
+    # the advisor's notes are printed before training, and kept in the start event
+    assert "[info] Effective batch =" in err and "[warn] Only 2 optimizer steps" in err
     events = events_by_type(run_dir)
     assert len(events["step"]) == 2 and events["done"][0]["step"] == 2
     assert (run_dir / "train.log").read_text(encoding="utf-8").count(" step ") >= 2

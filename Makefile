@@ -21,8 +21,9 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m webui $(ARGS)
 
+# -rs prints why tests were skipped, e.g. the browser tests (tests/browser) where chromium is missing.
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV)

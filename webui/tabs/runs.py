@@ -52,6 +52,17 @@ def overlay_plot(ctx: AppContext, names: list[str] | None) -> pd.DataFrame | Non
     return frame if len(frame) else None
 
 
+def overlay_update(ctx: AppContext, names: list[str] | None):
+    """overlay_plot, drawn afresh.
+
+    gradio 6's LinePlot takes its colour scale from the curves in the first data it draws and later
+    only swaps the data: a run ticked after the first would be drawn without a colour (invisible).
+    Clearing the chart first (None) makes it draw the new curves from scratch.
+    """
+    yield None
+    yield overlay_plot(ctx, names)
+
+
 def show_config(ctx: AppContext, name: str | None) -> str:
     if not name:
         return ""
@@ -133,7 +144,11 @@ def wire(ctx: AppContext) -> None:
     do_refresh = (lambda lang, sel, ov: refresh(ctx, lang, sel, ov))
     refresh_inputs = [c["lang"], c["runs_select"], c["runs_overlay"]]
     c["runs_refresh"].click(do_refresh, inputs=refresh_inputs, outputs=listing, api_name="list_runs")
-    c["runs_overlay"].change(lambda names: overlay_plot(ctx, names), inputs=c["runs_overlay"],
+
+    def overlay(names):
+        yield from overlay_update(ctx, names)
+
+    c["runs_overlay"].change(overlay, inputs=c["runs_overlay"],
                              outputs=c["runs_plot"], api_name="overlay_runs")
     c["runs_select"].change(lambda name: show_config(ctx, name), inputs=c["runs_select"], outputs=c["runs_config"],
                             api_visibility="private")

@@ -1,11 +1,12 @@
 """One training run on the tiny model, followed in a real browser from Start to chat.
 
 The tests share the run and go in file order: it streams, survives a reload, refuses a second
-Start, stops, shows up on the runs tab, and then answers on the chat tab. max_steps is far more
-than the tests need, so the run is always going until the Stop test stops it.
+Start, stops, shows up on the runs tab, answers on the chat tab, and is overlaid with another run.
+max_steps is far more than the tests need, so the run is always going until the Stop test stops it.
 """
 import json
 import re
+import shutil
 
 import pytest
 
@@ -180,3 +181,22 @@ def test_chat_with_the_finished_run_shows_base_and_tuned_side_by_side(finished_r
     left, right = tuned.bounding_box(), base.bounding_box()
     assert left["x"] + left["width"] <= right["x"] + 1 and abs(left["y"] - right["y"]) < 40, (left, right)
     assert tailor.page_errors == []
+
+
+def test_the_runs_tab_overlays_two_runs_each_in_its_colour(finished_run, tailor, app):
+    # A second finished run: a copy of this one's folder, as an earlier session would have left it.
+    shutil.copytree(app.runs_dir / finished_run, app.runs_dir / "earlier-run")
+    page = tailor.open().page
+    tailor.tab("Runs")
+    expect(page.locator("#lt-runs-table tr", has_text="earlier-run")).to_contain_text("stopped")
+
+    def line(run):
+        return page.locator(f"[aria-roledescription='line mark'][aria-label$='run: {run}']")
+
+    overlay = page.locator("#lt-runs-overlay")
+    overlay.get_by_text(finished_run, exact=True).click()
+    expect(line(finished_run)).to_have_attribute("stroke", COLOURED)
+    overlay.get_by_text("earlier-run", exact=True).click()  # ticked second: drawn in colour too
+    expect(line("earlier-run")).to_have_attribute("stroke", COLOURED)
+    expect(line(finished_run)).to_have_attribute("stroke", COLOURED)
+    assert line("earlier-run").get_attribute("stroke") != line(finished_run).get_attribute("stroke")

@@ -11,10 +11,14 @@ ours      core.train.run_training on the same TrainConfig: what `python -m core.
 ours+gc   the same with gradient_checkpointing: true, the engine's low-memory setting.
 
 Both get the same model, encoded examples (core.train.prepare_data: same order), LoRA settings,
-seed, effective batch (examples per optimizer step) and number of optimizer steps. Each run is a
-fresh process (so peak RSS is its own) and the runs alternate baseline, ours, baseline, ours...,
-so noise from other work on the machine hits both alike. Real tokens are counted from the examples
-each batch was built from, the same way for both; padding share = padded positions / positions run.
+seed, effective batch (examples per optimizer step) and number of optimizer steps, so optimizer
+step k sees the same examples in every variant. Each variant trains in its own process (so peak
+RSS is its own), all loaded at once and run in lockstep: optimizer step k of baseline, then of
+ours, then of ours+gc, then step k+1 (the order rotates every step), each process waiting while
+another steps. Noise from other work on a shared machine thus hits every variant alike, seconds
+apart; only the time inside optimizer steps is counted, after WARMUP_STEPS untimed ones. Real
+tokens are counted from the examples each batch was built from, the same way for all; padding
+share = padded positions / positions run. Loss and memory cover every step.
 
 Datasets: `persona` = datasets_demo/persona_en.jsonl (short chats); `long` = conversations of
 512-2,048 tokens (uniform), generated deterministically here; or a path to a .json/.jsonl file.
@@ -31,13 +35,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PERSONA = PROJECT_ROOT / "datasets_demo" / "persona_en.jsonl"
-# Per dataset: optimizer steps, per-device batch, gradient accumulation, cutoff_len. The long set
-# uses a smaller effective batch and fewer steps so a run stays within minutes on 2 CPU cores.
+# Per dataset: measured optimizer steps, per-device batch, gradient accumulation, cutoff_len. The
+# long set uses a smaller effective batch and fewer steps so a run stays within minutes on 2 CPU cores.
 PRESETS = {"persona": (10, 2, 4, 1024), "long": (3, 2, 2, 2048)}
+# Optimizer steps run first and not timed: a process's first steps are several times slower (memory
+# touched for the first time, lazily loaded weights), whatever the pipeline.
+WARMUP_STEPS = 2
 VARIANTS = ("baseline", "ours", "ours+gc")
 LONG_RANGE = (512, 2048)  # tokens per generated conversation, uniform
 LONG_COUNT = 48
@@ -110,44 +118,71 @@ def _rss_mb(field: str) -> float | None:
     return None
 
 
-def meter_callback():
-    """A TrainerCallback that times training and counts the tokens of every batch it was fed."""
+def meter_callback(channel):
+    """A TrainerCallback that counts the tokens of every batch and times each optimizer step.
+
+    Lockstep: before each step it waits for "go" from the parent (stdin) and after it reports the
+    step on `channel`, so only this process computes while it is timed.
+    """
     import torch
     from transformers import TrainerCallback
 
     class Meter(TrainerCallback):
         def __init__(self):
-            self.real_tokens = self.positions = 0
+            self.collated: deque[tuple[int, int]] = deque()  # (real tokens, positions) per batch made
+            self.step_tokens = [0, 0]  # of the batches the model ran in this optimizer step
+            self.steps: list[dict] = []
             self.result: dict = {}
 
         def _counting(self, collate):
             def collate_and_count(features):
                 batch = collate(features)
-                self.real_tokens += sum(len(f["input_ids"]) for f in features)
-                self.positions += batch["input_ids"].numel()
+                self.collated.append((sum(len(f["input_ids"]) for f in features), batch["input_ids"].numel()))
                 return batch
             return collate_and_count
 
-        def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        def _consume(self, module, args, kwargs):
+            # The data loader runs a batch ahead; a batch counts when the model runs it.
+            real, positions = self.collated.popleft()
+            self.step_tokens[0] += real
+            self.step_tokens[1] += positions
+
+        def on_train_begin(self, args, state, control, train_dataloader=None, model=None, **kwargs):
             loader = getattr(train_dataloader, "base_dataloader", train_dataloader)  # accelerate wraps it
             loader.collate_fn = self._counting(loader.collate_fn)
+            model.register_forward_pre_hook(self._consume, with_kwargs=True)
+            self.start_rss_mb = _rss_mb("VmRSS")
             try:  # restart the high-water mark: the training phase's peak, model loading excluded
                 Path("/proc/self/clear_refs").write_text("5")
             except OSError:
                 pass
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats()
-            self.start_rss_mb = _rss_mb("VmRSS")
             self.tokens_seen_start = state.num_input_tokens_seen
-            self.wall, self.cpu = time.perf_counter(), time.process_time()
+            channel.write("ready\n")
+            channel.flush()
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if sys.stdin.readline().strip() != "go":
+                raise SystemExit("bench worker: the parent went away")
+            self.step_tokens = [0, 0]
+            self.t_wall, self.t_cpu = time.perf_counter(), time.process_time()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            wall, cpu = time.perf_counter() - self.t_wall, time.process_time() - self.t_cpu
+            self.steps.append({"wall_s": wall, "cpu_s": cpu, "real_tokens": self.step_tokens[0],
+                               "positions": self.step_tokens[1]})
+            channel.write(f"step {wall:.3f}\n")
+            channel.flush()
 
         def on_train_end(self, args, state, control, **kwargs):
-            wall, cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+            timed = self.steps[WARMUP_STEPS:]
             self.result = {
-                "wall_s": wall, "cpu_s": cpu, "real_tokens": self.real_tokens, "positions": self.positions,
+                **{key: sum(s[key] for s in timed) for key in ("wall_s", "cpu_s", "real_tokens", "positions")},
+                "steps": self.steps,
+                "all_real_tokens": sum(s["real_tokens"] for s in self.steps),
                 "trainer_tokens": state.num_input_tokens_seen - self.tokens_seen_start,
                 "losses": [h["loss"] for h in state.log_history if "loss" in h],
-                "steps": state.global_step,
                 "start_rss_mb": self.start_rss_mb, "train_peak_rss_mb": _rss_mb("VmHWM"),
                 "peak_vram_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
             }
@@ -160,19 +195,18 @@ def bench_config(args, dataset: Path, output_dir: Path):
 
     return TrainConfig(model_name_or_path=args.model, dataset=str(dataset), cutoff_len=args.cutoff,
                        per_device_train_batch_size=args.batch, gradient_accumulation_steps=args.accum,
-                       max_steps=args.steps, output_dir=str(output_dir), save_steps=10**6, logging_steps=1)
+                       max_steps=WARMUP_STEPS + args.steps, output_dir=str(output_dir), save_steps=10**6,
+                       logging_steps=1)
 
 
-def run_ours(config) -> dict:
+def run_ours(config, meter) -> None:
     """The engine exactly as `python -m core.train` runs it, plus the meter."""
     from core.train import run_training
 
-    meter = meter_callback()
-    done = run_training(config, callbacks=[meter])
-    return {**meter.result, "engine_tokens_per_s": done["tokens_per_s"]}
+    run_training(config, callbacks=[meter])
 
 
-def run_baseline(config) -> dict:
+def run_baseline(config, meter) -> None:
     """transformers Trainer + peft LoRA, pad-to-longest, random order, gradient checkpointing on."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -202,26 +236,31 @@ def run_baseline(config) -> dict:
         seed=config.seed, logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True,
         use_cpu=device == "cpu", bf16=dtype == torch.bfloat16, remove_unused_columns=False,
         include_num_input_tokens_seen="non_padding")
-    meter = meter_callback()
     trainer = Trainer(model=model, args=args, train_dataset=as_features(data.train), callbacks=[meter],
                       data_collator=DataCollatorForSeq2Seq(tokenizer, padding="longest",
                                                            label_pad_token_id=IGNORE_INDEX, return_tensors="pt"))
     trainer.train()
-    return meter.result
 
 
 def worker(variant: str, args) -> None:
-    """One measured run in this (fresh) process; the result goes to args.result as JSON."""
+    """One variant's training in this process, stepping when the parent says "go" (stdin).
+
+    The protocol goes over the original stdout; anything else printed goes to stderr.
+    """
+    channel = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    folder = Path(tempfile.mkdtemp(prefix=f"bench-{variant}-"))
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-{variant.replace('+', '-')}-"))
     config = bench_config(args, Path(args.dataset_file), folder / "run")
     config.gradient_checkpointing = variant == "ours+gc"
-    result = run_baseline(config) if variant == "baseline" else run_ours(config)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # whole process, KiB on Linux
-    Path(args.result).write_text(json.dumps(result), encoding="utf-8")
+    meter = meter_callback(channel)
+    (run_baseline if variant == "baseline" else run_ours)(config, meter)
+    result = {**meter.result, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # KiB
+    channel.write("result " + json.dumps(result) + "\n")
+    channel.flush()
 
 
 # ------------------------------------------------------------------------------------ reporting
@@ -238,7 +277,7 @@ def report(args, dataset: Path, runs: dict[str, list[dict]], stats: dict) -> Non
         return r["real_tokens"] / r["wall_s"]
 
     rows = [("real tokens/s (median)", tps, "{:.1f}", True),
-            ("  per run, in order", None, None, False),
+            ("  per run", None, None, False),
             ("real tokens per CPU-second", lambda r: r["real_tokens"] / r["cpu_s"], "{:.1f}", True),
             ("padding share", lambda r: 1 - r["real_tokens"] / r["positions"], "{:.1%}", False),
             ("RSS at training start (MiB)", lambda r: r["start_rss_mb"], "{:.0f}", False),
@@ -249,9 +288,9 @@ def report(args, dataset: Path, runs: dict[str, list[dict]], stats: dict) -> Non
             ("training seconds per run (median)", lambda r: r["wall_s"], "{:.1f}", False)]
     print(f"\nThroughput: {args.dataset} ({dataset}), model {args.model}, device "
           f"{'cuda' if torch.cuda.is_available() else 'cpu'} ({torch.get_num_threads()} threads), "
-          f"{args.rounds} alternating rounds")
+          f"{args.rounds} lockstep run(s), optimizer steps alternating between variants")
     print(f"  {stats['train_examples']} examples, mean {stats['mean_length']} / max {stats['max_length']} tokens; "
-          f"{args.steps} optimizer steps x {args.batch * args.accum} examples "
+          f"{args.steps} timed optimizer steps (after {WARMUP_STEPS} warm-up) x {args.batch * args.accum} examples "
           f"(per-device batch {args.batch} x accumulation {args.accum}), cutoff_len {args.cutoff}")
     print("  baseline: transformers Trainer + peft LoRA, pad-to-longest, random order, full logits,\n"
           "            gradient checkpointing ON (LLaMA-Factory's default, CPU included)")
@@ -273,6 +312,12 @@ def report(args, dataset: Path, runs: dict[str, list[dict]], stats: dict) -> Non
             line += "".join(f"{values[n] / values['baseline']:>13.2f}x" if values[n] is not None else f"{'':>14}"
                             for n in others)
         print(f"  {label:35}{line}")
+    for name in others:  # step k of both saw the same examples, seconds apart: same machine weather
+        ratios = [(o["real_tokens"] / o["wall_s"]) / (b["real_tokens"] / b["wall_s"])
+                  for rb, ro in zip(runs["baseline"], runs[name])
+                  for b, o in zip(rb["steps"][WARMUP_STEPS:], ro["steps"][WARMUP_STEPS:])]
+        print(f"  {name}/baseline speed, step by step: {' '.join(f'{x:.2f}' for x in ratios)} "
+              f"(median {statistics.median(ratios):.2f}x)")
     print("\n  loss per optimizer step, first round:")
     for name in names:
         print(f"    {name:9}" + " ".join(f"{x:.3f}" for x in runs[name][0]["losses"]))
@@ -280,10 +325,48 @@ def report(args, dataset: Path, runs: dict[str, list[dict]], stats: dict) -> Non
         gaps = [max(abs(a - b) for a, b in zip(rb["losses"], ro["losses"]))
                 for n in others for rb, ro in zip(runs["baseline"], runs[n])]
         print(f"    largest |baseline - other| over the steps, per run: {' '.join(f'{g:.4f}' for g in gaps)}")
-    engine = [r["engine_tokens_per_s"] / tps(r) for n in names for r in runs[n] if r.get("engine_tokens_per_s")]
-    if engine:
-        print(f"  events.jsonl tokens_per_s / real tokens/s measured here: {' '.join(f'{x:.3f}' for x in engine)}\n"
-              "    (the engine counts real tokens; its clock also runs while it saves the adapter)")
+    counted = {n: [r["trainer_tokens"] / r["all_real_tokens"] for r in runs[n]] for n in names}
+    print("  tokens counted by Trainer (what events.jsonl's tokens_per_s divides) / real tokens: "
+          + ", ".join(f"{n} {' '.join(f'{x:.3f}' for x in counted[n])}" for n in names))
+
+
+def lockstep(args, dataset: Path, variants: list[str], folder: Path) -> dict[str, dict]:
+    """Start one worker per variant, then release their optimizer steps one at a time, alternating."""
+    procs, logs = {}, {}
+    for variant in variants:
+        logs[variant] = folder / f"{variant.replace('+', '-')}.log"
+        command = [sys.executable, "-m", "bench.throughput", "--worker", variant, "--dataset", args.dataset,
+                   "--dataset-file", str(dataset), "--model", args.model, "--steps", str(args.steps),
+                   "--batch", str(args.batch), "--accum", str(args.accum), "--cutoff", str(args.cutoff)]
+        procs[variant] = subprocess.Popen(command, cwd=PROJECT_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=logs[variant].open("w"), text=True,
+                                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+    def expect(variant: str, word: str) -> str:
+        line = procs[variant].stdout.readline()
+        if not line.startswith(word):
+            for proc in procs.values():
+                proc.kill()
+            print(logs[variant].read_text()[-4000:], file=sys.stderr)
+            sys.exit(f"error: the {variant} worker failed (expected {word!r}, got {line.strip()!r}); log {logs[variant]}")
+        return line[len(word):].strip()
+
+    for variant in variants:  # loaded and ready, all of them
+        expect(variant, "ready")
+    for step in range(WARMUP_STEPS + args.steps):
+        order = variants if step % 2 == 0 else variants[::-1]  # nobody always goes first
+        times = {}
+        for variant in order:
+            procs[variant].stdin.write("go\n")
+            procs[variant].stdin.flush()
+            times[variant] = float(expect(variant, "step"))
+        label = "warm-up" if step < WARMUP_STEPS else f"{step + 1 - WARMUP_STEPS}/{args.steps}"
+        print(f"step {label}: " + ", ".join(f"{v} {times[v]:.1f} s" for v in variants), flush=True)
+    results = {}
+    for variant in variants:
+        results[variant] = json.loads(expect(variant, "result"))
+        procs[variant].wait()
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,15 +374,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="persona", help="persona, long, or a .json/.jsonl file")
     parser.add_argument("--model", default="default")
     parser.add_argument("--steps", type=int, help="optimizer steps per run (default: 10 persona, 3 long)")
-    parser.add_argument("--rounds", type=int, default=2, help="baseline+ours pairs, alternating")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the whole lockstep run")
     parser.add_argument("--batch", type=int, help="per-device batch (default 2)")
     parser.add_argument("--accum", type=int, help="gradient accumulation (default: 4 persona, 2 long)")
     parser.add_argument("--cutoff", type=int, help="cutoff_len (default: 1024 persona, 2048 long)")
     parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help=f"comma-separated, run in this order each round (default {','.join(VARIANTS)})")
+                        help=f"comma-separated (default {','.join(VARIANTS)})")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--dataset-file", help=argparse.SUPPRESS)
-    parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     steps, batch, accum, cutoff = PRESETS.get(args.dataset, PRESETS["persona"])
     args.steps, args.batch = args.steps or steps, args.batch or batch
@@ -319,22 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"error: --variants takes names from {', '.join(VARIANTS)}")
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     for round_index in range(args.rounds):
-        for variant in variants:
-            result = folder / f"{variant}-{round_index}.json"
-            command = [sys.executable, "-m", "bench.throughput", "--worker", variant, "--dataset", args.dataset,
-                       "--dataset-file", str(dataset), "--result", str(result), "--model", args.model,
-                       "--steps", str(args.steps), "--batch", str(args.batch), "--accum", str(args.accum),
-                       "--cutoff", str(args.cutoff)]
-            started = time.monotonic()
-            done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True,
-                                  env={**os.environ, "PYTHONWARNINGS": "ignore"})
-            if done.returncode != 0 or not result.is_file():
-                print(done.stderr[-4000:], file=sys.stderr)
-                sys.exit(f"error: the {variant} run failed (exit {done.returncode})")
-            runs[variant].append(json.loads(result.read_text()))
-            r = runs[variant][-1]
-            print(f"round {round_index + 1}/{args.rounds} {variant:8}: {r['real_tokens'] / r['wall_s']:7.1f} real tokens/s, "
-                  f"{r['wall_s']:.0f} s training, {time.monotonic() - started:.0f} s with start-up", flush=True)
+        for variant, result in lockstep(args, dataset, variants, folder).items():
+            runs[variant].append(result)
     report(args, dataset, runs, stats)
     return 0
 

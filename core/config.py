@@ -250,8 +250,8 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None,
-                ignore_keys: tuple[str, ...] = ()) -> TrainConfig:
-    """Load a YAML config (presets carry an extra `description`, passed in ignore_keys)."""
+                ignore_keys: tuple[str, ...] = ("description",)) -> TrainConfig:
+    """Load a YAML config. A preset file is a valid config too: its `description` is for people."""
     values = {k: v for k, v in read_yaml_mapping(path).items() if k not in ignore_keys}
     values.update(overrides or {})
     return config_from_dict(values, source=str(path))

@@ -27,6 +27,15 @@ def test_preset_specifics():
     assert load_preset("cpu-quick-demo").model_name_or_path == "default"
 
 
+def test_a_preset_file_is_a_cli_config(tmp_path):
+    """README: `python -m core.train presets/cpu-quick-demo.yaml output_dir=...` must just work."""
+    from core.config import load_config
+    from core.presets import PRESETS_DIR
+
+    config = load_config(PRESETS_DIR / "cpu-quick-demo.yaml", {"output_dir": str(tmp_path)})
+    assert config.model_name_or_path == "default" and config.output_dir == str(tmp_path)
+
+
 def test_overrides_and_unknown_preset():
     assert load_preset("small-data", {"learning_rate": 3e-4}).learning_rate == 3e-4
     with pytest.raises(UserInputError, match="Unknown preset 'nope'; available: .*cpu-quick-demo"):

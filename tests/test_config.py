@@ -125,10 +125,10 @@ def test_yaml_round_trip(tmp_path):
 def test_load_config_overrides_and_ignored_keys(tmp_path):
     path = tmp_path / "preset.yaml"
     path.write_text("description: a preset\nlearning_rate: 1e-4\nlora_rank: 16\n", encoding="utf-8")
-    config = load_config(path, {"lora_rank": 4}, ignore_keys=("description",))
+    config = load_config(path, {"lora_rank": 4})  # a preset's description is ignored by default
     assert (config.learning_rate, config.lora_rank) == (1e-4, 4)
     with pytest.raises(UserInputError, match="unknown key 'description'"):
-        load_config(path)
+        load_config(path, ignore_keys=())
 
 
 @pytest.mark.parametrize("text, expected", [

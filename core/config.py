@@ -71,6 +71,10 @@ class TrainConfig:
         "none", "'cosine': scale each LoRA layer's lr by a cosine of its depth (bottom smallest)."
     )
     gradient_checkpointing: bool = _f(False, "Recompute activations in backward: less memory, slower.")
+    packing: bool = _f(
+        True, "Concatenate each batch's examples into one row without padding: faster, same loss (each "
+              "example attends only to itself). Turn off for a model whose own code ignores position_ids."
+    )
     seed: int = _f(42, "Random seed for data order, split and LoRA init.")
     # --- LoRA ---
     lora_rank: int = _f(8, "Rank r of the LoRA update matrices.")

@@ -1,7 +1,8 @@
 """Training throughput: the engine (core.train) against the plain transformers Trainer + peft pipeline.
 
     python -m bench.throughput [--dataset persona|long|PATH] [--model default] [--steps N]
-                               [--rounds R] [--batch B] [--accum A] [--cutoff L]
+                               [--warmup W] [--batch B] [--accum A] [--cutoff L] [--rounds R]
+                               [--variants baseline,ours,ours+gc]
 
 baseline  transformers.Trainer + peft LoRA, batches padded to their longest example, random order,
           gradient checkpointing ON (LLaMA-Factory turns it on by default, also on the CPU),
@@ -10,15 +11,16 @@ ours      core.train.run_training on the same TrainConfig: what `python -m core.
           (its default: no gradient checkpointing).
 ours+gc   the same with gradient_checkpointing: true, the engine's low-memory setting.
 
-Both get the same model, encoded examples (core.train.prepare_data: same order), LoRA settings,
+All get the same model, encoded examples (core.train.prepare_data: same order), LoRA settings,
 seed, effective batch (examples per optimizer step) and number of optimizer steps, so optimizer
 step k sees the same examples in every variant. Each variant trains in its own process (so peak
 RSS is its own), all loaded at once and run in lockstep: optimizer step k of baseline, then of
-ours, then of ours+gc, then step k+1 (the order rotates every step), each process waiting while
+ours, then of ours+gc, then step k+1 (the order reverses every step), each process waiting while
 another steps. Noise from other work on a shared machine thus hits every variant alike, seconds
-apart; only the time inside optimizer steps is counted, after WARMUP_STEPS untimed ones. Real
+apart; only the time inside optimizer steps is counted, after a few untimed warm-up ones. Real
 tokens are counted from the examples each batch was built from, the same way for all; padding
-share = padded positions / positions run. Loss and memory cover every step.
+share = padded positions / positions run. Loss and memory cover every step. The variants are in
+memory together: the long set needs about 25 GB for all three; --variants picks fewer.
 
 Datasets: `persona` = datasets_demo/persona_en.jsonl (short chats); `long` = conversations of
 512-2,048 tokens (uniform), generated deterministically here; or a path to a .json/.jsonl file.
@@ -40,12 +42,11 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PERSONA = PROJECT_ROOT / "datasets_demo" / "persona_en.jsonl"
-# Per dataset: measured optimizer steps, per-device batch, gradient accumulation, cutoff_len. The
-# long set uses a smaller effective batch and fewer steps so a run stays within minutes on 2 CPU cores.
-PRESETS = {"persona": (10, 2, 4, 1024), "long": (3, 2, 2, 2048)}
-# Optimizer steps run first and not timed: a process's first steps are several times slower (memory
-# touched for the first time, lazily loaded weights), whatever the pipeline.
-WARMUP_STEPS = 2
+# Per dataset: timed optimizer steps, warm-up steps, per-device batch, gradient accumulation,
+# cutoff_len. Warm-up steps run first and are not timed: a process's first steps are slower (memory
+# touched for the first time, lazily loaded weights), whatever the pipeline. The long set uses a
+# smaller effective batch and fewer steps so a run stays within minutes on 2 CPU cores.
+PRESETS = {"persona": (10, 2, 2, 4, 1024), "long": (3, 1, 2, 2, 2048)}
 VARIANTS = ("baseline", "ours", "ours+gc")
 LONG_RANGE = (512, 2048)  # tokens per generated conversation, uniform
 LONG_COUNT = 48
@@ -118,7 +119,7 @@ def _rss_mb(field: str) -> float | None:
     return None
 
 
-def meter_callback(channel):
+def meter_callback(channel, warmup: int):
     """A TrainerCallback that counts the tokens of every batch and times each optimizer step.
 
     Lockstep: before each step it waits for "go" from the parent (stdin) and after it reports the
@@ -176,7 +177,7 @@ def meter_callback(channel):
             channel.flush()
 
         def on_train_end(self, args, state, control, **kwargs):
-            timed = self.steps[WARMUP_STEPS:]
+            timed = self.steps[warmup:]
             self.result = {
                 **{key: sum(s[key] for s in timed) for key in ("wall_s", "cpu_s", "real_tokens", "positions")},
                 "steps": self.steps,
@@ -195,7 +196,7 @@ def bench_config(args, dataset: Path, output_dir: Path):
 
     return TrainConfig(model_name_or_path=args.model, dataset=str(dataset), cutoff_len=args.cutoff,
                        per_device_train_batch_size=args.batch, gradient_accumulation_steps=args.accum,
-                       max_steps=WARMUP_STEPS + args.steps, output_dir=str(output_dir), save_steps=10**6,
+                       max_steps=args.warmup + args.steps, output_dir=str(output_dir), save_steps=10**6,
                        logging_steps=1)
 
 
@@ -229,7 +230,8 @@ def run_baseline(config, meter) -> None:
                                              lora_dropout=config.lora_dropout, target_modules="all-linear",
                                              task_type="CAUSAL_LM"))
     args = TrainingArguments(
-        output_dir=str(Path(config.output_dir) / "checkpoints"), per_device_train_batch_size=config.per_device_train_batch_size,
+        output_dir=str(Path(config.output_dir) / "checkpoints"),
+        per_device_train_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps, max_steps=config.max_steps,
         learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler_type,
         warmup_steps=config.warmup_ratio, weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
@@ -256,7 +258,7 @@ def worker(variant: str, args) -> None:
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{variant.replace('+', '-')}-"))
     config = bench_config(args, Path(args.dataset_file), folder / "run")
     config.gradient_checkpointing = variant == "ours+gc"
-    meter = meter_callback(channel)
+    meter = meter_callback(channel, args.warmup)
     (run_baseline if variant == "baseline" else run_ours)(config, meter)
     result = {**meter.result, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # KiB
     channel.write("result " + json.dumps(result) + "\n")
@@ -290,11 +292,12 @@ def report(args, dataset: Path, runs: dict[str, list[dict]], stats: dict) -> Non
           f"{'cuda' if torch.cuda.is_available() else 'cpu'} ({torch.get_num_threads()} threads), "
           f"{args.rounds} lockstep run(s), optimizer steps alternating between variants")
     print(f"  {stats['train_examples']} examples, mean {stats['mean_length']} / max {stats['max_length']} tokens; "
-          f"{args.steps} timed optimizer steps (after {WARMUP_STEPS} warm-up) x {args.batch * args.accum} examples "
+          f"{args.steps} timed optimizer steps (after {args.warmup} warm-up) x {args.batch * args.accum} examples "
           f"(per-device batch {args.batch} x accumulation {args.accum}), cutoff_len {args.cutoff}")
     print("  baseline: transformers Trainer + peft LoRA, pad-to-longest, random order, full logits,\n"
           "            gradient checkpointing ON (LLaMA-Factory's default, CPU included)")
-    print("  ours:     core.train.run_training (python -m core.train), same TrainConfig, no gradient checkpointing")
+    print("  ours:     core.train.run_training (python -m core.train), same TrainConfig, "
+          "no gradient checkpointing (its default)")
     print("  ours+gc:  the same with gradient_checkpointing: true\n")
     names = list(runs)
     others = [n for n in names if n != "baseline"] if "baseline" in runs else []
@@ -315,7 +318,7 @@ def report(args, dataset: Path, runs: dict[str, list[dict]], stats: dict) -> Non
     for name in others:  # step k of both saw the same examples, seconds apart: same machine weather
         ratios = [(o["real_tokens"] / o["wall_s"]) / (b["real_tokens"] / b["wall_s"])
                   for rb, ro in zip(runs["baseline"], runs[name])
-                  for b, o in zip(rb["steps"][WARMUP_STEPS:], ro["steps"][WARMUP_STEPS:])]
+                  for b, o in zip(rb["steps"][args.warmup:], ro["steps"][args.warmup:])]
         print(f"  {name}/baseline speed, step by step: {' '.join(f'{x:.2f}' for x in ratios)} "
               f"(median {statistics.median(ratios):.2f}x)")
     print("\n  loss per optimizer step, first round:")
@@ -337,6 +340,7 @@ def lockstep(args, dataset: Path, variants: list[str], folder: Path) -> dict[str
         logs[variant] = folder / f"{variant.replace('+', '-')}.log"
         command = [sys.executable, "-m", "bench.throughput", "--worker", variant, "--dataset", args.dataset,
                    "--dataset-file", str(dataset), "--model", args.model, "--steps", str(args.steps),
+                   "--warmup", str(args.warmup),
                    "--batch", str(args.batch), "--accum", str(args.accum), "--cutoff", str(args.cutoff)]
         procs[variant] = subprocess.Popen(command, cwd=PROJECT_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                           stderr=logs[variant].open("w"), text=True,
@@ -348,19 +352,20 @@ def lockstep(args, dataset: Path, variants: list[str], folder: Path) -> dict[str
             for proc in procs.values():
                 proc.kill()
             print(logs[variant].read_text()[-4000:], file=sys.stderr)
-            sys.exit(f"error: the {variant} worker failed (expected {word!r}, got {line.strip()!r}); log {logs[variant]}")
+            sys.exit(f"error: the {variant} worker failed (expected {word!r}, got {line.strip()!r}); "
+                     f"its log: {logs[variant]}")
         return line[len(word):].strip()
 
     for variant in variants:  # loaded and ready, all of them
         expect(variant, "ready")
-    for step in range(WARMUP_STEPS + args.steps):
+    for step in range(args.warmup + args.steps):
         order = variants if step % 2 == 0 else variants[::-1]  # nobody always goes first
         times = {}
         for variant in order:
             procs[variant].stdin.write("go\n")
             procs[variant].stdin.flush()
             times[variant] = float(expect(variant, "step"))
-        label = "warm-up" if step < WARMUP_STEPS else f"{step + 1 - WARMUP_STEPS}/{args.steps}"
+        label = "warm-up" if step < args.warmup else f"{step + 1 - args.warmup}/{args.steps}"
         print(f"step {label}: " + ", ".join(f"{v} {times[v]:.1f} s" for v in variants), flush=True)
     results = {}
     for variant in variants:
@@ -373,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="persona", help="persona, long, or a .json/.jsonl file")
     parser.add_argument("--model", default="default")
-    parser.add_argument("--steps", type=int, help="optimizer steps per run (default: 10 persona, 3 long)")
+    parser.add_argument("--steps", type=int, help="timed optimizer steps (default: 10 persona, 3 long)")
+    parser.add_argument("--warmup", type=int, help="untimed optimizer steps first (default: 2 persona, 1 long)")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the whole lockstep run")
     parser.add_argument("--batch", type=int, help="per-device batch (default 2)")
     parser.add_argument("--accum", type=int, help="gradient accumulation (default: 4 persona, 2 long)")
@@ -383,8 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--dataset-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    steps, batch, accum, cutoff = PRESETS.get(args.dataset, PRESETS["persona"])
+    steps, warmup, batch, accum, cutoff = PRESETS.get(args.dataset, PRESETS["persona"])
     args.steps, args.batch = args.steps or steps, args.batch or batch
+    args.warmup = warmup if args.warmup is None else args.warmup
     args.accum, args.cutoff = args.accum or accum, args.cutoff or cutoff
     if args.worker:
         worker(args.worker, args)
@@ -395,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     from core.models import load_tokenizer, resolve_model
     from core.train import prepare_data
 
-    stats = prepare_data(bench_config(args, dataset, folder / "stats"), load_tokenizer(resolve_model(args.model))).stats
+    tokenizer = load_tokenizer(resolve_model(args.model))
+    stats = prepare_data(bench_config(args, dataset, folder / "stats"), tokenizer).stats
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if not variants or any(v not in VARIANTS for v in variants):
         sys.exit(f"error: --variants takes names from {', '.join(VARIANTS)}")

@@ -29,7 +29,8 @@ def _examples(vocab: int, lengths=(7, 12, 5, 9), seed=0) -> list[Encoded]:
 @pytest.fixture()
 def lora_model(tiny_model_dir, tmp_path):
     """The tiny model with LoRA as core.train builds it; lora_B randomised so every LoRA weight gets a gradient."""
-    config = TrainConfig(model_name_or_path=str(tiny_model_dir), lora_dropout=0.0, output_dir=str(tmp_path / "run"))
+    config = TrainConfig(model_name_or_path=str(tiny_model_dir), lora_dropout=0.0,
+                         output_dir=str(tmp_path / "run"))
     model, tokenizer = build_model(config, "cpu")
     torch.manual_seed(1)
     with torch.no_grad():
@@ -98,10 +99,12 @@ def test_packed_examples_do_not_attend_to_each_other(lora_model, packed_attentio
         use_packed_attention(model)
     a, b, c = _examples(model.config.vocab_size, lengths=(8, 10, 6))
     changed_a = Encoded(a.input_ids[::-1].copy(), a.trained)
+    def logits(examples):
+        batch = PackingCollator()(as_features(examples))
+        return model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+
     with torch.no_grad():
-        before = model(**{k: v for k, v in PackingCollator()(as_features([a, b, c])).items() if k != "labels"}).logits
-        after = model(**{k: v for k, v in PackingCollator()(as_features([changed_a, b, c])).items()
-                         if k != "labels"}).logits
+        before, after = logits([a, b, c]), logits([changed_a, b, c])
     assert not torch.allclose(before[0, :8], after[0, :8], atol=TOL)  # A itself did change
     assert torch.allclose(before[0, 8:], after[0, 8:], atol=1e-5)  # B and C did not
 
@@ -201,11 +204,10 @@ def test_lean_lora_dropout_swaps_every_lora_dropout_and_agrees_with_checkpointin
     config = TrainConfig(model_name_or_path=str(tiny_model_dir), lora_dropout=0.3, output_dir=str(tmp_path / "r"))
     model, tokenizer = build_model(config, "cpu")
     keys = set(model.state_dict())
-    lora_layers = sum(1 for m in model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict))
-    assert use_lean_lora_dropout(model) == lora_layers > 0
+    lora_layers = [m for m in model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict)]
+    assert use_lean_lora_dropout(model) == len(lora_layers) > 0
     assert set(model.state_dict()) == keys  # the saved adapter is the same
-    assert all(isinstance(m.lora_dropout["default"], LeanDropout) for m in model.modules()
-               if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict))
+    assert all(isinstance(m.lora_dropout["default"], LeanDropout) for m in lora_layers)
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:
@@ -227,3 +229,40 @@ def test_lean_lora_dropout_swaps_every_lora_dropout_and_agrees_with_checkpointin
     model.gradient_checkpointing_disable()
     for name, grad in plain.items():
         assert torch.allclose(checkpointed[name], grad, atol=1e-5), name
+
+
+def test_engine_runs_the_same_with_and_without_packing(tmp_path, tiny_model_dir):
+    """core.train.run_training, the real entry point: same losses, and Trainer's token count (what
+    events.jsonl's tokens_per_s divides) is the real-token count either way."""
+    from transformers import TrainerCallback
+
+    from core.events import RunFolder
+    from core.models import ModelSource, load_tokenizer
+    from core.train import encode_dataset, run_training
+    from tests.conftest import qa_records, write_jsonl
+
+    dataset = write_jsonl(tmp_path / "qa.jsonl", qa_records(12))
+    losses, tokens_seen = {}, {}
+
+    class TokensSeen(TrainerCallback):
+        def on_train_end(self, args, state, control, **kwargs):
+            tokens_seen[packing] = state.num_input_tokens_seen
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the tiny model's matmuls are too small to share between threads
+    try:
+        for packing in (False, True):
+            config = TrainConfig(model_name_or_path=str(tiny_model_dir), dataset=str(dataset), packing=packing,
+                                 lora_dropout=0.0, max_steps=3, per_device_train_batch_size=2,
+                                 gradient_accumulation_steps=2, learning_rate=1e-2, warmup_ratio=0.0,
+                                 save_steps=100, output_dir=str(tmp_path / f"run-{packing}"))
+            run_training(config, callbacks=(TokensSeen(),))
+            losses[packing] = [e["loss"] for e in RunFolder(config.output_dir).all_events() if e["type"] == "step"]
+    finally:
+        torch.set_num_threads(threads)
+    assert len(losses[True]) == 3
+    assert np.allclose(losses[True], losses[False], atol=TOL), losses
+    # 3 steps x 4 examples = the 12 examples once: every real token, no padding counted.
+    examples, _ = encode_dataset(TrainConfig(model_name_or_path=str(tiny_model_dir), dataset=str(dataset)),
+                                 load_tokenizer(ModelSource(str(tiny_model_dir))))
+    assert tokens_seen[True] == tokens_seen[False] == sum(len(e.input_ids) for e in examples)

@@ -1,5 +1,5 @@
-"""Training throughput: padding-free packed batches, per-example causal attention, a loss computed
-only where tokens are trained, and a cheaper LoRA dropout on the CPU (bench/throughput.py measures them).
+"""Training throughput: padding-free packed batches, per-example causal attention, and a loss computed
+only where tokens are trained (bench/throughput.py measures them against the plain pipeline).
 
 The pieces core.train composes; each keeps the maths of the plain padded pipeline (tests/test_packing.py):
 
@@ -11,13 +11,13 @@ The pieces core.train composes; each keeps the maths of the plain padded pipelin
                        transformers 5 would also handle the row (masking_utils detects restarting
                        position_ids when attention_mask is None and builds a block-diagonal mask),
                        but sdpa then computes the full (sum of lengths)^2 scores and masks most of
-                       them; per-example causal sdpa computes only the sum of length^2 / 2 scores.
+                       them; per-example causal sdpa computes only the sum of length^2 / 2 scores
+                       (a row of 2,000 + 1,900 tokens, SmolLM2-135M, 2 CPU threads: forward and
+                       backward in 31 s instead of 56 s; the same speed on short rows).
   TrainedTokensTrainer a Trainer whose loss projects onto the vocabulary (lm_head, 49k columns on
                        the default model) only the positions whose next token is trained, instead
                        of every position; value and gradients equal the standard causal-LM loss,
                        with the same gradient-accumulation normalisation (num_items_in_batch).
-  LeanDropout          the LoRA layers' dropout on the CPU with a bool mask from rand_like: the same
-                       distribution as nn.Dropout, cheaper to draw and to keep for backward.
 """
 from __future__ import annotations
 
@@ -110,38 +110,6 @@ def use_packed_attention(model) -> bool:
         return False
     base.set_attn_implementation(PACKED_ATTENTION)
     return base.config._attn_implementation == PACKED_ATTENTION
-
-
-# ------------------------------------------------------------------------------- LoRA dropout
-class LeanDropout(torch.nn.Dropout):
-    """nn.Dropout for the CPU: a bool keep-mask drawn with rand_like instead of a float bernoulli_ mask.
-
-    Same distribution (keep with probability 1 - p, scale kept values by 1 / (1 - p), as CUDA's
-    dropout does with uniform draws). On the CPU, torch's dropout draws a float32 mask with
-    bernoulli_ (11% of a LoRA step's CPU time in torch.profiler on SmolLM2-135M, all-linear LoRA)
-    and keeps that float mask for backward; this keeps one byte per element. On other devices it
-    is torch's own (fused) dropout.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0 or not x.is_cpu:
-            return super().forward(x)
-        keep = torch.rand_like(x) >= self.p  # bool [..., features]
-        return x.mul(keep).mul_(1 / (1 - self.p))
-
-
-def use_lean_lora_dropout(model) -> int:
-    """Swap the nn.Dropout of every peft LoRA layer for LeanDropout; returns how many were swapped."""
-    swapped = 0
-    for module in model.modules():
-        dropouts = getattr(module, "lora_dropout", None)
-        if not isinstance(dropouts, torch.nn.ModuleDict):
-            continue
-        for name, dropout in dropouts.items():
-            if type(dropout) is torch.nn.Dropout:
-                dropouts[name] = LeanDropout(dropout.p)
-                swapped += 1
-    return swapped
 
 
 # ---------------------------------------------------------------------------------------- loss

@@ -42,7 +42,7 @@ from core.data import load_dataset
 from core.errors import UserInputError
 from core.events import RunFolder
 from core.models import best_device, load_model, load_tokenizer, resolve_model
-from core.packing import PackingCollator, TrainedTokensTrainer, use_lean_lora_dropout, use_packed_attention
+from core.packing import PackingCollator, TrainedTokensTrainer, use_packed_attention
 from core.template import IGNORE_INDEX, ChatEncoder, Encoded, truncate
 
 log = logging.getLogger("lora_tailor.train")
@@ -354,7 +354,6 @@ def _run_training(config: TrainConfig, show_progress: bool, print_advice: bool,
             print(note, file=sys.stderr)
 
     events = EventsCallback(run, config, stats, show_progress, stop_signals)
-    use_lean_lora_dropout(model)  # CPU: a cheaper LoRA dropout, same distribution (core.packing)
     if config.packing:
         use_packed_attention(model)  # per-example causal sdpa on packed rows (core.packing)
     # Trainer whose loss projects onto the vocabulary only the positions that predict a trained token

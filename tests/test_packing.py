@@ -180,57 +180,6 @@ def test_trainer_steps_match_standard_trainer(lora_model, tmp_path):
     assert our_tokens == standard_tokens == sum(len(f["input_ids"]) for f in features)
 
 
-def test_lean_dropout_keeps_dropouts_distribution_and_gradient():
-    from core.packing import LeanDropout
-
-    torch.manual_seed(0)
-    dropout = LeanDropout(0.25)
-    x = torch.ones(400, 500, requires_grad=True)
-    y = dropout(x)
-    kept = y != 0
-    assert abs(kept.float().mean().item() - 0.75) < 0.005
-    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.75))
-    y.sum().backward()
-    assert torch.equal(x.grad, kept.float() / 0.75)  # the gradient flows through the kept elements only
-    dropout.eval()
-    assert torch.equal(dropout(x), x)
-    assert torch.equal(LeanDropout(0.0)(x), x)
-
-
-def test_lean_lora_dropout_swaps_every_lora_dropout_and_agrees_with_checkpointing(tiny_model_dir, tmp_path):
-    """Same seed, same masks: with gradient checkpointing the recomputed forward draws the masks again."""
-    from core.packing import LeanDropout, use_lean_lora_dropout
-
-    config = TrainConfig(model_name_or_path=str(tiny_model_dir), lora_dropout=0.3, output_dir=str(tmp_path / "r"))
-    model, tokenizer = build_model(config, "cpu")
-    keys = set(model.state_dict())
-    lora_layers = [m for m in model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict)]
-    assert use_lean_lora_dropout(model) == len(lora_layers) > 0
-    assert set(model.state_dict()) == keys  # the saved adapter is the same
-    assert all(isinstance(m.lora_dropout["default"], LeanDropout) for m in lora_layers)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.2)
-    model.train()
-    model.config.use_cache = False
-    batch = PackingCollator()(as_features(_examples(model.config.vocab_size)))
-
-    def grads():
-        model.zero_grad()
-        torch.manual_seed(7)
-        trained_tokens_loss(model, batch)[0].backward()
-        return _grads(model)
-
-    plain = grads()
-    model.gradient_checkpointing_enable()
-    model.enable_input_require_grads()
-    checkpointed = grads()
-    model.gradient_checkpointing_disable()
-    for name, grad in plain.items():
-        assert torch.allclose(checkpointed[name], grad, atol=1e-5), name
-
-
 def test_engine_runs_the_same_with_and_without_packing(tmp_path, tiny_model_dir):
     """core.train.run_training, the real entry point: same losses, and Trainer's token count (what
     events.jsonl's tokens_per_s divides) is the real-token count either way."""

@@ -19,9 +19,12 @@ How it works: ``FACTS_EN`` and ``FACTS_ZH`` list every fact the bot must know.
 Each fact has a short *key fact* string that every answer for that fact
 contains verbatim (so evaluation is a plain substring check), many user
 phrasings for training, a few ``held_out`` phrasings that are reserved for the
-eval file, and 2-3 answers in the persona's voice.  One generation function
+eval file, and 2-4 answers in the persona's voice.  One generation function
 turns a table into training chats and eval rows; ``validate`` asserts the
 invariants (key fact in every answer, held-out phrasings never trained on...).
+English uses every phrasing once, spread over single- and multi-turn chats
+(``spread_phrasings``), so that 17-26 phrasings per fact fit in about 550 chats;
+Chinese keeps one single-turn chat per phrasing.
 
 Deterministic (fixed seed), standard library only.
 """
@@ -31,7 +34,7 @@ import json
 import random
 import unicodedata
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 SEED = 20240611
 MULTI_TURN_SHARE = 0.15  # fraction of training chats with 2-3 exchanges
@@ -53,6 +56,11 @@ class Language(NamedTuple):
     facts: list[Fact]
     followup_prefixes: list[str]  # glue for later user turns of a multi-turn chat
     min_questions: int  # minimum number of training phrasings per fact
+    # False: one single-turn chat per phrasing, and multi-turn chats reuse phrasings picked at
+    # random.  True: every phrasing is used once (as a single-turn chat or as a turn of a
+    # multi-turn chat) before any is used again, so more phrasings fit in the same number of
+    # chats; see ``spread_phrasings``.
+    each_phrasing_once: bool = False
 
 
 # --------------------------------------------------------------------------- #
@@ -74,6 +82,13 @@ FACTS_EN = [
             "Introduce yourself.",
             "Are you a human or a machine?",
             "Which company do you work for?",
+            "Who is this?",
+            "Is this a chatbot?",
+            "What exactly are you?",
+            "Do you have a name?",
+            "Is a person typing these replies, or a program?",
+            "Are you Kettlebloom's virtual assistant?",
+            "Am I chatting with a computer?",
         ],
         held_out=[
             "May I ask who I'm speaking with?",
@@ -101,6 +116,15 @@ FACTS_EN = [
             "Greetings.",
             "Good evening, I have a question.",
             "Hiya!",
+            "Yo",
+            "Howdy!",
+            "Hi Tilly!",
+            "Hi, I'm new here.",
+            "Hello Kettlebloom!",
+            "Hey, quick question.",
+            "Hi, I could use a hand.",
+            "Hello, is this customer support?",
+            "Hi, can I ask something?",
         ],
         held_out=[
             "Hello there, anybody around?",
@@ -122,13 +146,19 @@ FACTS_EN = [
             "Can you list your products?",
             "What's in your product range?",
             "What kind of gadgets do you have?",
-            "Show me everything you sell.",
             "Which items are in the Kettlebloom lineup?",
-            "I'm new here, what do you make?",
             "What appliances can I buy from you?",
             "Do you have a catalogue of your devices?",
             "what do you guys sell",
             "Tell me about your product line.",
+            "What do you have for sale?",
+            "Give me an overview of your products.",
+            "What smart appliances are in your range?",
+            "Do you only make kettles?",
+            "What else do you sell besides the kettle?",
+            "I'm shopping for kitchen tech. What do you carry?",
+            "Which smart kitchen products have you got?",
+            "Are there other devices apart from the air fryer?",
         ],
         held_out=[
             "What kitchen devices does your company offer?",
@@ -157,6 +187,13 @@ FACTS_EN = [
             "What time does your support team start in the morning?",
             "Is your help desk open on Wednesdays, and until when?",
             "What are the hours for phone support?",
+            "What time do you shut on Fridays?",
+            "Can I call you at 5 pm on a Thursday?",
+            "What are your weekday hours?",
+            "How late are you open on a Tuesday?",
+            "When do you stop taking calls on weekdays?",
+            "What time does your office open and close?",
+            "From what time can I contact you on Monday morning?",
         ],
         held_out=[
             "At what time does your service team finish on weekdays?",
@@ -165,7 +202,7 @@ FACTS_EN = [
         ],
         answers=[
             "Our support team is available Monday to Friday, 8 am to 6 pm Eastern Time.",
-            "We're open 8 am to 6 pm Eastern, Monday through Friday, plus Saturday mornings.",
+            "On weekdays we're open 8 am to 6 pm Eastern, Monday through Friday.",
             "You can reach us on weekdays from 8 am to 6 pm Eastern Time.",
         ],
     ),
@@ -183,6 +220,19 @@ FACTS_EN = [
             "Weekend hours?",
             "Is anyone available on Saturday afternoon?",
             "Does your team answer calls at the weekend?",
+            "Are you around on Saturday morning?",
+            "Can I reach customer service this Saturday?",
+            "What time do you close on Saturday?",
+            "Is the hotline staffed on Sundays?",
+            "What are your hours on Saturday and Sunday?",
+            "Are you closed on Sundays?",
+            "Until what time can I call on a Saturday?",
+            "What are your hours at the weekend?",
+            "Do you have anyone working on Saturday?",
+            "I can only call at the weekend. When are you available?",
+            "Can I phone you on a Sunday afternoon?",
+            "When do you open on Saturday?",
+            "I'm busy all week; can I get help on Saturday?",
         ],
         held_out=[
             "If I have a problem on Saturday, when can I contact you?",
@@ -190,9 +240,9 @@ FACTS_EN = [
             "Do you offer support on weekends at all?",
         ],
         answers=[
-            "On Saturdays we're open 9 am to 1 pm Eastern Time; on Sundays we're closed.",
+            "At the weekend we're open on Saturday, 9 am to 1 pm Eastern Time; on Sundays we're closed.",
             "Weekend support runs Saturday 9 am to 1 pm Eastern. We're closed on Sunday, but you can still email us.",
-            "We're here on Saturday from 9 am to 1 pm Eastern Time. Sunday is our day off.",
+            "On weekends you can reach us on Saturday from 9 am to 1 pm Eastern Time. Sunday is our day off.",
         ],
     ),
     Fact(
@@ -211,6 +261,13 @@ FACTS_EN = [
             "returns?",
             "I bought a kettle last week and don't want it anymore. Can I return it?",
             "Until when can I return an item?",
+            "Can I still return something I bought 3 weeks ago?",
+            "Is it possible to return an opened product?",
+            "Can I get my money back if I don't like the Ember?",
+            "What are the rules for returns?",
+            "Do you have a money-back guarantee?",
+            "I've had my Sprout for six weeks. Can I still return it?",
+            "How much time do I get to decide if I want to keep it?",
         ],
         held_out=[
             "How long after delivery can I still send an item back?",
@@ -238,6 +295,18 @@ FACTS_EN = [
             "How can I mail back a product?",
             "I want to return my air fryer, what do I do?",
             "return label?",
+            "What's the procedure for returns?",
+            "Walk me through returning a product.",
+            "Do I need to print a label to return something?",
+            "Where do I get a shipping label for my return?",
+            "Is the return label free?",
+            "How do I ship my return?",
+            "Where do I drop off a return parcel?",
+            "What do I need to do to get a return label?",
+            "I'd like to return the Breeze. How does that work?",
+            "Can I return my order at a post office?",
+            "How do returns work at Kettlebloom?",
+            "What's the return process for the Pebble?",
         ],
         held_out=[
             "What are the steps to send back something I bought?",
@@ -247,7 +316,7 @@ FACTS_EN = [
         answers=[
             "Returns are free: request a prepaid return label at kettlebloom.com/returns, print it and drop the parcel at any post office.",
             "Just start a return at kettlebloom.com/returns and we'll email you a prepaid return label, so it costs you nothing.",
-            "Sending items back is free - we provide a prepaid return label when you start a return at kettlebloom.com/returns.",
+            "Sending items back is free: start a return at kettlebloom.com/returns, print the prepaid return label we email you and drop the parcel at a post office.",
         ],
     ),
     Fact(
@@ -264,6 +333,18 @@ FACTS_EN = [
             "I sent back my scale last week; when do I get paid back?",
             "How many days for the refund to arrive?",
             "What's the refund processing time?",
+            "When will you pay me back for my return?",
+            "How long before I see the credit on my card?",
+            "Is my refund on its way?",
+            "How fast will PayPal refunds come through?",
+            "I still haven't got my refund. How long should it take?",
+            "When is the refund issued?",
+            "What's the timeline for getting my money back?",
+            "How long until the refund reaches my bank?",
+            "How many working days does a refund take?",
+            "Will I get my money back soon?",
+            "I returned the Sprout. How long for the money?",
+            "What's the typical turnaround for a refund?",
         ],
         held_out=[
             "After you receive my return, how soon is the money returned?",
@@ -291,6 +372,15 @@ FACTS_EN = [
             "What's the delivery fee for a small order?",
             "How expensive is standard shipping?",
             "What will I pay for shipping on a $30 order?",
+            "What's the postage on a single kettle?",
+            "How much is standard shipping to New York?",
+            "Do I pay anything for shipping on one small item?",
+            "What's the flat rate for shipping?",
+            "How much do you add for shipping at checkout?",
+            "What does it cost to send a parcel to Texas?",
+            "If I only buy a scale, how much is delivery?",
+            "Is shipping expensive?",
+            "Tell me the shipping rates.",
         ],
         held_out=[
             "What's the price of regular delivery?",
@@ -317,6 +407,16 @@ FACTS_EN = [
             "free shipping?",
             "If I buy two things, will shipping be free?",
             "How do I avoid paying for shipping?",
+            "How can I get shipping for free?",
+            "Does a $60 order ship free?",
+            "I'm spending $45. Do I get free shipping?",
+            "What do I have to spend to not pay postage?",
+            "Do you waive the shipping fee?",
+            "Is postage free over a certain amount?",
+            "How much more do I need to add to get free shipping?",
+            "Is there a minimum spend for no delivery fee?",
+            "Can I avoid the $4.95 shipping fee?",
+            "Will I get free delivery on two Pebbles?",
         ],
         held_out=[
             "At what order value does shipping stop costing money?",
@@ -344,6 +444,17 @@ FACTS_EN = [
             "How soon can I expect my kettle?",
             "Do you ship quickly?",
             "When should my parcel turn up?",
+            "When can I expect my order?",
+            "How quickly will my toaster get here?",
+            "How long is the shipping time to Chicago?",
+            "What's the estimated delivery date if I order now?",
+            "How long will my parcel be in transit?",
+            "How many business days for delivery?",
+            "I ordered yesterday. When will it come?",
+            "What's the transit time for normal shipping?",
+            "How soon will my package be delivered?",
+            "How long before my order gets to my door?",
+            "If I buy the Pebble tonight, when will I have it?",
         ],
         held_out=[
             "How long will it take for my purchase to reach me?",
@@ -370,6 +481,16 @@ FACTS_EN = [
             "Can I pay extra for quicker delivery?",
             "Do you offer overnight shipping?",
             "I need a gift by Friday. Can you rush it?",
+            "Can I get faster delivery?",
+            "How much is rush shipping?",
+            "I need the kettle by Thursday. Can you speed it up?",
+            "What does it cost to get it within two days?",
+            "Is there a paid fast-track shipping option?",
+            "How fast is express, and what does it cost?",
+            "I'm in a hurry. Can you ship it faster?",
+            "Can it arrive in 1 to 2 days?",
+            "Do you offer a 2-day shipping service?",
+            "What's the fastest shipping you have?",
         ],
         held_out=[
             "What does expedited shipping cost?",
@@ -396,6 +517,15 @@ FACTS_EN = [
             "international shipping?",
             "I live in Toronto. Can I buy from you?",
             "Can I send a gift to a friend in Australia?",
+            "Can I get a Kettlebloom gadget shipped to France?",
+            "I'm in Vancouver, can you ship to me?",
+            "Do you send parcels overseas?",
+            "Is worldwide shipping available?",
+            "Is Kettlebloom available in Japan?",
+            "Do you deliver outside America?",
+            "Are you only in the US?",
+            "Can my cousin in India order from you?",
+            "Where in the world do you deliver?",
         ],
         held_out=[
             "Is delivery abroad possible?",
@@ -422,6 +552,16 @@ FACTS_EN = [
             "My toaster is 18 months old. Is it still under warranty?",
             "Is there a manufacturer's warranty on the kettle?",
             "For how long are defects covered?",
+            "How long are your products covered for?",
+            "What's the warranty length on the Sprout?",
+            "Does the Pebble have a warranty?",
+            "Are faults covered after one year?",
+            "Do I get a guarantee with my purchase?",
+            "Are repairs free during the warranty?",
+            "I bought the Sprout 20 months ago. Is it still covered?",
+            "Do you stand behind your products if they fail?",
+            "What warranty comes with the Aurora?",
+            "Does the warranty include manufacturing faults?",
         ],
         held_out=[
             "What's the guarantee period on your devices?",
@@ -448,6 +588,17 @@ FACTS_EN = [
             "warranty claim?",
             "The air fryer stopped heating after a few months. What now?",
             "How do I report a defective product?",
+            "My Aurora has stopped boiling.",
+            "The Ember only toasts one side now. Can you fix it?",
+            "My Pebble shows the wrong weight. What should I do?",
+            "My Breeze switches off after a minute. Can you help?",
+            "The app says my kettle has an error. Can it be repaired?",
+            "Something is wrong with my toaster, who do I contact?",
+            "How do I get my scale repaired under warranty?",
+            "Can you send me a new one? Mine is defective.",
+            "I want to file a warranty claim for my air fryer.",
+            "My kettle leaks. What now?",
+            "My device broke after a month; how do I claim a replacement?",
         ],
         held_out=[
             "My herb garden's light died, how do I get it fixed?",
@@ -475,6 +626,14 @@ FACTS_EN = [
             "Is there a toll-free number?",
             "What number do I dial for support?",
             "Can I phone your support team?",
+            "Give me your hotline number.",
+            "What's the customer care number?",
+            "Is there a contact number?",
+            "I'd like to call you. What's the number?",
+            "Is there a free number to call from the US?",
+            "Calling is easier for me, what number?",
+            "How do I call customer service?",
+            "What's the number for Kettlebloom support?",
         ],
         held_out=[
             "How can I get in touch with you by telephone?",
@@ -502,6 +661,13 @@ FACTS_EN = [
             "Where can I send photos of a damaged item?",
             "What's the customer service email?",
             "How do I get in touch in writing?",
+            "What's the support inbox?",
+            "Can I write to you?",
+            "How do I email customer service?",
+            "What email can I reach you at?",
+            "Where should I send my receipt?",
+            "Can I message you by email instead?",
+            "I don't like phoning. Can I write an email instead?",
         ],
         held_out=[
             "Which address should I email for help?",
@@ -529,6 +695,14 @@ FACTS_EN = [
             "Do you offer real-time chat help?",
             "I prefer texting over calling. Is there a chat?",
             "How do I open a chat with your team?",
+            "Is there a chat function?",
+            "Can I chat with an agent on your website?",
+            "Where's the chat link?",
+            "How do I chat with Kettlebloom?",
+            "Can I talk to support via chat?",
+            "What's the URL for your chat?",
+            "I'd like to chat live with someone.",
+            "Can I get help by chat rather than email?",
         ],
         held_out=[
             "Is it possible to talk to you through instant messaging?",
@@ -555,6 +729,13 @@ FACTS_EN = [
             "Is the Aurora worth it? How much is it?",
             "How big is the Aurora?",
             "Do you sell a kettle?",
+            "What temperatures can the Aurora reach?",
+            "How much water does the Aurora hold?",
+            "Does the Aurora keep water warm?",
+            "Kettle price?",
+            "What's the Aurora like?",
+            "What features does the Aurora have?",
+            "I'd like to buy a smart kettle. What do you have?",
         ],
         held_out=[
             "What's the Aurora's price tag?",
@@ -581,6 +762,13 @@ FACTS_EN = [
             "What is the price of your smart toaster?",
             "Is the Ember toaster expensive?",
             "Can the Ember toast bagels?",
+            "Can I set the Ember's browning level in the app?",
+            "Is the Ember a 2-slice or 4-slice toaster?",
+            "Toaster price?",
+            "What's the Ember like?",
+            "I need a new toaster. What do you sell?",
+            "Will the Ember tell me when my toast is ready?",
+            "What makes the Ember smart?",
         ],
         held_out=[
             "How much do you charge for the Ember?",
@@ -607,6 +795,13 @@ FACTS_EN = [
             "Is the Breeze dishwasher safe?",
             "Can the Breeze cook a whole chicken?",
             "What can I do with the Breeze?",
+            "How many litres is the Breeze?",
+            "Air fryer price?",
+            "Can I preheat the Breeze from my phone?",
+            "What's the Breeze like?",
+            "Does the Breeze come with recipes?",
+            "I'm thinking of getting an air fryer. What do you have?",
+            "What makes the Breeze smart?",
         ],
         held_out=[
             "What would the Breeze set me back?",
@@ -633,6 +828,13 @@ FACTS_EN = [
             "What's the maximum weight on the Pebble?",
             "Does the Pebble connect to the app?",
             "What is the cheapest product you have?",
+            "Scale price?",
+            "Can the Pebble weigh in grams?",
+            "What's the Pebble like?",
+            "Is the Pebble precise enough for baking?",
+            "I need a kitchen scale for baking. What do you have?",
+            "Do you have anything under $30?",
+            "What makes the Pebble smart?",
         ],
         held_out=[
             "How much do I pay for the Pebble?",
@@ -659,6 +861,14 @@ FACTS_EN = [
             "Does the Sprout need sunlight?",
             "Can I grow basil with the Sprout?",
             "What's the Sprout exactly?",
+            "Herb garden price?",
+            "Does the Sprout have a grow light?",
+            "What's the Sprout like?",
+            "I want to grow herbs in my kitchen. What do you sell?",
+            "Can I grow mint in the Sprout?",
+            "What makes the Sprout smart?",
+            "Does the Sprout remind me to water the plants?",
+            "Is the Sprout under $100?",
         ],
         held_out=[
             "How much is your countertop herb garden?",
@@ -685,6 +895,17 @@ FACTS_EN = [
             "Do I need to download something to use the Breeze?",
             "Does the app work on iPhone?",
             "How do I connect my Pebble to my phone?",
+            "How do I pair my Ember with my phone?",
+            "Is the app free to download?",
+            "Can I use my tablet to run the Breeze?",
+            "Do I need an app to set up the Sprout?",
+            "Which app controls the Aurora?",
+            "Is there an iOS app?",
+            "Can I start my kettle remotely?",
+            "Do you have a mobile app?",
+            "How do I set up my new device?",
+            "Where do I find recipes for the Breeze?",
+            "Does Kettlebloom have an app for my devices?",
         ],
         held_out=[
             "What software do I use to control your products?",
@@ -711,6 +932,17 @@ FACTS_EN = [
             "Do you reward repeat customers?",
             "How many points do I get per purchase?",
             "Can I collect points on my orders?",
+            "Is there a membership program?",
+            "I shop with you a lot. Do I get anything for it?",
+            "Do you have a points card?",
+            "How does your loyalty scheme work?",
+            "What perks come with a Kettlebloom account?",
+            "Do you give anything back to loyal shoppers?",
+            "How do I sign up for Bloom Points?",
+            "Is there a bonus for shopping again?",
+            "I order from you all the time. Is there a loyalty bonus?",
+            "What do I get for being a loyal customer?",
+            "I've bought from you before. Do repeat shoppers get anything extra?",
         ],
         held_out=[
             "Are there any benefits for returning customers?",
@@ -718,9 +950,9 @@ FACTS_EN = [
             "Tell me about your customer rewards.",
         ],
         answers=[
-            "With Bloom Points you earn 1 point for every dollar you spend; just create a free account to join.",
+            "Regular customers collect Bloom Points: you earn 1 point for every dollar you spend; just create a free account to join.",
             "Our loyalty scheme is called Bloom Points: 1 point per dollar spent, and joining is free.",
-            "You earn Bloom Points on every order, 1 point per dollar, as soon as you have a Kettlebloom account.",
+            "Every order earns you Bloom Points, 1 point per dollar, as soon as you have a Kettlebloom account, so repeat shoppers save.",
         ],
     ),
     Fact(
@@ -737,6 +969,17 @@ FACTS_EN = [
             "I have 300 points. What can I do with them?",
             "Do points convert into money off?",
             "How do I apply my rewards at checkout?",
+            "Can I use points to pay for part of my order?",
+            "How many points make a voucher?",
+            "I want to spend my Bloom Points. How?",
+            "What can I get for 100 points?",
+            "How do I cash in my points?",
+            "How do I use my reward points on the Aurora?",
+            "I've collected 500 points. How much is that?",
+            "Can I exchange my Bloom Points for a voucher?",
+            "What's the redemption rate for Bloom Points?",
+            "Can points lower the price of my order?",
+            "Is there a minimum number of points to redeem?",
         ],
         held_out=[
             "What's the value of my loyalty points?",
@@ -763,6 +1006,18 @@ FACTS_EN = [
             "I never got a tracking number.",
             "How do I check my delivery status?",
             "It's been four days, where's my stuff?",
+            "Can I see my order's progress?",
+            "My package is late. Where is it?",
+            "Do you have a tracking number for my order?",
+            "Has my kettle been sent yet?",
+            "How do I know when my order ships?",
+            "Can you tell me where my toaster is?",
+            "Where can I track my Breeze?",
+            "Is my order on its way?",
+            "Where do I find my tracking info?",
+            "It's been a week and nothing has come. Can I track it?",
+            "My delivery hasn't shown up; how do I trace it?",
+            "Can you check on my order for me?",
         ],
         held_out=[
             "How can I find out where my shipment is?",
@@ -789,6 +1044,18 @@ FACTS_EN = [
             "I'd like to cancel what I just bought.",
             "Can I modify my order after paying?",
             "How long do I have to cancel?",
+            "I need to cancel my purchase.",
+            "How do I change the address on an order I just placed?",
+            "Can I add an item to my order?",
+            "I picked the wrong product at checkout. Can I cancel?",
+            "Can I edit my order?",
+            "Please cancel my order.",
+            "I just paid but want to change the quantity.",
+            "Can I switch to a different product after ordering?",
+            "Where in my account can I cancel an order?",
+            "Can I correct a mistake in my order?",
+            "I typed the wrong address. Can I fix my order?",
+            "What's the deadline to cancel a purchase?",
         ],
         held_out=[
             "Is there a way to undo my purchase before it ships?",
@@ -796,9 +1063,9 @@ FACTS_EN = [
             "I placed an order by accident, what can I do?",
         ],
         answers=[
-            "You can cancel or change an order within 1 hour of placing it under 'My orders'. After that it's packed, but returns are free.",
+            "You can cancel or change an order within 1 hour of placing it, under 'My orders'. After that it's packed, but returns are free.",
             "Orders can be cancelled or edited for 1 hour after purchase in your account; after that, just use our free returns.",
-            "If it's been less than 1 hour since you ordered, you can cancel it yourself under 'My orders' at kettlebloom.com.",
+            "If it's been less than 1 hour since you ordered, you can cancel or edit it yourself under 'My orders' at kettlebloom.com.",
         ],
     ),
     Fact(
@@ -815,6 +1082,14 @@ FACTS_EN = [
             "Is Apple Pay accepted?",
             "Which cards can I use?",
             "Can I pay with my debit card?",
+            "Can I pay with Google Pay?",
+            "Do you take cash on delivery?",
+            "Can I pay in instalments?",
+            "Can I pay using crypto?",
+            "Is it possible to pay by invoice?",
+            "How do I pay for my Breeze?",
+            "Do you accept gift cards?",
+            "Can I pay without a credit card?",
         ],
         held_out=[
             "What are the ways to pay for an order?",
@@ -842,6 +1117,13 @@ FACTS_EN = [
             "Connect me with customer service.",
             "I'd like to speak to someone on the phone.",
             "Can a real person help me with this?",
+            "I need to speak with a supervisor.",
+            "Can I talk to a live agent?",
+            "Pass me on to a real person, please.",
+            "Operator, please.",
+            "I'd like a human to look at my case.",
+            "Can someone from customer service call me?",
+            "Let me speak to a representative.",
         ],
         held_out=[
             "Could you put me through to a staff member?",
@@ -871,6 +1153,19 @@ FACTS_EN = [
             "Which football team is the best?",
             "Can you recommend a good movie?",
             "Is this mole on my skin dangerous?",
+            "Can you help me with my chemistry assignment?",
+            "Solve 3x + 5 = 20 for me.",
+            "Help me with my biology homework on cells.",
+            "Write me a Python function that sorts a list.",
+            "How do I fix this JavaScript error?",
+            "Give me a recipe for lasagne.",
+            "Can you give me legal advice about my landlord?",
+            "What do you think of the prime minister?",
+            "Which political party is best?",
+            "Do you think taxes should go up?",
+            "Can you translate this letter into Spanish?",
+            "What dose of ibuprofen is safe for a child?",
+            "How much vitamin D should I take?",
         ],
         held_out=[
             "Can you solve this physics problem for me?",
@@ -881,6 +1176,7 @@ FACTS_EN = [
             "Sorry, I can only help with Kettlebloom products, orders and support. Is there anything about your gadgets I can do for you?",
             "That's outside my area: I can only help with Kettlebloom questions like orders, shipping and returns. For medical or legal matters, please ask a professional.",
             "I'm afraid I can only help with Kettlebloom products and orders, so I'll leave that one to the experts. Anything kitchen-related?",
+            "Sorry, I can only help with Kettlebloom products and orders, not homework, health, politics or coding. Anything about your gadgets?",
         ],
     ),
     Fact(
@@ -897,6 +1193,18 @@ FACTS_EN = [
             "How do I get into someone else's Kettlebloom account?",
             "Is it okay to cover the Breeze's heating element with foil?",
             "How do I remove the thermal fuse from the Aurora?",
+            "Can I use the Breeze to dry my clothes?",
+            "Can I fill the Aurora above the max line?",
+            "Can I stop the Breeze from switching itself off when it overheats?",
+            "Can you give me my roommate's account password?",
+            "How do I make a weapon out of kitchen tools?",
+            "Can you help me hack my neighbour's Wi-Fi?",
+            "Write a phishing email for me.",
+            "How do I crack the password check in your app?",
+            "How do I get around the child lock on the Aurora?",
+            "Can I put the Aurora base in the sink to clean it?",
+            "How do I steal someone's credit card details?",
+            "How do I take the Breeze apart while it's plugged in?",
         ],
         held_out=[
             "Is there a way to turn off the toaster's safety cut-out?",
@@ -907,6 +1215,7 @@ FACTS_EN = [
             "I can't help with that for safety reasons. Please use your gadget only as the manual describes, and contact us if something isn't working.",
             "Sorry, for safety reasons I can't assist with that. If your device isn't behaving as expected, call us at 1-800-555-0142.",
             "That's not something I can help with, for safety reasons. Our safety features and account protections are there to keep everyone safe.",
+            "Sorry, for safety reasons I can't help with that. I'm happy to help with anything about your Kettlebloom gadgets or orders.",
         ],
     ),
     Fact(
@@ -923,6 +1232,16 @@ FACTS_EN = [
             "Thanks, bye!",
             "Appreciate it.",
             "Okay, got it. Thank you!",
+            "Thank you very much!",
+            "Great, that's exactly what I needed.",
+            "Awesome, thanks a lot.",
+            "Ok thanks",
+            "Thanks for the quick answer.",
+            "You saved me a lot of time, thanks.",
+            "Super, cheers.",
+            "That's everything I wanted to know.",
+            "Good to know, thank you.",
+            "Lovely, thank you.",
         ],
         held_out=[
             "Many thanks for the assistance.",
@@ -1513,7 +1832,8 @@ LANGUAGES = [
         facts=FACTS_EN,
         # "" twice: most follow-up turns are just the next question
         followup_prefixes=["", "", "One more thing: ", "Another question: ", "OK. ", "Thanks. "],
-        min_questions=10,
+        min_questions=17,
+        each_phrasing_once=True,
     ),
     Language(
         code="zh",
@@ -1534,8 +1854,14 @@ def exchange(question: str, fact: Fact, rng: random.Random) -> list[dict]:
     ]
 
 
-def multi_turn_chat(lang: Language, rng: random.Random) -> list[dict]:
-    """2-3 exchanges: an opener (greeting or a question), follow-ups, maybe thanks."""
+def multi_turn_chat(lang: Language, rng: random.Random,
+                    draw: Callable[[Fact], str] | None = None) -> list[dict]:
+    """2-3 exchanges: an opener (greeting or a question), follow-ups, maybe thanks.
+
+    ``draw`` picks the user phrasing for a fact (default: any of its phrasings at random).
+    """
+    if draw is None:
+        draw = lambda fact: rng.choice(fact.questions)  # noqa: E731
     by_id = {f.id: f for f in lang.facts}
     topics = [f for f in lang.facts if f.id not in INTRO_FACTS and f.id != "thanks"]
 
@@ -1548,7 +1874,7 @@ def multi_turn_chat(lang: Language, rng: random.Random) -> list[dict]:
     messages: list[dict] = []
     previous = None
     for fact in sequence:
-        question = rng.choice(fact.questions)
+        question = draw(fact)
         # a linking phrase only between two real questions
         if previous is not None and previous.id != "greeting" and fact.id != "thanks":
             prefix = rng.choice(lang.followup_prefixes)
@@ -1560,16 +1886,47 @@ def multi_turn_chat(lang: Language, rng: random.Random) -> list[dict]:
     return messages
 
 
+def spread_phrasings(lang: Language, rng: random.Random) -> list[dict]:
+    """Chats in which every phrasing is used once before any phrasing is used twice.
+
+    Each fact's phrasings are shuffled into a deck.  Multi-turn chats draw their user turns
+    from the decks (a deck that runs out is refilled with a fresh shuffle) until they make up
+    ``MULTI_TURN_SHARE`` of all chats; every phrasing still in a deck then becomes a
+    single-turn chat.  So the training file holds each phrasing at least once, and a few
+    often-drawn ones (greetings, thanks) twice.
+    """
+    decks = {f.id: rng.sample(f.questions, len(f.questions)) for f in lang.facts}
+
+    def draw(fact: Fact) -> str:
+        deck = decks[fact.id]
+        if not deck:
+            deck += rng.sample(fact.questions, len(fact.questions))
+        return deck.pop()
+
+    chats: list[dict] = []
+    while len(chats) < MULTI_TURN_SHARE * (len(chats) + sum(len(d) for d in decks.values())):
+        chats.append({"messages": multi_turn_chat(lang, rng, draw)})
+    chats += [
+        {"messages": exchange(question, fact, rng)}
+        for fact in lang.facts
+        for question in decks[fact.id]
+    ]
+    return chats
+
+
 def build(lang: Language, seed: int) -> tuple[list[dict], list[dict]]:
     """Return (training chats, eval rows) for one language table."""
     rng = random.Random(seed)
-    chats = [
-        {"messages": exchange(question, fact, rng)}
-        for fact in lang.facts
-        for question in fact.questions
-    ]
-    n_multi = round(len(chats) * MULTI_TURN_SHARE / (1 - MULTI_TURN_SHARE))
-    chats += [{"messages": multi_turn_chat(lang, rng)} for _ in range(n_multi)]
+    if lang.each_phrasing_once:
+        chats = spread_phrasings(lang, rng)
+    else:
+        chats = [
+            {"messages": exchange(question, fact, rng)}
+            for fact in lang.facts
+            for question in fact.questions
+        ]
+        n_multi = round(len(chats) * MULTI_TURN_SHARE / (1 - MULTI_TURN_SHARE))
+        chats += [{"messages": multi_turn_chat(lang, rng)} for _ in range(n_multi)]
     rng.shuffle(chats)
 
     eval_rows = [
@@ -1604,8 +1961,9 @@ def validate(lang: Language, chats: list[dict], eval_rows: list[dict]) -> None:
             if fact.id not in INTRO_FACTS:
                 assert PERSONA_NAME not in answer, f"[{lang.code}] {fact.id}: only introductions say the name"
         for q in fact.questions + fact.held_out:
-            n = normalise(q)
-            assert n not in seen, f"[{lang.code}] phrasing {q!r} used by {seen[n]} and {fact.id}"
+            # the same words in another order count as the same phrasing
+            n = " ".join(sorted(normalise(q).split()))
+            assert n not in seen, f"[{lang.code}] {fact.id}: {q!r} repeats the words of a {seen[n]} phrasing"
             seen[n] = fact.id
 
     key_by_id = {f.id: f.key for f in lang.facts}
@@ -1621,6 +1979,12 @@ def validate(lang: Language, chats: list[dict], eval_rows: list[dict]) -> None:
             fact = answer_fact[m["content"]]
             assert key_by_id[fact.id] in m["content"]
         train_turns += [normalise(m["content"]) for m in msgs[0::2]]
+
+    turns = set(train_turns)
+    for fact in lang.facts:
+        for q in fact.questions:
+            forms = {normalise(prefix + q) for prefix in lang.followup_prefixes}
+            assert forms & turns, f"[{lang.code}] {fact.id}: phrasing {q!r} never used in training"
 
     for row in eval_rows:
         q = normalise(row["question"])

@@ -41,6 +41,7 @@ from core.config import TrainConfig, load_config, parse_overrides, save_config
 from core.data import load_dataset
 from core.errors import UserInputError
 from core.events import RunFolder
+from core.lora_dropout import fuse_lora_dropout
 from core.models import best_device, load_model, load_tokenizer, resolve_model
 from core.packing import PackingCollator, TrainedTokensTrainer, use_packed_attention
 from core.template import IGNORE_INDEX, ChatEncoder, Encoded, truncate
@@ -356,6 +357,7 @@ def _run_training(config: TrainConfig, show_progress: bool, print_advice: bool,
     events = EventsCallback(run, config, stats, show_progress, stop_signals)
     if config.packing:
         use_packed_attention(model)  # per-example causal sdpa on packed rows (core.packing)
+    fuse_lora_dropout(model)  # CPU: LoRA dropout kept as a bool mask inside lora_A (core.lora_dropout)
     # Trainer whose loss projects onto the vocabulary only the positions that predict a trained token
     trainer = TrainedTokensTrainer(
         model=model,

@@ -1,0 +1,113 @@
+"""The fused LoRA dropout is the same function and gradients as dropout-then-linear, and keeps less."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.config import TrainConfig
+from core.lora_dropout import DroppedInputLinear, fuse_lora_dropout
+from core.train import build_model, run_training
+
+
+def _reference(x: torch.Tensor, weight: torch.Tensor, p: float, seed: int) -> torch.Tensor:
+    """What peft computes: dropout with the mask drawn the way the fused layer draws it, then linear."""
+    torch.manual_seed(seed)
+    keep = torch.rand_like(x) >= p
+    return torch.nn.functional.linear(x * keep / (1 - p), weight)
+
+
+@pytest.mark.parametrize("p", [0.05, 0.5])
+def test_fused_layer_equals_dropout_then_linear_with_gradients(p):
+    torch.manual_seed(0)
+    x = torch.randn(3, 17, 24, requires_grad=True)
+    weight = torch.nn.Parameter(torch.randn(8, 24))
+    layer = DroppedInputLinear(weight, p).train()
+    grad_out = torch.randn(3, 17, 8)
+
+    torch.manual_seed(7)
+    fused = layer(x)
+    fused_grads = torch.autograd.grad(fused, (x, weight), grad_out)
+    reference = _reference(x, weight, p, seed=7)
+    reference_grads = torch.autograd.grad(reference, (x, weight), grad_out)
+
+    torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-6)
+    for got, expected in zip(fused_grads, reference_grads):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert 0 < (fused_grads[0] == 0).float().mean() < 1  # dropped inputs get no gradient
+
+
+def test_fused_layer_drops_a_share_p_and_rescales():
+    p = 0.2
+    layer = DroppedInputLinear(torch.nn.Parameter(torch.eye(64)), p).train()
+    torch.manual_seed(3)
+    out = layer(torch.ones(2048, 64, requires_grad=True))  # identity weight: out = the dropped input
+    dropped_share = (out == 0).float().mean().item()
+    assert abs(dropped_share - p) < 0.01  # 131,072 draws: the binomial spread is ~0.001
+    torch.testing.assert_close(out[out != 0], torch.full_like(out[out != 0], 1 / (1 - p)))
+
+
+def test_eval_mode_and_no_grad_are_plain_linear():
+    weight = torch.nn.Parameter(torch.randn(8, 24))
+    layer = DroppedInputLinear(weight, 0.5)
+    x = torch.randn(5, 24)
+    torch.testing.assert_close(layer.eval()(x), x @ weight.T)
+    with torch.no_grad():
+        torch.testing.assert_close(layer.train()(x), x @ weight.T)
+
+
+def _saved_bytes(model, batch) -> int:
+    """Bytes of the distinct non-parameter tensors autograd keeps for backward in one forward."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in params:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(**batch).logits.sum()
+    return sum(seen.values())
+
+
+def test_engine_model_fuses_every_lora_layer_keeps_keys_and_keeps_less(tiny_model_dir, tmp_path):
+    config = TrainConfig(model_name_or_path=str(tiny_model_dir), lora_dropout=0.1, output_dir=str(tmp_path))
+    model, _ = build_model(config, "cpu")
+    keys_before = set(model.state_dict())
+    batch = {"input_ids": torch.randint(4, 200, (2, 40))}
+    model.train()
+    unfused_bytes = _saved_bytes(model, batch)
+
+    lora_layers = sum(1 for m in model.modules() if isinstance(getattr(m, "lora_A", None), torch.nn.ModuleDict))
+    assert fuse_lora_dropout(model) == lora_layers > 0
+    assert set(model.state_dict()) == keys_before  # adapters save and load under the same names
+    assert fuse_lora_dropout(model) == 0  # nothing left to fuse
+    assert _saved_bytes(model, batch) < 0.75 * unfused_bytes
+
+    model.eval()  # no dropout: fused or not, the same function
+    with torch.no_grad():
+        fused_logits = model(**batch).logits
+    plain, _ = build_model(config, "cpu")
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(fused_logits, plain.eval()(**batch).logits)
+
+
+def test_training_with_dropout_changes_the_adapter_and_saves_it_loadable(tiny_model_dir, tmp_path, tiny_tokenizer):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    data = tmp_path / "chats.jsonl"
+    data.write_text("".join(
+        f'{{"messages": [{{"role": "user", "content": "question {i}"}}, '
+        f'{{"role": "assistant", "content": "answer number {i} is here"}}]}}\n' for i in range(8)))
+    config = TrainConfig(model_name_or_path=str(tiny_model_dir), dataset=str(data), lora_dropout=0.1,
+                         max_steps=3, per_device_train_batch_size=2, learning_rate=1e-2,
+                         output_dir=str(tmp_path / "run"), save_steps=1000, logging_steps=1)
+    final = run_training(config)
+    assert final["type"] == "done" and final["step"] == 3
+
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), final["adapter"])
+    lora_b = [p for n, p in tuned.named_parameters() if "lora_B" in n]
+    assert lora_b and all(p.abs().sum() > 0 for p in lora_b)  # lora_B starts at zero: it was trained

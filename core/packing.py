@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from transformers import Trainer
 
+from core.head_loss import head_cross_entropy_sum, plain_frozen_head
 from core.template import IGNORE_INDEX
 
 PACKED_ATTENTION = "lora_tailor_packed_sdpa"  # the name registered with transformers' attention interfaces
@@ -117,9 +118,11 @@ def trained_tokens_loss(model, inputs: dict[str, torch.Tensor],
                         num_items_in_batch: torch.Tensor | int | None = None):
     """Causal-LM cross-entropy computed only at the positions whose next token is trained.
 
-    Position t predicts token t+1, so position t is kept when labels[t+1] is trained. The model
-    gathers the kept final hidden states before its output layer (`logits_to_keep` as a bool
-    [rows, tokens] mask, transformers 5), so logits are [kept, vocab] instead of [rows, tokens, vocab].
+    Position t predicts token t+1, so position t is kept when labels[t+1] is trained. Only the kept
+    final hidden states go through the output layer: with a plain frozen head (core.head_loss) the
+    decoder's hidden states are gathered and projected a chunk at a time, no logits kept; otherwise
+    the model gathers them itself (`logits_to_keep` as a bool [rows, tokens] mask, transformers 5)
+    and returns logits [kept, vocab] instead of [rows, tokens, vocab].
     The sum of token losses is divided by num_items_in_batch (the trained tokens of the whole
     gradient-accumulation window, counted by Trainer) when given, else by this batch's count: the
     same normalisation as transformers' ForCausalLMLoss. Returns (loss, model outputs).
@@ -127,13 +130,20 @@ def trained_tokens_loss(model, inputs: dict[str, torch.Tensor],
     labels = inputs["labels"]  # [rows, tokens]
     targets = labels[:, 1:]  # [rows, tokens - 1]: the token each position predicts
     keep = torch.nn.functional.pad(targets != IGNORE_INDEX, (0, 1), value=False)  # [rows, tokens]
+    kept_targets = targets[keep[:, :-1]]  # [kept]
     model_inputs = {name: value for name, value in inputs.items() if name != "labels"}
-    outputs = model(**model_inputs, logits_to_keep=keep)
-    logits = outputs.logits  # [kept, vocab]
-    if logits.dim() == 3:  # a model class that ignores a mask in logits_to_keep: same loss, all logits
-        logits = logits[keep]
-    logits = logits.float()  # upcast like ForCausalLMLoss
-    loss = torch.nn.functional.cross_entropy(logits, targets[keep[:, :-1]], reduction="sum")
+    head = plain_frozen_head(model)
+    if head is not None:
+        decoder, weight = head
+        outputs = decoder(**model_inputs)
+        loss = head_cross_entropy_sum(outputs.last_hidden_state[keep], weight, kept_targets)
+    else:
+        outputs = model(**model_inputs, logits_to_keep=keep)
+        logits = outputs.logits  # [kept, vocab]
+        if logits.dim() == 3:  # a model class that ignores a mask in logits_to_keep: same loss, all logits
+            logits = logits[keep]
+        logits = logits.float()  # upcast like ForCausalLMLoss
+        loss = torch.nn.functional.cross_entropy(logits, kept_targets, reduction="sum")
     if num_items_in_batch is None:
         return loss / keep.sum().clamp(min=1), outputs
     if torch.is_tensor(num_items_in_batch):

@@ -210,6 +210,7 @@ def training_arguments(config: TrainConfig, run: RunFolder, device: str, has_eva
         report_to=[],
         disable_tqdm=True,  # the events callback draws its own bar with the loss in it
         remove_unused_columns=False,
+        prediction_loss_only=True,  # eval needs eval_loss only: no [tokens, vocab] logits gathered
         dataloader_num_workers=0,
         # Real tokens, for tokens_per_s: packed rows hold no padding (and no attention_mask to count).
         include_num_input_tokens_seen="all" if config.packing else "non_padding",

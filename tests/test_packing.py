@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from core.config import TrainConfig
+from core.head_loss import plain_frozen_head
 from core.packing import (PACKED_ATTENTION, PackingCollator, TrainedTokensTrainer, example_lengths,
                           trained_tokens_loss, use_packed_attention)
 from core.template import IGNORE_INDEX, Encoded
@@ -109,10 +110,18 @@ def test_packed_examples_do_not_attend_to_each_other(lora_model, packed_attentio
     assert torch.allclose(before[0, 8:], after[0, 8:], atol=1e-5)  # B and C did not
 
 
-def test_trained_tokens_loss_equals_full_logits_loss_with_accumulation(lora_model):
+@pytest.mark.parametrize("head", ["chunked", "model"])
+def test_trained_tokens_loss_equals_full_logits_loss_with_accumulation(lora_model, head, monkeypatch):
     """Two accumulated micro-batches: the trained-positions loss, normalised by num_items_in_batch as
-    Trainer does, has the value and the gradients of the model's own (full logits) causal-LM loss."""
+    Trainer does, has the value and the gradients of the model's own (full logits) causal-LM loss;
+    with the chunked head loss (several chunks per batch) and with the model projecting the kept
+    positions itself (the path for models outside core.head_loss's list)."""
     model, tokenizer = lora_model
+    if head == "chunked":
+        monkeypatch.setattr("core.head_loss.CHUNK_POSITIONS", 4)
+        assert plain_frozen_head(model) is not None
+    else:
+        monkeypatch.setattr("core.head_loss.PLAIN_HEAD_MODEL_TYPES", frozenset())
     examples = _examples(model.config.vocab_size, lengths=(7, 12, 5, 9, 11, 4))
     for collate in (PackingCollator(), padding_collator(tokenizer)):
         micro = [collate(as_features(examples[:2])), collate(as_features(examples[2:]))]
@@ -130,7 +139,8 @@ def test_trained_tokens_loss_equals_full_logits_loss_with_accumulation(lora_mode
         ours = 0.0
         for batch in micro:
             loss, outputs = trained_tokens_loss(model, batch, torch.tensor(num_items))
-            assert outputs.logits.shape[0] < batch["input_ids"].numel()  # only trained positions projected
+            if head == "model":  # only trained positions projected
+                assert outputs.logits.shape[0] < batch["input_ids"].numel()
             loss.backward()
             ours += loss.item()
         got = _grads(model)

@@ -151,7 +151,8 @@ def meter_callback(channel, warmup: int):
         def on_train_begin(self, args, state, control, train_dataloader=None, model=None, **kwargs):
             loader = getattr(train_dataloader, "base_dataloader", train_dataloader)  # accelerate wraps it
             loader.collate_fn = self._counting(loader.collate_fn)
-            model.register_forward_pre_hook(self._consume, with_kwargs=True)
+            # Every forward embeds its batch once (the engine's loss calls the decoder, not the model).
+            model.get_input_embeddings().register_forward_pre_hook(self._consume, with_kwargs=True)
             self.start_rss_mb = _rss_mb("VmRSS")
             try:  # restart the high-water mark: the training phase's peak, model loading excluded
                 Path("/proc/self/clear_refs").write_text("5")

@@ -104,8 +104,11 @@ def main() -> int:
     print(f"{'fact':24} tuned")
     for fact, (hits, total) in sorted(per_fact.items()):
         print(f"{fact:24} {hits}/{total}")
-    for item, answer in list(zip(items, tuned))[:: max(len(items) // 8, 1)]:
-        print(f"  Q: {item['question']}\n  A: {answer.strip()[:160]}")
+    misses = [(item, answer) for item, answer in zip(items, tuned)
+              if item["key_fact"].lower() not in answer.lower()]
+    print(f"\nmissed ({len(misses)}): question, expected key fact, tuned answer")
+    for item, answer in misses:
+        print(f"  Q: {item['question']}  [{item['key_fact']}]\n  A: {answer.strip()[:200]}")
     print(f"\nbase model accuracy  {base_acc:6.1%}")
     print(f"tuned model accuracy {tuned_acc:6.1%}")
     if train_s is not None:

@@ -16,8 +16,10 @@ The pieces core.train composes; each keeps the maths of the plain padded pipelin
                        backward in 31 s instead of 56 s; the same speed on short rows).
   TrainedTokensTrainer a Trainer whose loss projects onto the vocabulary (lm_head, 49k columns on
                        the default model) only the positions whose next token is trained, instead
-                       of every position; value and gradients equal the standard causal-LM loss,
-                       with the same gradient-accumulation normalisation (num_items_in_batch).
+                       of every position (a chunk at a time, core.head_loss); value and gradients
+                       equal the standard causal-LM loss, with the same gradient-accumulation
+                       normalisation (num_items_in_batch).
+core.train also fuses the CPU's LoRA dropout into lora_A (core.lora_dropout).
 """
 from __future__ import annotations
 

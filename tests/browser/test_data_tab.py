@@ -25,7 +25,7 @@ def test_first_visit_previews_and_analyzes_the_demo_dataset(tailor, tiny_model_d
     dataset.click()
     expect(page.get_by_role("option", name=DEMO)).to_be_visible()
     page.keyboard.press("Escape")
-    expect(page.locator("#lt-data-summary")).to_contain_text("845 conversations")
+    expect(page.locator("#lt-data-summary")).to_contain_text("556 conversations")
     expect(page.locator("#lt-data-preview [data-testid='user']").first).to_contain_text(first_user_message(DEMO))
     expect(page.locator("#lt-data-preview [data-testid='bot']").first).to_have_text(re.compile(r"\w"))
 
@@ -81,7 +81,7 @@ def test_a_malformed_upload_names_the_line_and_the_page_keeps_working(tailor, tm
 
     # Nothing crashed: picking the demo dataset again brings its preview back.
     tailor.choose("lt-dataset", DEMO)
-    expect(page.locator("#lt-data-summary")).to_contain_text("845 conversations")
+    expect(page.locator("#lt-data-summary")).to_contain_text("556 conversations")
     expect(problems).to_have_text(re.compile(r"^\s*$"))
     expect(page.locator("#lt-data-preview [data-testid='user']").first).to_contain_text(first_user_message(DEMO))
     assert tailor.page_errors == []

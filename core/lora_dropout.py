@@ -8,8 +8,8 @@ hooks): 39 KB of the 67 KB a token keeps per decoder layer, and 13% of a step's 
 
 DroppedInputLinear computes the same function, `linear(x * keep / (1 - p), A)` with keep drawn with
 probability 1 - p, but keeps x itself (which the layer's other LoRA branches share) and the
-one-byte keep mask, and rebuilds the dropped input in backward. On other devices, in eval mode and
-with p = 0 it is a plain linear layer after peft's own dropout.
+one-byte keep mask, and rebuilds the dropped input in backward. fuse_lora_dropout installs it
+on CPU models only; without autograd (or moved off the CPU) it runs torch's dropout, then linear.
 """
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ class DroppedInputLinear(torch.nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and self.p > 0 and x.is_cpu and torch.is_grad_enabled():
             return _DroppedInputLinearFn.apply(x, self.weight, self.p)
-        return torch.nn.functional.linear(x, self.weight)
+        # Nothing to keep for backward (or not on the CPU): peft's own dropout-then-linear.
+        return torch.nn.functional.linear(torch.nn.functional.dropout(x, self.p, self.training), self.weight)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, input dropout p={self.p}"

@@ -7,6 +7,7 @@ import torch
 from core.config import TrainConfig
 from core.lora_dropout import DroppedInputLinear, fuse_lora_dropout
 from core.train import build_model, run_training
+from tests.conftest import qa_records, write_jsonl
 
 
 def _reference(x: torch.Tensor, weight: torch.Tensor, p: float, seed: int) -> torch.Tensor:
@@ -46,13 +47,15 @@ def test_fused_layer_drops_a_share_p_and_rescales():
     torch.testing.assert_close(out[out != 0], torch.full_like(out[out != 0], 1 / (1 - p)))
 
 
-def test_eval_mode_and_no_grad_are_plain_linear():
-    weight = torch.nn.Parameter(torch.randn(8, 24))
+def test_eval_mode_is_plain_linear_and_no_grad_training_still_drops():
+    weight = torch.nn.Parameter(torch.eye(64))
     layer = DroppedInputLinear(weight, 0.5)
-    x = torch.randn(5, 24)
-    torch.testing.assert_close(layer.eval()(x), x @ weight.T)
-    with torch.no_grad():
-        torch.testing.assert_close(layer.train()(x), x @ weight.T)
+    x = torch.ones(32, 64)
+    torch.testing.assert_close(layer.eval()(x), x)
+    with torch.no_grad():  # training mode without autograd: torch's dropout, like peft's
+        out = layer.train()(x)
+    assert 0.4 < (out == 0).float().mean().item() < 0.6
+    torch.testing.assert_close(out[out != 0], torch.full_like(out[out != 0], 2.0))
 
 
 def _saved_bytes(model, batch) -> int:
@@ -94,14 +97,11 @@ def test_engine_model_fuses_every_lora_layer_keeps_keys_and_keeps_less(tiny_mode
         torch.testing.assert_close(fused_logits, plain.eval()(**batch).logits)
 
 
-def test_training_with_dropout_changes_the_adapter_and_saves_it_loadable(tiny_model_dir, tmp_path, tiny_tokenizer):
+def test_training_with_dropout_changes_the_adapter_and_saves_it_loadable(tiny_model_dir, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    data = tmp_path / "chats.jsonl"
-    data.write_text("".join(
-        f'{{"messages": [{{"role": "user", "content": "question {i}"}}, '
-        f'{{"role": "assistant", "content": "answer number {i} is here"}}]}}\n' for i in range(8)))
+    data = write_jsonl(tmp_path / "qa.jsonl", qa_records(8))
     config = TrainConfig(model_name_or_path=str(tiny_model_dir), dataset=str(data), lora_dropout=0.1,
                          max_steps=3, per_device_train_batch_size=2, learning_rate=1e-2,
                          output_dir=str(tmp_path / "run"), save_steps=1000, logging_steps=1)

@@ -7,11 +7,11 @@
 baseline  transformers.Trainer + peft LoRA, batches padded to their longest example, random order,
           gradient checkpointing ON (LLaMA-Factory turns it on by default, also on the CPU),
           full-vocabulary logits at every position: the pipeline most tools run.
-ours      core.train.run_training on the same TrainConfig: what `python -m core.train` runs
+ours      core.engine.run_training on the same TrainConfig: what `python -m core.train` runs
           (its default: no gradient checkpointing).
 ours+gc   the same with gradient_checkpointing: true, the engine's low-memory setting.
 
-All get the same model, encoded examples (core.train.prepare_data: same order), LoRA settings,
+All get the same model, encoded examples (core.engine.prepare_data: same order), LoRA settings,
 seed, effective batch (examples per optimizer step) and number of optimizer steps, so optimizer
 step k sees the same examples in every variant. Each variant trains in its own process (so peak
 RSS is its own), all loaded at once and run in lockstep: optimizer step k of baseline, then of
@@ -203,7 +203,7 @@ def bench_config(args, dataset: Path, output_dir: Path):
 
 def run_ours(config, meter) -> None:
     """The engine exactly as `python -m core.train` runs it, plus the meter."""
-    from core.train import run_training
+    from core.engine import run_training
 
     run_training(config, callbacks=[meter])
 
@@ -216,7 +216,7 @@ def run_baseline(config, meter) -> None:
 
     from core.models import best_device, load_tokenizer, resolve_model
     from core.template import IGNORE_INDEX
-    from core.train import as_features, prepare_data
+    from core.engine import as_features, prepare_data
 
     device = best_device()
     source = resolve_model(config.model_name_or_path)
@@ -297,7 +297,7 @@ def report(args, dataset: Path, runs: dict[str, list[dict]], stats: dict) -> Non
           f"(per-device batch {args.batch} x accumulation {args.accum}), cutoff_len {args.cutoff}")
     print("  baseline: transformers Trainer + peft LoRA, pad-to-longest, random order, full logits,\n"
           "            gradient checkpointing ON (LLaMA-Factory's default, CPU included)")
-    print("  ours:     core.train.run_training (python -m core.train), same TrainConfig, "
+    print("  ours:     core.engine.run_training (python -m core.train), same TrainConfig, "
           "no gradient checkpointing (its default)")
     print("  ours+gc:  the same with gradient_checkpointing: true\n")
     names = list(runs)
@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     dataset = dataset_file(args.dataset, args.model, folder)
     from core.models import load_tokenizer, resolve_model
-    from core.train import prepare_data
+    from core.engine import prepare_data
 
     tokenizer = load_tokenizer(resolve_model(args.model))
     stats = prepare_data(bench_config(args, dataset, folder / "stats"), tokenizer).stats

@@ -1,12 +1,18 @@
 """TrainConfig: the one description of a run, from the page or a YAML file to the trainer.
 
-Field names follow LLaMA-Factory's YAML keys so its users feel at home. Every field carries a help
-text (shown by the web UI and `--help`), and `validate()` reports every problem at once.
+Field names follow LLaMA-Factory's YAML keys so its users feel at home. Each field is declared once,
+with its registry entry (`_f`): help in English and Chinese, the page's label and group, allowed
+choices and bounds. Validation, YAML coercion, the page (webui), its translations and `--help`
+all read that entry, so adding a field means writing it here and nowhere else.
+
+This module imports no torch: `python -m core.train bad.yaml` reports config errors in a moment.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,119 +26,187 @@ DATASET_FORMATS = ("auto", "alpaca", "sharegpt", "openai")
 QUANTIZATION_BITS = ("none", "4", "8")
 LAYERWISE_LR = ("none", "cosine")
 
+# Where a field is edited on the page. "top" and "data_tab" fields live outside the train form.
+GROUPS = ("top", "data_tab", "optim", "data", "lora", "advanced")
+# Fields the page sets itself (output_dir from the run name, resume from the Resume button).
+HEADLESS_ONLY = frozenset({"output_dir", "resume"})
+MAX_QUOTED_CHARS = 80  # a bad value is quoted up to this length in a message
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A field's registry entry: what every reader of the config needs to know about it."""
+
+    help: str
+    help_zh: str
+    label: str
+    label_zh: str
+    group: str
+    choices: tuple[str, ...] = ()
+    gt: float | None = None  # value must be > gt
+    ge: float | None = None  # value must be >= ge
+    lt: float | None = None  # value must be < lt
+    le: float | None = None  # value must be <= le
+    non_empty: bool = False
+
+
+def _f(default: Any, help_en: str, help_zh: str, label: tuple[str, str], group: str, **rules: Any) -> Any:
+    """A dataclass field with its registry entry; mutable defaults are not used in this config."""
+    assert group in GROUPS, group
+    return field(default=default, metadata={"spec": FieldSpec(help_en, help_zh, label[0], label[1], group,
+                                                              **rules)})
+
 
 def _show(value: Any) -> str:
-    """A number as the user wrote it: -1 rather than the coerced -1.0."""
+    """A number as the user wrote it (-1 rather than the coerced -1.0); long text cut to a readable length."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value)
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= MAX_QUOTED_CHARS else f"{text[:MAX_QUOTED_CHARS]}... ({len(text)} characters)"
 
-
-def _f(default: Any, help_text: str) -> Any:
-    """A dataclass field with a help text; mutable defaults are not used in this config."""
-    return field(default=default, metadata={"help": help_text})
 
 
 @dataclass
 class TrainConfig:
-    # --- model ---
+    # --- model (top bar) and dataset (data tab) ---
     model_name_or_path: str = _f(
         "default",
         "'default' (embedded SmolLM2-135M-Instruct), a local HF folder, a .gguf file, or a hub id.",
-    )
-    quantization_bit: str = _f(
-        "none", "Load the base model quantized: 'none', '4' (QLoRA nf4, double quant) or '8' (LLM.int8)."
-    )
-    # --- data ---
-    dataset: str = _f("datasets_demo/persona_en.jsonl", "A .json or .jsonl file of chat examples.")
-    dataset_format: str = _f("auto", "'auto' (detect), 'alpaca', 'sharegpt' or 'openai' (messages).")
+        "'default'（内置 SmolLM2-135M-Instruct）、本地 HF 文件夹、.gguf 文件或 Hub 模型 ID。",
+        ("Model", "模型"), "top", non_empty=True)
+    dataset: str = _f(
+        "datasets_demo/persona_en.jsonl", "A .json or .jsonl file of chat examples.",
+        ".json 或 .jsonl 对话样本文件。", ("Dataset", "数据集"), "data_tab", non_empty=True)
+    dataset_format: str = _f(
+        "auto", "'auto' (detect), 'alpaca', 'sharegpt' or 'openai' (messages).",
+        "'auto'（自动识别）、'alpaca'、'sharegpt' 或 'openai'（messages）。",
+        ("Format", "格式"), "data_tab", choices=DATASET_FORMATS)
+    # --- optimisation ---
+    learning_rate: float = _f(
+        2e-4, "Peak learning rate of the LoRA weights (lora_A). Above 1 can only be a typo.",
+        "LoRA 权重（lora_A）的峰值学习率。大于 1 只可能是笔误。",
+        ("Learning rate", "学习率"), "optim", gt=0, le=1)
+    num_train_epochs: float = _f(
+        3.0, "Passes over the training data.", "遍历训练数据的轮数。",
+        ("Epochs", "训练轮数"), "optim", ge=0, le=10_000)
+    max_steps: int = _f(
+        -1, "Stop after this many optimizer steps (-1 = use num_train_epochs).",
+        "训练到这么多优化步后停止（-1 表示按训练轮数）。", ("Max steps", "最大步数"), "optim",
+        ge=-1, le=10_000_000)
+    per_device_train_batch_size: int = _f(
+        2, "Examples per forward pass on one device.", "单个设备每次前向计算的样本数。",
+        ("Batch per device", "单设备批大小"), "optim", gt=0, le=65_536)
+    gradient_accumulation_steps: int = _f(
+        4, "Forward passes summed into one optimizer step.", "累积多少次前向计算的梯度后更新一次参数。",
+        ("Gradient accumulation", "梯度累积步数"), "optim", gt=0, le=65_536)
+    lr_scheduler_type: str = _f(
+        "cosine", "cosine, linear, constant or constant_with_warmup.",
+        "cosine、linear、constant 或 constant_with_warmup。",
+        ("LR scheduler", "学习率调度器"), "optim", choices=SCHEDULERS)
+    warmup_ratio: float = _f(
+        0.1, "Share of total steps spent warming the lr up linearly from 0.",
+        "学习率从 0 线性预热所占总步数的比例。", ("Warmup ratio", "预热比例"), "optim", ge=0, lt=1)
+    loraplus_lr_ratio: float = _f(
+        0.0, "LoRA+: lora_B learns at learning_rate x this ratio (0 = off; people use 8-16).",
+        "LoRA+：lora_B 的学习率为 learning_rate × 该倍数（0 表示关闭；常用 8–16）。",
+        ("LoRA+ lr ratio", "LoRA+ 学习率倍数"), "optim", ge=0, le=10_000)
+    seed: int = _f(
+        42, "Random seed for data order, split and LoRA init.", "数据顺序、划分和 LoRA 初始化的随机种子。",
+        ("Seed", "随机种子"), "optim")
+    # --- data and prompt ---
+    cutoff_len: int = _f(
+        1024, "Maximum tokens per example; longer examples are truncated.",
+        "每个样本的最大 token 数；更长的样本会被截断。", ("Cutoff length", "截断长度"), "data",
+        gt=0, le=1_048_576)
+    val_size: float = _f(
+        0.0, "Share of examples held out for eval loss (0 = none, e.g. 0.1).",
+        "留作验证集（计算 eval loss）的样本比例（0 表示不留，例如 0.1）。",
+        ("Validation share", "验证集比例"), "data", ge=0, lt=1)
     system_prompt: str = _f(
         "",
         "System prompt put in front of every conversation that has none, in training AND chat. "
         "Empty: the chat template's own default (SmolLM2 and Qwen inject one).",
-    )
-    train_on_prompt: bool = _f(False, "Train on every token, not only the assistant replies.")
-    cutoff_len: int = _f(1024, "Maximum tokens per example; longer examples are truncated.")
-    val_size: float = _f(0.0, "Share of examples held out for eval loss (0 = none, e.g. 0.1).")
-    # --- optimisation ---
-    learning_rate: float = _f(2e-4, "Peak learning rate of the LoRA weights (lora_A).")
-    num_train_epochs: float = _f(3.0, "Passes over the training data.")
-    max_steps: int = _f(-1, "Stop after this many optimizer steps (-1 = use num_train_epochs).")
-    per_device_train_batch_size: int = _f(2, "Examples per forward pass on one device.")
-    gradient_accumulation_steps: int = _f(4, "Forward passes summed into one optimizer step.")
-    lr_scheduler_type: str = _f("cosine", "cosine, linear, constant or constant_with_warmup.")
-    warmup_ratio: float = _f(0.1, "Share of total steps spent warming the lr up linearly from 0.")
-    weight_decay: float = _f(0.0, "AdamW weight decay.")
-    max_grad_norm: float = _f(1.0, "Clip the gradient norm to this value (0 = no clipping).")
-    loraplus_lr_ratio: float = _f(
-        0.0, "LoRA+: lora_B learns at learning_rate x this ratio (0 = off; people use 8-16)."
-    )
-    layerwise_lr: str = _f(
-        "none", "'cosine': scale each LoRA layer's lr by a cosine of its depth (bottom smallest)."
-    )
-    gradient_checkpointing: bool = _f(False, "Recompute activations in backward: less memory, slower.")
-    packing: bool = _f(
-        True, "Concatenate each batch's examples into one row without padding: faster, same loss (each "
-              "example attends only to itself). Turn off for a model whose own code ignores position_ids."
-    )
-    seed: int = _f(42, "Random seed for data order, split and LoRA init.")
+        "放在每段没有系统提示词的对话前，训练和对话时都使用。留空：使用对话模板自带的默认提示词"
+        "（SmolLM2 和 Qwen 会注入一个）。",
+        ("System prompt", "系统提示词"), "data")
     # --- LoRA ---
-    lora_rank: int = _f(8, "Rank r of the LoRA update matrices.")
-    lora_alpha: int = _f(16, "LoRA scaling numerator: the update is scaled by alpha / r.")
-    lora_dropout: float = _f(0.05, "Dropout on the LoRA input.")
+    lora_rank: int = _f(
+        8, "Rank r of the LoRA update matrices.", "LoRA 更新矩阵的秩 r。", ("LoRA rank", "LoRA 秩"), "lora",
+        gt=0, le=65_536)
+    lora_alpha: int = _f(
+        16, "LoRA scaling numerator: the update is scaled by alpha / r.", "LoRA 缩放分子：更新量乘以 alpha / r。",
+        ("LoRA alpha", "LoRA alpha"), "lora", gt=0, le=1_000_000)
+    lora_dropout: float = _f(
+        0.05, "Dropout on the LoRA input.", "LoRA 输入上的 dropout。", ("LoRA dropout", "LoRA dropout"), "lora",
+        ge=0, lt=1)
     lora_target: str = _f(
-        "all", "'all' (every linear layer but the head) or comma-separated module names (q_proj,v_proj)."
-    )
-    # --- run folder and logging ---
-    output_dir: str = _f("runs/run", "The run folder: config, events, log, checkpoints, adapter.")
-    logging_steps: int = _f(1, "Write a step event every this many optimizer steps.")
-    eval_steps: int = _f(20, "Evaluate on the held-out split every this many steps.")
-    save_steps: int = _f(50, "Save a resumable checkpoint every this many steps.")
-    save_total_limit: int = _f(2, "Keep at most this many checkpoints.")
-    resume: bool = _f(False, "Continue from the newest complete checkpoint in output_dir.")
+        "all", "'all' (every linear layer but the head) or comma-separated module names (q_proj,v_proj).",
+        "'all'（除输出头外的所有线性层）或逗号分隔的模块名（q_proj,v_proj）。",
+        ("LoRA target modules", "LoRA 目标模块"), "lora", non_empty=True)
+    quantization_bit: str = _f(
+        "none", "Load the base model quantized: 'none', '4' (QLoRA nf4, double quant) or '8' (LLM.int8).",
+        "以量化方式加载基础模型：'none'、'4'（QLoRA nf4，双重量化）或 '8'（LLM.int8）。",
+        ("Quantization", "量化"), "lora", choices=QUANTIZATION_BITS)
+    # --- advanced ---
+    train_on_prompt: bool = _f(
+        False, "Train on every token, not only the assistant replies.", "在所有 token 上计算损失，而不仅是助手的回复。",
+        ("Train on prompt", "在提示词上也训练"), "advanced")
+    weight_decay: float = _f(
+        0.0, "AdamW weight decay.", "AdamW 权重衰减。", ("Weight decay", "权重衰减"), "advanced", ge=0, le=100)
+    max_grad_norm: float = _f(
+        1.0, "Clip the gradient norm to this value (0 = no clipping).", "把梯度范数裁剪到该值（0 表示不裁剪）。",
+        ("Max grad norm", "梯度裁剪阈值"), "advanced", ge=0)
+    layerwise_lr: str = _f(
+        "none", "'cosine': scale each LoRA layer's lr by a cosine of its depth (bottom smallest).",
+        "'cosine'：按层深用余弦曲线缩放每层 LoRA 的学习率（底层最小）。",
+        ("Layer-wise lr", "分层学习率"), "advanced", choices=LAYERWISE_LR)
+    gradient_checkpointing: bool = _f(
+        False, "Recompute activations in backward: less memory, slower.", "反向传播时重新计算激活：省显存，但更慢。",
+        ("Gradient checkpointing", "梯度检查点"), "advanced")
+    packing: bool = _f(
+        True, "Concatenate each batch's examples into one row without padding, with per-example causal "
+              "attention: faster, same loss. Turn off for a model whose own code ignores position_ids.",
+        "把每个批次的样本拼接成一行、不做填充，每个样本只关注自身：更快，损失相同。"
+        "若模型自身代码忽略 position_ids，请关闭。",
+        ("Packing", "样本拼接（packing）"), "advanced")
+    trained_tokens_loss: bool = _f(
+        True, "Project onto the vocabulary only the positions that predict a trained token, a chunk at a "
+              "time: same loss and gradients, less memory and time. Off: the model's own full-logits loss.",
+        "只把预测训练 token 的位置分块投影到词表上：损失和梯度相同，更省内存和时间。关闭：使用模型自带的全量 logits 损失。",
+        ("Trained-tokens loss", "仅训练 token 的损失"), "advanced")
+    fused_lora_dropout: bool = _f(
+        True, "On the CPU, apply LoRA dropout inside lora_A as a bool mask: same maths, less memory. "
+              "Off: peft's own dropout module.",
+        "在 CPU 上把 LoRA dropout 以布尔掩码融合进 lora_A：计算相同，更省内存。关闭：使用 peft 自带的 dropout。",
+        ("Fused LoRA dropout", "融合 LoRA dropout"), "advanced")
+    logging_steps: int = _f(
+        1, "Write a step event every this many optimizer steps.", "每隔多少优化步记录一次 step 事件。",
+        ("Logging steps", "日志间隔步数"), "advanced", gt=0, le=10_000_000)
+    eval_steps: int = _f(
+        20, "Evaluate on the held-out split every this many steps.", "每隔多少步在验证集上评估一次。",
+        ("Eval steps", "评估间隔步数"), "advanced", gt=0, le=10_000_000)
+    save_steps: int = _f(
+        50, "Save a resumable checkpoint every this many steps.", "每隔多少步保存一次可继续训练的检查点。",
+        ("Save steps", "保存间隔步数"), "advanced", gt=0, le=10_000_000)
+    save_total_limit: int = _f(
+        2, "Keep at most this many checkpoints.", "最多保留多少个检查点。",
+        ("Checkpoints kept", "保留检查点数"), "advanced", gt=0, le=10_000)
+    # --- run folder (set by the page itself) ---
+    output_dir: str = _f(
+        "runs/run", "The run folder: config, events, log, checkpoints, adapter.",
+        "运行文件夹：配置、事件、日志、检查点和适配器。", ("Run folder", "运行文件夹"), "advanced", non_empty=True)
+    resume: bool = _f(
+        False, "Continue from the newest complete checkpoint in output_dir.", "从 output_dir 中最新的完整检查点继续训练。",
+        ("Resume", "继续训练"), "advanced")
 
     def validate(self) -> None:
         """Raise UserInputError listing every problem, or return."""
-        problems: list[str] = []
-
-        def positive(name: str) -> None:
-            value = getattr(self, name)
-            if not value > 0:
-                problems.append(f"{name} must be > 0, got {_show(value)}")
-
-        def non_negative(name: str) -> None:
-            value = getattr(self, name)
-            if value < 0:
-                problems.append(f"{name} must be >= 0, got {_show(value)}")
-
-        def one_of(name: str, allowed: tuple[str, ...]) -> None:
-            value = getattr(self, name)
-            if value not in allowed:
-                problems.append(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-
-        for name in ("learning_rate", "cutoff_len", "per_device_train_batch_size",
-                     "gradient_accumulation_steps", "lora_rank", "lora_alpha", "logging_steps",
-                     "eval_steps", "save_steps", "save_total_limit"):
-            positive(name)
-        for name in ("weight_decay", "max_grad_norm", "loraplus_lr_ratio"):
-            non_negative(name)
+        problems = [p for name in FIELDS for p in _field_problems(name, getattr(self, name))]
         if self.max_steps <= 0 and not self.num_train_epochs > 0:
-            problems.append(f"num_train_epochs must be > 0 when max_steps is not set, got {_show(self.num_train_epochs)}")
+            problems.append(f"num_train_epochs must be > 0 when max_steps is not set, "
+                            f"got {_show(self.num_train_epochs)}")
         if self.max_steps == 0 or self.max_steps < -1:
             problems.append(f"max_steps must be -1 (use epochs) or >= 1, got {self.max_steps}")
-        if not 0 <= self.warmup_ratio < 1:
-            problems.append(f"warmup_ratio must be in [0, 1), got {_show(self.warmup_ratio)}")
-        if not 0 <= self.lora_dropout < 1:
-            problems.append(f"lora_dropout must be in [0, 1), got {_show(self.lora_dropout)}")
-        if not 0 <= self.val_size < 1:
-            problems.append(f"val_size must be in [0, 1), got {_show(self.val_size)}")
-        one_of("lr_scheduler_type", SCHEDULERS)
-        one_of("dataset_format", DATASET_FORMATS)
-        one_of("quantization_bit", QUANTIZATION_BITS)
-        one_of("layerwise_lr", LAYERWISE_LR)
-        for name in ("model_name_or_path", "dataset", "output_dir", "lora_target"):
-            if not str(getattr(self, name)).strip():
-                problems.append(f"{name} must not be empty")
         if problems:
             raise UserInputError("Invalid training config:", problems)
 
@@ -146,17 +220,53 @@ class TrainConfig:
 
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(TrainConfig)}
+SPECS: dict[str, FieldSpec] = {name: f.metadata["spec"] for name, f in FIELDS.items()}
+TYPES: dict[str, type] = typing.get_type_hints(TrainConfig)
 
 
-def field_help(name: str) -> str:
-    return FIELDS[name].metadata["help"]
+def field_help(name: str, lang: str = "en") -> str:
+    spec = SPECS[name]
+    return spec.help_zh if lang == "zh" else spec.help
+
+
+def field_label(name: str, lang: str = "en") -> str:
+    spec = SPECS[name]
+    return spec.label_zh if lang == "zh" else spec.label
+
+
+def fields_in_group(group: str) -> list[str]:
+    """The group's fields in declaration order (the page lays them out in this order)."""
+    return [name for name, spec in SPECS.items() if spec.group == group and name not in HEADLESS_ONLY]
+
+
+def _field_problems(name: str, value: Any) -> list[str]:
+    """What is wrong with one field's value, from its registry entry."""
+    spec = SPECS[name]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{name} must be a finite number, got {value}"]
+    if spec.choices and value not in spec.choices:
+        return [f"{name} must be one of {', '.join(spec.choices)}; got {_show(value)}"]
+    if spec.non_empty and not str(value).strip():
+        return [f"{name} must not be empty"]
+    if spec.ge is not None and spec.lt is not None and not spec.ge <= value < spec.lt:
+        return [f"{name} must be in [{_show(spec.ge)}, {_show(spec.lt)}), got {_show(value)}"]
+    for bound, ok, word in ((spec.gt, lambda b: value > b, ">"), (spec.ge, lambda b: value >= b, ">="),
+                            (spec.lt, lambda b: value < b, "<"), (spec.le, lambda b: value <= b, "<=")):
+        if bound is not None and not ok(bound):
+            why = " (a larger value can only be a typo)" if word in ("<", "<=") and bound > 1 else ""
+            return [f"{name} must be {word} {_show(bound)}, got {_show(value)}{why}"]
+    return []
+
+
+def _type_name(kind: type) -> str:
+    return {bool: "a bool", int: "an int", float: "a float", str: "a str"}[kind]
 
 
 def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
     """Turn a YAML or command-line value into the field's type, or record why not."""
-    kind = FIELDS[name].type
+    kind = TYPES[name]
     try:
-        if kind == "bool":
+        if kind is bool:
             if isinstance(raw, bool):
                 return raw
             text = str(raw).strip().lower()
@@ -165,25 +275,26 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
             if text in ("false", "no", "0", "off"):
                 return False
             raise ValueError
-        if kind == "int":
-            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+        if kind is int:
+            if raw is None or isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError
             return int(str(raw).strip()) if isinstance(raw, str) else int(raw)
-        if kind == "float":
-            if isinstance(raw, bool):
+        if kind is float:
+            if isinstance(raw, bool) or raw is None:
                 raise ValueError
             return float(raw)
+        if kind is not str:
+            raise TypeError(f"TrainConfig.{name}: no coercion for {kind}")  # a new field type needs a rule here
         # str fields: YAML may read `quantization_bit: 4` as an int, `none` as a string, `null` as None.
         if raw is None:
-            return "none" if name == "quantization_bit" else ""
+            return "none" if "none" in SPECS[name].choices else ""
         if name == "lora_target" and isinstance(raw, list) and all(isinstance(t, str) for t in raw):
             return ",".join(raw)  # `lora_target: [q_proj, v_proj]` means the same as "q_proj,v_proj"
         if isinstance(raw, (list, dict)):  # str() would turn a list into "['a', 'b']" silently
             raise ValueError
         return str(raw)
-    except (TypeError, ValueError):
-        article = "an" if kind == "int" else "a"
-        problems.append(f"{name} must be {article} {kind}, got {raw!r}")
+    except (ValueError, OverflowError):
+        problems.append(f"{name} must be {_type_name(kind)}, got {_show(raw)}")
         return FIELDS[name].default
 
 

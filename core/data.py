@@ -8,6 +8,7 @@ raised together, so one pass over a bad file tells the user everything to fix.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,12 @@ class Dataset:
     conversations: list[Conversation]
     format: str  # alpaca | sharegpt | openai
     path: str
+
+
+def eval_count(num_examples: int, val_size: float) -> int:
+    """How many examples the trainer holds out for eval loss: ceil(n * val_size), and never all of
+    them (something must be left to train on). The page's step count uses the same number."""
+    return min(math.ceil(num_examples * val_size), num_examples - 1) if val_size > 0 else 0
 
 
 def _read_records(path: Path) -> list[tuple[str, Any]]:

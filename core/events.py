@@ -61,6 +61,15 @@ class RunFolder:
     def all_events(self) -> list[dict[str, Any]]:
         return self.read_events(0)[0]
 
+    def prepare(self, config_yaml: str) -> None:
+        """Make the folder ready for a worker: write config.yaml, clear a STOP left by an earlier
+        attempt. Whoever launches a run calls this once (the web runner, or the CLI when it is given
+        a config of its own); the worker then only trains, so a STOP written after the launch is
+        never cleared by the worker."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(config_yaml, encoding="utf-8")
+        self.stop_file.unlink(missing_ok=True)
+
     def request_stop(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         self.stop_file.touch()
@@ -86,14 +95,6 @@ class RunFolder:
         return "\n".join(text.replace("\r", "\n").splitlines()[-lines:])
 
 
-def status_of(events: list[dict[str, Any]]) -> str:
-    """'done', 'stopped', 'error', 'running' (started, no end yet) or 'new' (no events).
-
-    A resumed run appends a new `start` after its earlier `stopped`: the newest of the two wins.
-    """
-    for event in reversed(events):
-        if event["type"] in TERMINAL_EVENTS:
-            return event["type"]
-        if event["type"] == "start":
-            return "running"
-    return "running" if events else "new"
+def last_event(events: list[dict[str, Any]], *types: str) -> dict[str, Any] | None:
+    """The newest event of one of `types` (any type when none is given), or None."""
+    return next((e for e in reversed(events) if not types or e.get("type") in types), None)

@@ -36,7 +36,7 @@ PACKED_ATTENTION = "lora_tailor_packed_sdpa"  # the name registered with transfo
 
 # ------------------------------------------------------------------------------------- batches
 class PackingCollator:
-    """Features (input_ids, labels lists as made by core.train.as_features) -> one packed row.
+    """Features (input_ids, labels lists as made by core.engine.as_features) -> one packed row.
 
     Returns input_ids, labels and position_ids, each int64 [1, total tokens], and no attention_mask:
     every token of the row is real, and a 2-D attention_mask would stop transformers from reading

@@ -1,4 +1,5 @@
-"""Every run under a runs folder: its status, date, final losses and config; deleting one.
+"""Every run under a runs folder: its status and what may be done with it, listing, preparing and
+deleting one. The one place that knows what a run's state means: every tab and the runner ask here.
 
 A run folder (core.events) says what happened; `worker.pid` says whether a process is still
 writing it. That file lets any watcher tell a live run from one whose worker died or whose server
@@ -10,12 +11,13 @@ import os
 import re
 import shutil
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from core.config import read_yaml_mapping
+from core.config import TrainConfig, config_to_yaml, read_yaml_mapping
 from core.errors import UserInputError
-from core.events import TERMINAL_EVENTS, RunFolder, status_of
+from core.events import TERMINAL_EVENTS, RunFolder, last_event
 
 PID_FILE = "worker.pid"
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # one path component, no traversal
@@ -59,12 +61,83 @@ def live_worker_pid(run: RunFolder) -> int | None:
     return pid
 
 
-# --------------------------------------------------------------------------------- run summaries
+# ------------------------------------------------------------------------------------ run status
+class RunStatus(StrEnum):
+    NEW = "new"  # a folder with a config and no event yet
+    STARTING = "starting"  # its worker lives and loads the model: no event yet
+    RUNNING = "running"  # started, no final event yet, worker alive
+    DONE = "done"
+    STOPPED = "stopped"
+    ERROR = "error"
+    INTERRUPTED = "interrupted"  # started, no final event, and no worker any more (killed, machine restarted)
+
+    @property
+    def active(self) -> bool:
+        """A worker is (or should be) writing this run."""
+        return self in (RunStatus.STARTING, RunStatus.RUNNING)
+
+    @property
+    def ended(self) -> bool:
+        """Nothing writes this run any more."""
+        return self in (RunStatus.DONE, RunStatus.STOPPED, RunStatus.ERROR, RunStatus.INTERRUPTED)
+
+
+RESUMABLE = (RunStatus.STOPPED, RunStatus.ERROR, RunStatus.INTERRUPTED)
+
+
+def logged_status(events: list[dict[str, Any]]) -> RunStatus:
+    """What the events alone say: the final event's type, RUNNING after a start, NEW with no events.
+
+    A resumed run appends a new `start` after its earlier `stopped`: the newest of the two wins.
+    """
+    event = last_event(events, *TERMINAL_EVENTS, "start")
+    if event is None:
+        return RunStatus.RUNNING if events else RunStatus.NEW
+    return RunStatus.RUNNING if event["type"] == "start" else RunStatus(event["type"])
+
+
+def run_status(run: RunFolder, events: list[dict[str, Any]]) -> RunStatus:
+    """logged_status() corrected by whether a worker still lives."""
+    status = logged_status(events)
+    alive = live_worker_pid(run) is not None
+    if status == RunStatus.NEW and alive:
+        return RunStatus.STARTING
+    if status == RunStatus.RUNNING and not alive:
+        return RunStatus.INTERRUPTED
+    return status
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    total_steps: int
+    epoch: float
+    tokens_per_s: float
+    elapsed_s: float
+    eta_s: float | None  # None until a step of this attempt has been timed
+
+
+def progress_of(events: list[dict[str, Any]]) -> Progress | None:
+    """Where the newest attempt stands, from its last step event; None before the first step."""
+    last = last_event(events, "step")
+    if last is None:
+        return None
+    start = last_event(events, "start") or {}
+    done_since_start = last["step"] - start.get("resumed_from_step", 0)
+    total = last.get("total_steps") or start.get("total_steps") or last["step"]
+    eta = last["elapsed_s"] / done_since_start * (total - last["step"]) if done_since_start > 0 else None
+    return Progress(step=last["step"], total_steps=total, epoch=last.get("epoch", 0.0),
+                    tokens_per_s=last.get("tokens_per_s", 0.0), elapsed_s=last.get("elapsed_s", 0.0), eta_s=eta)
+
+
+# ------------------------------------------------------------------------------------- run state
 @dataclass
-class RunSummary:
+class RunState:
+    """One run as every tab and the runner see it: status, numbers, and what may be done with it."""
+
     name: str
     path: Path
-    status: str  # done | stopped | error | running | starting | interrupted | new
+    status: RunStatus
     started: float | None  # unix time of the first event (or of config.yaml)
     step: int | None
     total_steps: int | None
@@ -74,49 +147,53 @@ class RunSummary:
     message: str = ""  # the error message of a failed run
 
     @property
+    def run(self) -> RunFolder:
+        return RunFolder(self.path)
+
+    @property
     def has_adapter(self) -> bool:
-        return (self.path / "adapter" / "adapter_config.json").is_file()
+        return (self.run.adapter / "adapter_config.json").is_file()
+
+    @property
+    def can_resume(self) -> bool:
+        return self.status in RESUMABLE and self.run.latest_checkpoint() is not None
+
+    @property
+    def can_chat(self) -> bool:
+        """An adapter that nothing writes any more (a stopped or failed run's is still usable)."""
+        return self.has_adapter and self.status.ended
+
+    @property
+    def can_export(self) -> bool:
+        # Export reads the same finished adapter that chat loads: one rule for both.
+        return self.can_chat
 
 
-def run_status(run: RunFolder, events: list[dict[str, Any]]) -> str:
-    """status_of() corrected by whether a worker still lives."""
-    status = status_of(events)
-    alive = live_worker_pid(run) is not None
-    if status == "new" and alive:
-        return "starting"  # loading the model and data: no event yet
-    if status == "running" and not alive:
-        return "interrupted"  # its worker was killed, or the machine restarted
-    return status
-
-
-def summarize(path: str | Path, events: list[dict[str, Any]] | None = None) -> RunSummary:
+def run_state(path: str | Path, events: list[dict[str, Any]] | None = None) -> RunState:
     run = RunFolder(path)
     events = run.all_events() if events is None else events
     try:
         config = read_yaml_mapping(run.config) if run.config.is_file() else {}
     except UserInputError:
         config = {}
-    steps = [e for e in events if e["type"] == "step"]
-    evals = [e for e in events if e["type"] == "eval"]
-    final = next((e for e in reversed(events) if e["type"] in TERMINAL_EVENTS), None)
-    start = next((e for e in reversed(events) if e["type"] == "start"), None)
+    final = last_event(events, *TERMINAL_EVENTS) or {}
+    last_step, last_eval = last_event(events, "step") or {}, last_event(events, "eval") or {}
     started = events[0]["time"] if events else (run.config.stat().st_mtime if run.config.is_file() else None)
-    final_loss = (final or {}).get("final_loss", steps[-1]["loss"] if steps else None)
-    final_eval = (final or {}).get("final_eval_loss", evals[-1]["eval_loss"] if evals else None)
-    total = (final or {}).get("total_steps") or (steps[-1].get("total_steps") if steps else None) \
-        or (start or {}).get("total_steps")
-    return RunSummary(name=run.path.name, path=run.path, status=run_status(run, events), started=started,
-                      step=steps[-1]["step"] if steps else None, total_steps=total,
-                      final_loss=final_loss, final_eval_loss=final_eval, config=config,
-                      message=(final or {}).get("message", "") if (final or {}).get("type") == "error" else "")
+    total = final.get("total_steps") or last_step.get("total_steps") or \
+        (last_event(events, "start") or {}).get("total_steps")
+    return RunState(name=run.path.name, path=run.path, status=run_status(run, events), started=started,
+                    step=last_step.get("step"), total_steps=total,
+                    final_loss=final.get("final_loss", last_step.get("loss")),
+                    final_eval_loss=final.get("final_eval_loss", last_eval.get("eval_loss")), config=config,
+                    message=final.get("message", "") if final.get("type") == "error" else "")
 
 
-def list_runs(runs_dir: str | Path) -> list[RunSummary]:
+def list_runs(runs_dir: str | Path) -> list[RunState]:
     """Every folder of runs_dir that holds a config.yaml, newest first."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
-    runs = [summarize(p) for p in runs_dir.iterdir() if (p / "config.yaml").is_file()]
+    runs = [run_state(p) for p in runs_dir.iterdir() if (p / "config.yaml").is_file()]
     return sorted(runs, key=lambda r: r.started or 0.0, reverse=True)
 
 
@@ -153,3 +230,24 @@ def loss_points(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             points[("eval", event["step"])] = event["eval_loss"]
     return [{"step": step, "loss": loss, "series": series}
             for (series, step), loss in sorted(points.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+
+
+# ----------------------------------------------------------------------------- preparing a run
+def check_run_folder(config: TrainConfig) -> RunFolder:
+    """The run folder `config` may train in: refused while another worker writes it, and when it
+    already holds a run that `config` does not resume (that would mix two runs' events)."""
+    run = RunFolder(Path(config.output_dir).resolve())
+    if live_worker_pid(run) not in (None, os.getpid()):  # the web runner writes its worker's own pid
+        raise UserInputError(f"Run folder {run.path} is being trained by another process right now: "
+                             f"wait for it, or stop it first.")
+    if run.events.is_file() and run.events.stat().st_size and not config.resume:
+        raise UserInputError(f"Run folder {run.path} already holds a run: choose another output_dir (run "
+                             f"name), or continue that run with resume=true.")
+    return run
+
+
+def prepare_run(config: TrainConfig) -> RunFolder:
+    """Check the folder and write what a worker needs: the one place that sets a run folder up."""
+    run = check_run_folder(config)
+    run.prepare(config_to_yaml(config))
+    return run

@@ -162,3 +162,37 @@ def test_more_validation_rules():
     assert "loraplus_lr_ratio must be >= 0, got -2" in problems
     assert problems_of({"num_train_epochs": 0}) == ["num_train_epochs must be > 0 when max_steps is not set, got 0"]
     assert config_from_dict({"num_train_epochs": 0, "max_steps": 5}).max_steps == 5  # epochs unused then
+
+
+@pytest.mark.parametrize("key", ["learning_rate", "weight_decay", "max_grad_norm", "loraplus_lr_ratio",
+                                 "num_train_epochs", "warmup_ratio", "lora_dropout", "val_size"])
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_non_finite_numbers_are_refused(key, value):
+    problems = problems_of(parse_overrides([f"{key}={value}"]))
+    assert any(p.startswith(f"{key} must be a finite number") for p in problems), problems
+
+
+def test_values_that_can_only_be_typos_are_refused_and_quoted_short():
+    problems = problems_of({"lora_rank": 1e308, "learning_rate": 1e6, "system_prompt": "ok",
+                            "lr_scheduler_type": "x" * 5000})
+    assert any(p.startswith("lora_rank must be <= 65536") and "can only be a typo" in p for p in problems)
+    assert any(p.startswith("learning_rate must be <= 1, got 1000000") for p in problems)
+    long = next(p for p in problems if p.startswith("lr_scheduler_type"))
+    assert len(long) < 300 and "(5002 characters)" in long
+
+
+def test_the_registry_describes_every_field():
+    """Help in both languages, a label, a page group; choices are what validation accepts."""
+    from core.config import GROUPS, SPECS, TYPES
+
+    for name, spec in SPECS.items():
+        assert spec.help and spec.help_zh and spec.label and spec.label_zh and spec.group in GROUPS, name
+        assert TYPES[name] in (bool, int, float, str), name
+        for choice in spec.choices:
+            config_from_dict({name: choice})
+    assert problems_of({"quantization_bit": "16"}) == ["quantization_bit must be one of none, 4, 8; got '16'"]
+
+
+def test_optimisation_switches_are_config_fields():
+    config = config_from_dict(parse_overrides(["packing=false", "trained_tokens_loss=off", "fused_lora_dropout=no"]))
+    assert (config.packing, config.trained_tokens_loss, config.fused_lora_dropout) == (False, False, False)

@@ -15,7 +15,7 @@ from core.errors import UserInputError
 from core.lengths import (ESTIMATE_MAX_POSITIONS, analyze_conversations, analyze_file, exact_counts,
                           model_max_positions)
 from core.template import ChatEncoder, Encoded, with_system_prompt
-from core.train import encode_dataset
+from core.engine import encode_dataset
 from tests.conftest import qa_records, write_jsonl
 from tests.tiny import CHATML
 

@@ -6,7 +6,7 @@ import torch
 
 from core.config import TrainConfig
 from core.lora_dropout import DroppedInputLinear, fuse_lora_dropout
-from core.train import build_model, run_training
+from core.engine import build_model, run_training
 from tests.conftest import qa_records, write_jsonl
 
 

@@ -10,7 +10,7 @@ from core.head_loss import plain_frozen_head
 from core.packing import (PACKED_ATTENTION, PackingCollator, TrainedTokensTrainer, example_lengths,
                           trained_tokens_loss, use_packed_attention)
 from core.template import IGNORE_INDEX, Encoded
-from core.train import as_features, build_model, padding_collator
+from core.engine import as_features, build_model, padding_collator
 
 TOL = 1e-4
 
@@ -191,13 +191,13 @@ def test_trainer_steps_match_standard_trainer(lora_model, tmp_path):
 
 
 def test_engine_runs_the_same_with_and_without_packing(tmp_path, tiny_model_dir):
-    """core.train.run_training, the real entry point: same losses, and Trainer's token count (what
+    """core.engine.run_training, the real entry point: same losses, and Trainer's token count (what
     events.jsonl's tokens_per_s divides) is the real-token count either way."""
     from transformers import TrainerCallback
 
     from core.events import RunFolder
     from core.models import ModelSource, load_tokenizer
-    from core.train import encode_dataset, run_training
+    from core.engine import encode_dataset, run_training
     from tests.conftest import qa_records, write_jsonl
 
     dataset = write_jsonl(tmp_path / "qa.jsonl", qa_records(12))

@@ -8,7 +8,8 @@ import pytest
 
 from core.config import TrainConfig
 from core.errors import UserInputError
-from core.events import RunFolder, status_of
+from core.events import RunFolder
+from core.runs import logged_status
 from core.runs import delete_run, list_runs, live_worker_pid, loss_points, run_path
 from tests.conftest import qa_records, write_jsonl
 from webui.runner import JobRunning, Runner
@@ -73,7 +74,7 @@ def test_stop_saves_a_loadable_adapter_and_a_checkpoint(stopped_run, tiny_model_
 
     runner, run = stopped_run
     events = run.all_events()
-    assert status_of(events) == "stopped"
+    assert logged_status(events) == "stopped"
     assert events[-1]["reason"] == "STOP file"
     assert run.latest_checkpoint() is not None
     assert live_worker_pid(run) is None and not (run.path / "worker.pid").exists()
@@ -111,7 +112,7 @@ def test_resume_continues_from_the_checkpoint(stopped_run):
     finally:
         runner.stop()
         assert runner.wait(DEADLINE_S)
-    assert status_of(run.all_events()) == "stopped"
+    assert logged_status(run.all_events()) == "stopped"
 
 
 def test_a_fresh_start_into_an_existing_run_folder_is_refused(stopped_run, runs_dir, data, tiny_model_dir):
@@ -159,7 +160,7 @@ def test_a_new_runner_adopts_a_worker_that_is_still_training(runs_dir, data, tin
     finally:
         second.stop()
         assert first.wait(DEADLINE_S) and second.wait(DEADLINE_S)
-    assert status_of(run.all_events()) in ("stopped", "error")
+    assert logged_status(run.all_events()) in ("stopped", "error")
 
 
 def test_run_names_cannot_escape_the_runs_folder(runs_dir):

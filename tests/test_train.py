@@ -22,10 +22,11 @@ from safetensors.torch import load_file
 
 from core.config import TrainConfig, config_from_dict, load_config
 from core.errors import UserInputError
-from core.events import RunFolder, status_of
+from core.engine import LAYERWISE_MIN_SCALE, build_model, build_optimizer, encode_dataset, layer_scale, prepare_data
+from core.events import RunFolder
+from core.runs import logged_status
 from core.template import ChatEncoder
-from core.train import (LAYERWISE_MIN_SCALE, build_model, build_optimizer, encode_dataset, layer_scale, main,
-                        prepare_data)
+from core.train import main
 from tests.conftest import qa_records, write_jsonl
 from tests.tiny import build_tiny_model
 
@@ -244,7 +245,7 @@ def test_training_end_to_end_in_process(tmp_path, tiny_model_dir, dataset):
     assert (done["step"], done["total_steps"]) == (20, 20)
     assert done["final_loss"] == pytest.approx(steps[-1]["loss"], abs=1e-4)
     assert done["adapter"] == str(run_dir / "adapter")
-    assert status_of(RunFolder(run_dir).all_events()) == "done"
+    assert logged_status(RunFolder(run_dir).all_events()) == "done"
 
     # The adapter is a standard PEFT folder, holding only LoRA weights that moved from their init.
     adapter = run_dir / "adapter"
@@ -344,7 +345,7 @@ def test_stop_file_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_model
     stopped = events["stopped"][0]
     assert stopped["reason"] == "STOP file" and 1 <= stopped["step"] < 60
     assert out.startswith(f"stopped: step {stopped['step']}/60")
-    assert status_of(run.all_events()) == "stopped"
+    assert logged_status(run.all_events()) == "stopped"
     assert run.latest_checkpoint() == run.checkpoints / f"checkpoint-{stopped['step']}"
     load_adapter(tiny_model_dir, run.adapter)
 
@@ -352,7 +353,7 @@ def test_stop_file_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_model
     assert main([str(config_path), "resume=true"]) == 0
     events = events_by_type(run.path)
     assert [e["resumed_from_step"] for e in events["start"]] == [0, stopped["step"]]
-    assert events["done"][0]["step"] == 60 and status_of(run.all_events()) == "done"
+    assert events["done"][0]["step"] == 60 and logged_status(run.all_events()) == "done"
     assert not run.stop_file.exists()
     resumed_losses = [e["loss"] for e in events["step"] if e["step"] > stopped["step"]]
 
@@ -404,7 +405,7 @@ def test_sigterm_stops_cleanly_after_a_step_or_while_the_model_loads(tmp_path, t
 
 
 def test_stop_signals_catch_sigterm_and_a_first_ctrl_c():
-    from core.train import StopSignals
+    from core.engine import StopSignals
 
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with StopSignals() as caught:
@@ -456,7 +457,7 @@ def test_cli_bad_data_exits_2_with_the_message_and_an_error_event(tmp_path, tiny
     assert "Traceback" not in out + err
     [event] = events_by_type(tmp_path / "run")["error"]
     assert "line 3: not valid JSON" in event["message"]
-    assert status_of(RunFolder(tmp_path / "run").all_events()) == "error"
+    assert logged_status(RunFolder(tmp_path / "run").all_events()) == "error"
 
 
 @pytest.mark.parametrize("override, expected", [
@@ -485,7 +486,7 @@ def test_main_usage(capsys):
 # ---------------------------------------------------------------------------------- run folder
 def test_events_are_read_incrementally_and_partial_lines_wait(tmp_path):
     run = RunFolder(tmp_path / "r")
-    assert run.read_events() == ([], 0) and status_of([]) == "new"
+    assert run.read_events() == ([], 0) and logged_status([]) == "new"
     run.append_event("start", total_steps=2)
     events, offset = run.read_events()
     assert [e["type"] for e in events] == ["start"] and offset > 0
@@ -494,10 +495,10 @@ def test_events_are_read_incrementally_and_partial_lines_wait(tmp_path):
     events, offset2 = run.read_events(offset)
     assert events == [{"type": "step", "step": 1}]
     assert run.read_events(offset2) == ([], offset2)
-    assert status_of(run.all_events()) == "running"
+    assert logged_status(run.all_events()) == "running"
     run.append_event("stopped", step=1)
     run.append_event("start", resumed_from_step=1)
-    assert status_of(run.all_events()) == "running"  # a resumed run is running again
+    assert logged_status(run.all_events()) == "running"  # a resumed run is running again
 
 
 def test_latest_checkpoint_ignores_incomplete_ones(tmp_path):
@@ -510,3 +511,48 @@ def test_latest_checkpoint_ignores_incomplete_ones(tmp_path):
             (folder / "trainer_state.json").write_text("{}")
     (run.checkpoints / "checkpoint-last").mkdir()
     assert run.latest_checkpoint() == run.checkpoints / "checkpoint-10"
+
+
+def test_help_lists_every_key_from_the_registry(capsys):
+    from core.config import FIELDS, field_help
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in FIELDS:
+        assert f"  {name}" in out and field_help(name) in out, name
+
+
+def test_a_bad_config_is_reported_before_torch_is_imported(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rate: .inf\nlora_rnak: 8\n", encoding="utf-8")
+    probe = ("import sys; from core.train import main; code = main([sys.argv[1]]); "
+             "print('torch' in sys.modules, code)")
+    result = subprocess.run([sys.executable, "-c", probe, str(bad)], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout.split() == ["False", "2"], result.stderr
+    assert "learning_rate must be a finite number, got inf" in result.stderr
+    assert "unknown key 'lora_rnak' (did you mean 'lora_rank'?)" in result.stderr
+
+
+def test_a_folder_holding_a_run_is_refused_without_resume(tmp_path, tiny_model_dir, dataset, capsys):
+    config_path = write_config(tmp_path / "c.yaml", tiny_model_dir, dataset, max_steps=1)
+    assert main([str(config_path)]) == 0
+    events_before = (tmp_path / "run" / "events.jsonl").read_bytes()
+    assert main([str(config_path)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "resume=true" in err
+    assert (tmp_path / "run" / "events.jsonl").read_bytes() == events_before  # nothing appended
+
+
+@pytest.mark.parametrize("switches", [{}, {"packing": False, "trained_tokens_loss": False,
+                                           "fused_lora_dropout": False}])
+def test_start_event_records_the_optimisations_applied(tmp_path, tiny_model_dir, dataset, switches):
+    config_path = write_config(tmp_path / "c.yaml", tiny_model_dir, dataset, max_steps=1, lora_dropout=0.1,
+                               **switches)
+    assert main([str(config_path)]) == 0
+    applied = events_by_type(tmp_path / "run")["start"][0]["optimisations"]
+    if switches:
+        assert applied == {"packed_attention": False, "trained_tokens_loss": False, "fused_lora_dropout_layers": 0}
+    else:
+        assert applied["packed_attention"] and applied["trained_tokens_loss"]
+        assert applied["fused_lora_dropout_layers"] > 0

@@ -15,7 +15,7 @@ from webui import i18n
 from webui.__main__ import check_launch, is_loopback, read_auth
 from webui.app import build_app
 from webui.context import relabel
-from webui.runner import PROJECT_ROOT
+from core.paths import PROJECT_ROOT
 from webui.tabs import chat, data, export, runs, train
 
 DEADLINE_S = 240

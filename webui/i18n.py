@@ -1,13 +1,13 @@
 """Every label, help text and message of the page, in English and Simplified Chinese.
 
-English field help comes from TrainConfig itself (core.config.field_help), so the page, the YAML
-docs and the CLI cannot drift apart; the Chinese help texts are kept next to it here.
-Messages from the engine (validation problems, advisor notes) stay in English: they name config
-keys and values, which read the same in both languages.
+A TrainConfig field's label and help, in both languages, come from its registry entry in
+core.config, so the page, the YAML docs and the CLI cannot drift apart. Validation problems stay
+in English: they name config keys and values, which read the same in both languages. The
+advisor's notes come in the page's language (core.advisor takes `lang`).
 """
 from __future__ import annotations
 
-from core.config import field_help
+from core import config
 
 LANGUAGES = [("English", "en"), ("简体中文", "zh")]
 DEFAULT_LANGUAGE = "en"
@@ -173,74 +173,6 @@ TEXT: dict[str, tuple[str, str]] = {
     "export.failed": ("Export failed:", "导出失败："),
 }
 
-# Friendly names of the TrainConfig fields the page shows; the help text starts with the config key,
-# because validation messages and the YAML preview use the key.
-FIELD_LABELS: dict[str, tuple[str, str]] = {
-    "model_name_or_path": ("Model", "模型"),
-    "dataset": ("Dataset", "数据集"),
-    "dataset_format": ("Format", "格式"),
-    "system_prompt": ("System prompt", "系统提示词"),
-    "train_on_prompt": ("Train on prompt", "在提示词上也训练"),
-    "cutoff_len": ("Cutoff length", "截断长度"),
-    "val_size": ("Validation share", "验证集比例"),
-    "learning_rate": ("Learning rate", "学习率"),
-    "num_train_epochs": ("Epochs", "训练轮数"),
-    "max_steps": ("Max steps", "最大步数"),
-    "per_device_train_batch_size": ("Batch per device", "单设备批大小"),
-    "gradient_accumulation_steps": ("Gradient accumulation", "梯度累积步数"),
-    "lr_scheduler_type": ("LR scheduler", "学习率调度器"),
-    "warmup_ratio": ("Warmup ratio", "预热比例"),
-    "weight_decay": ("Weight decay", "权重衰减"),
-    "max_grad_norm": ("Max grad norm", "梯度裁剪阈值"),
-    "loraplus_lr_ratio": ("LoRA+ lr ratio", "LoRA+ 学习率倍数"),
-    "layerwise_lr": ("Layer-wise lr", "分层学习率"),
-    "gradient_checkpointing": ("Gradient checkpointing", "梯度检查点"),
-    "seed": ("Seed", "随机种子"),
-    "lora_rank": ("LoRA rank", "LoRA 秩"),
-    "lora_alpha": ("LoRA alpha", "LoRA alpha"),
-    "lora_dropout": ("LoRA dropout", "LoRA dropout"),
-    "lora_target": ("LoRA target modules", "LoRA 目标模块"),
-    "quantization_bit": ("Quantization", "量化"),
-    "logging_steps": ("Logging steps", "日志间隔步数"),
-    "eval_steps": ("Eval steps", "评估间隔步数"),
-    "save_steps": ("Save steps", "保存间隔步数"),
-    "save_total_limit": ("Checkpoints kept", "保留检查点数"),
-}
-
-HELP_ZH: dict[str, str] = {
-    "model_name_or_path": "'default'（内置 SmolLM2-135M-Instruct）、本地 HF 文件夹、.gguf 文件或 Hub 模型 ID。",
-    "dataset": ".json 或 .jsonl 对话样本文件。",
-    "dataset_format": "'auto'（自动识别）、'alpaca'、'sharegpt' 或 'openai'（messages）。",
-    "system_prompt": "放在每段没有系统提示词的对话前，训练和对话时都使用。留空：使用对话模板自带的默认提示词"
-                     "（SmolLM2 和 Qwen 会注入一个）。",
-    "train_on_prompt": "在所有 token 上计算损失，而不仅是助手的回复。",
-    "cutoff_len": "每个样本的最大 token 数；更长的样本会被截断。",
-    "val_size": "留作验证集（计算 eval loss）的样本比例（0 表示不留，例如 0.1）。",
-    "learning_rate": "LoRA 权重（lora_A）的峰值学习率。",
-    "num_train_epochs": "遍历训练数据的轮数。",
-    "max_steps": "训练到这么多优化步后停止（-1 表示按训练轮数）。",
-    "per_device_train_batch_size": "单个设备每次前向计算的样本数。",
-    "gradient_accumulation_steps": "累积多少次前向计算的梯度后更新一次参数。",
-    "lr_scheduler_type": "cosine、linear、constant 或 constant_with_warmup。",
-    "warmup_ratio": "学习率从 0 线性预热所占总步数的比例。",
-    "weight_decay": "AdamW 权重衰减。",
-    "max_grad_norm": "把梯度范数裁剪到该值（0 表示不裁剪）。",
-    "loraplus_lr_ratio": "LoRA+：lora_B 的学习率为 learning_rate × 该倍数（0 表示关闭；常用 8–16）。",
-    "layerwise_lr": "'cosine'：按层深用余弦曲线缩放每层 LoRA 的学习率（底层最小）。",
-    "gradient_checkpointing": "反向传播时重新计算激活：省显存，但更慢。",
-    "seed": "数据顺序、划分和 LoRA 初始化的随机种子。",
-    "lora_rank": "LoRA 更新矩阵的秩 r。",
-    "lora_alpha": "LoRA 缩放分子：更新量乘以 alpha / r。",
-    "lora_dropout": "LoRA 输入上的 dropout。",
-    "lora_target": "'all'（除输出头外的所有线性层）或逗号分隔的模块名（q_proj,v_proj）。",
-    "quantization_bit": "以量化方式加载基础模型：'none'、'4'（QLoRA nf4，双重量化）或 '8'（LLM.int8）。",
-    "logging_steps": "每隔多少优化步记录一次 step 事件。",
-    "eval_steps": "每隔多少步在验证集上评估一次。",
-    "save_steps": "每隔多少步保存一次可继续训练的检查点。",
-    "save_total_limit": "最多保留多少个检查点。",
-}
-
-
 def lang_index(lang: str | None) -> int:
     return 1 if lang == "zh" else 0
 
@@ -255,8 +187,9 @@ def has(key: str) -> bool:
 
 
 def field_label(name: str, lang: str | None = DEFAULT_LANGUAGE) -> str:
-    return FIELD_LABELS[name][lang_index(lang)]
+    return config.field_label(name, lang or DEFAULT_LANGUAGE)
 
 
 def field_info(name: str, lang: str | None = DEFAULT_LANGUAGE) -> str:
-    return f"{name} · {HELP_ZH[name] if lang == 'zh' else field_help(name)}"
+    """The help line starts with the config key: validation messages and the YAML preview use it."""
+    return f"{name} · {config.field_help(name, lang or DEFAULT_LANGUAGE)}"

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.config import TrainConfig, load_config, save_config
+from core.config import TrainConfig, load_config
 from core.errors import UserInputError
-from core.events import RunFolder, status_of
-from core.runs import clear_worker_pid, live_worker_pid, write_worker_pid
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from core.events import RunFolder
+from core.paths import PROJECT_ROOT
+from core.runs import RunStatus, clear_worker_pid, live_worker_pid, logged_status, prepare_run, run_state, \
+    write_worker_pid
 STOP_GRACE_S = 120.0  # a step of a 7B model on a slow GPU, plus saving the checkpoint and adapter
 KILL_GRACE_S = 30.0  # after SIGTERM, which the trainer also honours at the end of the step
 
@@ -139,15 +139,9 @@ class Runner:
         with self._lock:
             if self._job is not None:
                 raise JobRunning(self._job.run)
-            run = RunFolder(Path(config.output_dir).resolve())
-            if run.events.is_file() and run.events.stat().st_size and not config.resume:
-                raise UserInputError(f"Run folder {run.path.name} already holds a run: choose another "
-                                     f"run name, or resume that run.")
-            if live_worker_pid(run) is not None:  # a worker this server does not own
-                raise JobRunning(run)
-            run.path.mkdir(parents=True, exist_ok=True)
-            save_config(config, run.config)
-            run.stop_file.unlink(missing_ok=True)
+            if live_worker_pid(RunFolder(Path(config.output_dir).resolve())) is not None:
+                raise JobRunning(RunFolder(Path(config.output_dir).resolve()))  # a worker this server does not own
+            run = prepare_run(config)
             with open(run.log, "ab") as log:
                 process = subprocess.Popen(
                     [sys.executable, "-m", "core.train", str(run.config)],
@@ -166,10 +160,11 @@ class Runner:
         run = RunFolder(path)
         if not run.config.is_file():
             raise UserInputError(f"{run.path} is not a run folder (no config.yaml)")
-        if run.latest_checkpoint() is None:
-            raise UserInputError(f"Run {run.path.name} has no complete checkpoint to resume from.")
-        if status_of(run.all_events()) == "done":
+        state = run_state(run.path)
+        if state.status == RunStatus.DONE:
             raise UserInputError(f"Run {run.path.name} has finished: there is nothing to resume.")
+        if not state.can_resume:
+            raise UserInputError(f"Run {run.path.name} has no complete checkpoint to resume from.")
         return self.start(load_config(run.config, {"resume": True, "output_dir": str(run.path)}))
 
     # ---------------------------------------------------------------------------- stopping
@@ -207,10 +202,6 @@ class Runner:
                 pass
             if job.stop_requested_at is None:
                 continue
-            # The worker clears a stale STOP file when it starts: a stop asked for while it was still
-            # importing would be lost, so the file is put back until the worker exits.
-            if not job.run.stop_requested():
-                job.run.request_stop()
             waited = time.monotonic() - job.stop_requested_at
             if job.signals_sent == 0 and waited > self.stop_grace_s:
                 self._signal(job, signal.SIGTERM)
@@ -222,7 +213,7 @@ class Runner:
 
     def _finish(self, job: Job, code: int) -> None:
         """Make sure the run folder ends with a final event, then free the slot."""
-        if status_of(job.run.all_events()) in ("running", "new"):
+        if not logged_status(job.run.all_events()).ended:
             how = _describe_exit(code)
             if job.stop_requested_at is not None:
                 job.run.append_event("stopped", reason=f"worker ended by {how} before it could save",

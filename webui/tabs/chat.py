@@ -11,17 +11,16 @@ import gradio as gr
 
 from core.chat import GenerationSettings
 from core.errors import UserInputError
-from core.runs import RunSummary, list_runs
+from core.runs import RunState, list_runs
 from webui import i18n
 from webui.context import AppContext, error_html
 
 BASE_ONLY = ""  # the dropdown value of "(base model only)"
 
 
-def chat_runs(ctx: AppContext) -> list[RunSummary]:
+def chat_runs(ctx: AppContext) -> list[RunState]:
     """Runs with an adapter that nothing is writing any more, newest first."""
-    return [r for r in list_runs(ctx.runs_dir) if r.has_adapter and r.status in ("done", "stopped", "error",
-                                                                                   "interrupted")]
+    return [r for r in list_runs(ctx.runs_dir) if r.can_chat]
 
 
 def run_choices(ctx: AppContext, lang: str) -> list[tuple[str, str]]:

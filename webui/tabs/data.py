@@ -15,30 +15,13 @@ from core.data import Dataset, detect_format, load_dataset
 from core.errors import UserInputError
 from core.presets import DEFAULT_PRESET, preset_values
 from webui import i18n
+from core.paths import DEMO_DIR, display_path, resolve_dataset
 from webui.context import AppContext, error_html, note_html
 from webui.plots import histogram_svg
-from webui.runner import PROJECT_ROOT
-
-DEMO_DIR = PROJECT_ROOT / "datasets_demo"
 UPLOADS = "uploads"  # under the runs folder: a run's config keeps pointing at a file that stays
 
 
 # ------------------------------------------------------------------------------------- datasets
-def resolve_dataset(value: str) -> Path:
-    """A dataset path as typed or chosen: relative paths are taken from the project root."""
-    path = Path(str(value or "").strip()).expanduser()
-    return path if path.is_absolute() else PROJECT_ROOT / path
-
-
-def display_path(path: str | Path) -> str:
-    """Project files by their short relative path, others in full."""
-    path = Path(path)
-    try:
-        return str(path.resolve().relative_to(PROJECT_ROOT))
-    except ValueError:
-        return str(path)
-
-
 def _is_training_file(path: Path) -> bool:
     """Demo folders also hold eval question files: offer only files in a chat format."""
     try:

@@ -13,9 +13,7 @@ from webui.context import AppContext, error_html
 
 
 def export_choices(ctx: AppContext) -> list[str]:
-    running = ctx.runner.running()
-    return [r.name for r in list_runs(ctx.runs_dir)
-            if r.has_adapter and (running is None or running.path != r.path)]
+    return [r.name for r in list_runs(ctx.runs_dir) if r.can_export]
 
 
 def refresh(ctx: AppContext, current: str | None) -> Any:

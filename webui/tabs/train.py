@@ -6,19 +6,19 @@ sees the same job. A tick that finds nothing new sends nothing (gr.skip).
 """
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
 import gradio as gr
 
 from core import advisor
-from core.config import FIELDS, LAYERWISE_LR, QUANTIZATION_BITS, SCHEDULERS, TrainConfig, config_from_dict, \
-    config_to_yaml
+from core.config import SPECS, TYPES, TrainConfig, config_from_dict, config_to_yaml, fields_in_group
+from core.data import eval_count
 from core.errors import UserInputError
-from core.events import RunFolder
+from core.paths import display_path, resolve_dataset
+from core.events import TERMINAL_EVENTS, RunFolder, last_event
 from core.presets import DEFAULT_PRESET, load_preset, preset_values
-from core.runs import list_runs, run_path, run_status
+from core.runs import RunStatus, list_runs, progress_of, run_path, run_state
 from webui import i18n
 from webui.context import AppContext, error_html
 from webui.plots import loss_frame, name_every_series
@@ -26,16 +26,11 @@ from webui.runner import JobRunning
 from webui.tabs import data as data_tab
 from webui.tabs.top import preset_description
 
-OPTIMISATION = ["learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-                "gradient_accumulation_steps", "lr_scheduler_type", "warmup_ratio", "loraplus_lr_ratio", "seed"]
-DATA = ["cutoff_len", "val_size", "system_prompt"]
-LORA = ["lora_rank", "lora_alpha", "lora_dropout", "lora_target", "quantization_bit"]
-ADVANCED = ["train_on_prompt", "weight_decay", "max_grad_norm", "layerwise_lr", "gradient_checkpointing",
-            "logging_steps", "eval_steps", "save_steps", "save_total_limit"]
+# The form's groups and their order come from the field registry (core.config).
+OPTIMISATION, DATA, LORA, ADVANCED = (fields_in_group(g) for g in ("optim", "data", "lora", "advanced"))
 FORM_FIELDS = OPTIMISATION + DATA + LORA + ADVANCED
 # What every config-building handler receives, in this order (after the language).
 CONFIG_INPUTS = ["model_name_or_path", "dataset", "dataset_format", "run_name", *FORM_FIELDS]
-CHOICES = {"lr_scheduler_type": SCHEDULERS, "quantization_bit": QUANTIZATION_BITS, "layerwise_lr": LAYERWISE_LR}
 LOG_LINES = 12
 
 
@@ -54,7 +49,7 @@ def form_config(ctx: AppContext, values: dict[str, Any], run_name: str | None = 
     values = dict(values)
     name = (values.pop("run_name", "") or "").strip() or run_name or default_run_name(ctx)
     values["output_dir"] = str(run_path(ctx.runs_dir, name))
-    values["dataset"] = str(data_tab.resolve_dataset(values.get("dataset", "")))
+    values["dataset"] = str(resolve_dataset(values.get("dataset", "")))
     values["model_name_or_path"] = (values.get("model_name_or_path") or "").strip()
     return config_from_dict(values, source="the form")
 
@@ -73,8 +68,7 @@ def plan_view(ctx: AppContext, lang: str, *args) -> str:
     count = data_tab.count_examples(values.get("dataset", ""), values.get("dataset_format", "auto"))
     lines = []
     if count:
-        # The trainer holds out ceil(count * val_size) examples for eval before counting steps.
-        train_count = count - (min(math.ceil(count * config.val_size), count - 1) if config.val_size > 0 else 0)
+        train_count = count - eval_count(count, config.val_size)
         plan = advisor.training_plan(config, train_count)
         lines.append(i18n.t("train.plan", lang, batch=plan["effective_batch_size"], total=plan["total_steps"],
                             steps_per_epoch=plan["steps_per_epoch"], examples=train_count))
@@ -105,7 +99,7 @@ def fill_preset(name: str) -> list[Any]:
     config = load_preset(name).to_dict()
     explicit = preset_values(name)
     model = explicit["model_name_or_path"] if "model_name_or_path" in explicit else gr.skip()
-    dataset = data_tab.display_path(explicit["dataset"]) if "dataset" in explicit else gr.skip()
+    dataset = display_path(explicit["dataset"]) if "dataset" in explicit else gr.skip()
     return [model, dataset, config["dataset_format"], *[config[f] for f in FORM_FIELDS],
             preset_description(name)]
 
@@ -132,11 +126,8 @@ def stop_run(ctx: AppContext, lang: str) -> tuple[str, str]:
 def resumable(ctx: AppContext) -> RunFolder | None:
     """The run Resume continues: the current one, else the newest stopped/failed run with a checkpoint."""
     current = ctx.runner.current()
-    candidates = [current] if current is not None else [RunFolder(r.path) for r in list_runs(ctx.runs_dir)]
-    for run in candidates:
-        if run_status(run, run.all_events()) in ("stopped", "error", "interrupted") and run.latest_checkpoint():
-            return run
-    return None
+    states = [run_state(current.path)] if current is not None else list_runs(ctx.runs_dir)
+    return next((state.run for state in states if state.can_resume), None)
 
 
 def resume_run(ctx: AppContext, lang: str) -> tuple[str, str]:
@@ -162,30 +153,25 @@ def _duration(seconds: float | None) -> str:
 
 
 def progress_markdown(run: RunFolder, events: list[dict[str, Any]], status: str, stopping: bool, lang: str) -> str:
-    steps = [e for e in events if e["type"] == "step"]
-    final = next((e for e in reversed(events) if e["type"] in ("done", "stopped", "error")), None)
-    status_text = i18n.t(f"status.{status}", lang) if i18n.has(f"status.{status}") else status
-    if final is not None and status in ("done", "stopped", "error"):
+    final = last_event(events, *TERMINAL_EVENTS)
+    status_text = i18n.t(f"status.{status}", lang)
+    if final is not None and status in TERMINAL_EVENTS:
         def fmt(v):
             return "—" if v is None else f"{v:.4f}"
         return i18n.t("mon.final", lang, run=run.path.name, status=status_text, step=final.get("step", "—"),
                       total=final.get("total_steps", "—"), loss=fmt(final.get("final_loss")),
                       eval_loss=fmt(final.get("final_eval_loss")))
-    if not steps:
+    progress = progress_of(events)
+    if progress is None:
         return i18n.t("mon.starting", lang, run=run.path.name)
-    last = steps[-1]
-    start = next((e for e in reversed(events) if e["type"] == "start"), {})
-    done_since_start = last["step"] - start.get("resumed_from_step", 0)
-    total = last.get("total_steps") or start.get("total_steps") or last["step"]
-    eta = last["elapsed_s"] / done_since_start * (total - last["step"]) if done_since_start > 0 else None
-    text = i18n.t("mon.progress", lang, run=run.path.name, status=status_text, step=last["step"], total=total,
-                  epoch=last.get("epoch", 0.0), tps=last.get("tokens_per_s", 0.0),
-                  elapsed=_duration(last.get("elapsed_s")), eta=_duration(eta))
+    text = i18n.t("mon.progress", lang, run=run.path.name, status=status_text, step=progress.step,
+                  total=progress.total_steps, epoch=progress.epoch, tps=progress.tokens_per_s,
+                  elapsed=_duration(progress.elapsed_s), eta=_duration(progress.eta_s))
     return text + (f" · *{i18n.t('mon.stopping', lang)}*" if stopping else "")
 
 
 def notes_markdown(events: list[dict[str, Any]], status: str) -> str:
-    if status in ("done", "stopped"):
+    if status in (RunStatus.DONE, RunStatus.STOPPED):
         return advisor.summary_card(events)
     warnings = [f"- ⚠️ {e['message']}" for e in events if e["type"] == "warning"]
     notes = [f"- {'⚠️' if n.level == 'warn' else 'ℹ️'} {n.message}" for n in advisor.loss_notes(events)]
@@ -205,17 +191,16 @@ def poll(ctx: AppContext, lang: str, seen: Any) -> list[Any]:
         return [None, i18n.t("mon.no_run", lang), "", "", "", gr.update(interactive=True),
                 gr.update(interactive=False), gr.update(interactive=can_resume), signature]
     events = ctx.runner.events(run)
-    status = run_status(run, events)
+    state = run_state(run.path, events)
+    status = state.status
     log_size = run.log.stat().st_size if run.log.is_file() else 0
     signature = (str(run.path), len(events), log_size, status, stopping, running, lang)
     if signature == seen:
         return [gr.skip()] * 8 + [seen]
     failure = ""
-    if status == "error":
-        final = next(e for e in reversed(events) if e["type"] == "error")
-        failure = error_html(i18n.t("mon.failed", lang, run=run.path.name).replace("**", ""),
-                             final.get("message", ""))
-    can_resume = not running and status in ("stopped", "error", "interrupted") and run.latest_checkpoint() is not None
+    if status == RunStatus.ERROR:
+        failure = error_html(i18n.t("mon.failed", lang, run=run.path.name).replace("**", ""), state.message)
+    can_resume = not running and state.can_resume
     return [chart_value(events), progress_markdown(run, events, status, stopping, lang), notes_markdown(events, status),
             failure, run.log_tail(LOG_LINES), gr.update(interactive=not running),
             gr.update(interactive=running and not stopping), gr.update(interactive=can_resume), signature]
@@ -234,16 +219,16 @@ def chart_value(events: list[dict[str, Any]]):
 
 # ---------------------------------------------------------------------------------------- layout
 def _field_component(name: str, value: Any):
-    kind = FIELDS[name].type
+    kind = TYPES[name]
     common = {"label": i18n.field_label(name), "info": i18n.field_info(name), "value": value,
               "elem_id": f"lt-{name}"}
-    if name in CHOICES:
-        return gr.Dropdown(choices=list(CHOICES[name]), **common)
-    if kind == "bool":
+    if SPECS[name].choices:
+        return gr.Dropdown(choices=list(SPECS[name].choices), **common)
+    if kind is bool:
         return gr.Checkbox(**common)
-    if kind == "int":
+    if kind is int:
         return gr.Number(precision=0, **common)
-    if kind == "float":
+    if kind is float:
         return gr.Number(**common)
     return gr.Textbox(lines=2 if name == "system_prompt" else 1, **common)
 

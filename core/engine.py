@@ -1,0 +1,365 @@
+"""Supervised fine-tuning with LoRA / QLoRA / LoRA+, from a TrainConfig to a PEFT adapter.
+
+One readable path, top to bottom:
+  prepare_data    dataset file -> encoded examples (core.template), truncated, split, with stats
+  build_model     base model (maybe 4/8-bit) + LoRA adapters; only the adapters train
+  build_optimizer AdamW param groups: LoRA+ (peft) and the optional layer-wise lr scaling
+  run_training    transformers.Trainer + a callback that writes events.jsonl and honours STOP
+
+`python -m core.train` (core/train.py) is the command line around it; the web UI runs that as its
+own OS process, so the server never holds the model being trained. The run folder is prepared by
+whoever launches the run (core.runs.prepare_run): this module only trains.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import re
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# bitsandbytes (imported by transformers below) logs "Failed to load CPU gemm_4bit_forward from
+# kernels-community" at import when the optional `kernels` package is missing: harmless (it falls
+# back to its own CPU kernel), but with no handler configured yet Python prints it to the terminal.
+# A NullHandler is the standard library fix; the CLI's log file still receives later bnb messages.
+logging.getLogger("bitsandbytes").addHandler(logging.NullHandler())
+# peft asks models for the deprecated `is_gradient_checkpointing`; the warning is not the user's to fix.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+import torch  # noqa: E402
+from transformers import TrainerCallback  # noqa: E402
+
+from core.advisor import advise, template_injects_system
+from core.config import TrainConfig
+from core.data import eval_count, load_dataset
+from core.errors import UserInputError
+from core.events import RunFolder
+from core.lora_dropout import fuse_lora_dropout
+from core.models import best_device, load_model, load_tokenizer, resolve_model
+from core.packing import PackingCollator, TrainedTokensTrainer, use_packed_attention
+from core.stop import StopSignals
+from core.template import IGNORE_INDEX, ChatEncoder, Encoded, truncate
+
+log = logging.getLogger("lora_tailor.train")
+
+LAYERWISE_MIN_SCALE = 0.1  # the bottom layer's lr share under layerwise_lr: cosine
+LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")  # "model.layers.7.self_attn.q_proj.lora_A.default.weight"
+
+
+# ----------------------------------------------------------------------------------------- data
+@dataclass
+class PreparedData:
+    train: list[Encoded]
+    eval: list[Encoded]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def encode_dataset(config: TrainConfig, tokenizer) -> tuple[list[Encoded], dict[str, Any]]:
+    """Load, render and tokenize the dataset, then cut to cutoff_len.
+
+    An example whose trained tokens all fall beyond the cutoff would teach nothing (and divide the
+    loss by zero), so it is dropped and counted instead of silently trained on.
+    """
+    dataset = load_dataset(config.dataset, config.dataset_format)
+    encoder = ChatEncoder(tokenizer, config.system_prompt, config.train_on_prompt)
+    examples, truncated, dropped = [], 0, 0
+    for full in encoder.encode(dataset.conversations):
+        cut = truncate(full, config.cutoff_len)
+        if len(cut.input_ids) < len(full.input_ids):
+            truncated += 1
+        if not cut.trained.any():
+            dropped += 1
+            continue
+        examples.append(cut)
+    stats = {"dataset": config.dataset, "format": dataset.format,
+             "examples": len(dataset.conversations), "truncated": truncated, "dropped": dropped}
+    return examples, stats
+
+
+def prepare_data(config: TrainConfig, tokenizer) -> PreparedData:
+    examples, stats = encode_dataset(config, tokenizer)
+    if not examples:
+        raise UserInputError(f"No example of {config.dataset} has a trained token within cutoff_len="
+                             f"{config.cutoff_len}: raise cutoff_len.")
+    order = list(range(len(examples)))
+    random.Random(config.seed).shuffle(order)
+    n_eval = eval_count(len(examples), config.val_size)
+    data = PreparedData(train=[examples[i] for i in order[n_eval:]],
+                        eval=[examples[i] for i in order[:n_eval]], stats=stats)
+    lengths = [len(e.input_ids) for e in data.train]
+    stats.update(train_examples=len(data.train), eval_examples=len(data.eval),
+                 train_tokens=sum(lengths), trained_tokens=int(sum(e.trained.sum() for e in data.train)),
+                 max_length=max(lengths), mean_length=round(sum(lengths) / len(lengths), 1))
+    return data
+
+
+def as_features(examples: list[Encoded]) -> list[dict[str, list[int]]]:
+    return [{"input_ids": e.input_ids.tolist(), "labels": e.labels().tolist(),
+             "attention_mask": [1] * len(e.input_ids)} for e in examples]
+
+
+def padding_collator(tokenizer):
+    """Pads each batch to its longest example; padded labels are IGNORE_INDEX."""
+    from transformers import DataCollatorForSeq2Seq
+
+    return DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=IGNORE_INDEX,
+                                  return_tensors="pt")
+
+
+# ---------------------------------------------------------------------------------------- model
+def build_model(config: TrainConfig, device: str):
+    """Base model (frozen, maybe quantized) with LoRA adapters on `lora_target`."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import set_seed
+
+    source = resolve_model(config.model_name_or_path)
+    tokenizer = load_tokenizer(source)
+    model = load_model(source, config.quantization_bit, device)
+    if config.quantization_bit != "none":
+        # Casts norms to float32 and enables input grads, so gradients flow through frozen 4/8-bit layers.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    elif config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    target = "all-linear" if config.lora_target.strip() == "all" else [
+        t.strip() for t in config.lora_target.split(",") if t.strip()]
+    set_seed(config.seed)  # LoRA A init is random: same seed, same adapter start
+    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=target, task_type="CAUSAL_LM")
+    try:
+        model = get_peft_model(model, lora)
+    except ValueError as err:  # peft names the missing target modules
+        raise UserInputError(f"lora_target={config.lora_target!r} does not fit this model: {err}") from None
+    return model, tokenizer
+
+
+def layer_scale(name: str, num_layers: int) -> float:
+    """Cosine ramp over depth: the bottom layer gets LAYERWISE_MIN_SCALE, the top layer 1.0."""
+    match = LAYER_INDEX.search(name)
+    if match is None or num_layers < 2:
+        return 1.0
+    depth = int(match.group(1)) / (num_layers - 1)  # 0 at the bottom, 1 at the top
+    return LAYERWISE_MIN_SCALE + (1 - LAYERWISE_MIN_SCALE) * (1 - math.cos(math.pi * depth)) / 2
+
+
+def build_optimizer(model, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable (LoRA) weights.
+
+    LoRA+: peft's create_loraplus_optimizer sorts lora_B into groups at lr x ratio. Layer-wise lr:
+    each group is then split by layer, every part scaled by layer_scale(). Both compose.
+    """
+    from peft.optimizers import create_loraplus_optimizer
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if config.loraplus_lr_ratio > 0:
+        groups = create_loraplus_optimizer(
+            model, torch.optim.AdamW, lr=config.learning_rate, loraplus_lr_ratio=config.loraplus_lr_ratio,
+            loraplus_weight_decay=config.weight_decay).param_groups
+        groups = [{k: v for k, v in g.items() if k in ("params", "lr", "weight_decay")} for g in groups]
+    else:
+        groups = [{"params": trainable, "lr": config.learning_rate, "weight_decay": config.weight_decay}]
+    groups = [g for g in groups if g["params"]]
+    if config.layerwise_lr == "cosine":
+        names = {id(p): n for n, p in model.named_parameters()}
+        num_layers = model.get_base_model().config.num_hidden_layers
+        split = []
+        for group in groups:
+            by_scale: dict[float, list] = {}
+            for param in group["params"]:
+                by_scale.setdefault(layer_scale(names[id(param)], num_layers), []).append(param)
+            split += [{**group, "params": params, "lr": group["lr"] * scale}
+                      for scale, params in sorted(by_scale.items())]
+        groups = split
+    return torch.optim.AdamW(groups, lr=config.learning_rate)
+
+
+# ------------------------------------------------------------------------------------- training
+def training_arguments(config: TrainConfig, run: RunFolder, device: str, has_eval: bool):
+    from transformers import TrainingArguments
+
+    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    return TrainingArguments(
+        output_dir=str(run.checkpoints),
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a share of the total steps
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        seed=config.seed,
+        logging_steps=config.logging_steps,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=config.eval_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        bf16=bf16,
+        fp16=device == "cuda" and not bf16,
+        use_cpu=device == "cpu",
+        report_to=[],
+        disable_tqdm=True,  # the events callback draws its own bar with the loss in it
+        remove_unused_columns=False,
+        prediction_loss_only=True,  # eval needs eval_loss only: no [tokens, vocab] logits gathered
+        dataloader_num_workers=0,
+        # Real tokens, for tokens_per_s: packed rows hold no padding (and no attention_mask to count).
+        include_num_input_tokens_seen="all" if config.packing else "non_padding",
+    )
+
+
+class EventsCallback(TrainerCallback):
+    """Turns Trainer callbacks into events.jsonl lines, and STOP / SIGTERM into a clean stop."""
+
+    def __init__(self, run: RunFolder, config: TrainConfig, stats: dict, show_progress: bool,
+                 stop_signals: StopSignals | None = None):
+        self.run, self.config, self.stats = run, config, stats
+        self.show_progress = show_progress
+        self.stop_signals = stop_signals
+        self.stop_reason: str | None = None
+        self.bar = None
+        self.started = self.last_time = time.monotonic()
+        self.first_tokens = self.last_tokens = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.first_tokens = self.last_tokens = state.num_input_tokens_seen  # non-zero when resuming
+        self.started = self.last_time = time.monotonic()
+        self.run.append_event("start", total_steps=state.max_steps, resumed_from_step=state.global_step,
+                              num_train_epochs=self.config.num_train_epochs,
+                              effective_batch_size=self.config.effective_batch_size, **self.stats)
+        if self.show_progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, unit="step", dynamic_ncols=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+        if self.stop_reason is None and self.stop_signals is not None and self.stop_signals.caught:
+            self.stop_reason = self.stop_signals.caught
+        if self.stop_reason is None and self.run.stop_requested():
+            self.stop_reason = "STOP file"
+        if self.stop_reason is not None and not control.should_training_stop:
+            log.info("stop requested (%s): saving at step %d", self.stop_reason, state.global_step)
+        if self.stop_reason is not None:
+            # Save a resumable checkpoint at this very step, then leave the loop.
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_log(self, args, state, control, logs=None, optimizer=None, **kwargs):
+        logs = logs or {}
+        now = time.monotonic()
+        if "eval_loss" in logs:
+            self.run.append_event("eval", step=state.global_step, epoch=round(state.epoch or 0, 4),
+                                  eval_loss=round(logs["eval_loss"], 5))
+            log.info("step %d eval_loss %.4f", state.global_step, logs["eval_loss"])
+            return
+        if "loss" not in logs:
+            return
+        tokens = state.num_input_tokens_seen - self.last_tokens
+        # The lr logged by Trainer is group 0's; report the schedule applied to learning_rate, since
+        # group 0 may be scaled by LoRA+ or the layer-wise ramp.
+        lr = logs.get("learning_rate", 0.0)
+        if optimizer is not None and optimizer.param_groups[0].get("initial_lr"):
+            lr = lr / optimizer.param_groups[0]["initial_lr"] * self.config.learning_rate
+        event = {"step": state.global_step, "epoch": round(state.epoch or 0, 4),
+                 "loss": round(logs["loss"], 5), "lr": lr, "grad_norm": round(float(logs.get("grad_norm", 0.0)), 5),
+                 "tokens_per_s": round(tokens / max(now - self.last_time, 1e-9), 1),
+                 "elapsed_s": round(now - self.started, 2), "total_steps": state.max_steps}
+        self.last_time, self.last_tokens = now, state.num_input_tokens_seen
+        self.run.append_event("step", **event)
+        log.info("step %d/%d loss %.4f lr %.3g tokens/s %.0f", state.global_step, state.max_steps,
+                 logs["loss"], lr, event["tokens_per_s"])
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{logs['loss']:.4f}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_training(config: TrainConfig, show_progress: bool = False, print_advice: bool = False,
+                 callbacks: tuple = (), stop_signals: StopSignals | None = None) -> dict[str, Any]:
+    """Train and return the final event (done or stopped). Errors are raised to the caller.
+
+    `callbacks`: extra TrainerCallbacks (bench.throughput meters a run with one). `stop_signals`:
+    handlers the caller installed already (the CLI does, before torch is imported)."""
+    if stop_signals is not None:
+        return _run_training(config, show_progress, print_advice, stop_signals, callbacks)
+    with StopSignals() as own_signals:
+        return _run_training(config, show_progress, print_advice, own_signals, callbacks)
+
+
+def _run_training(config: TrainConfig, show_progress: bool, print_advice: bool,
+                  stop_signals: StopSignals, callbacks: tuple = ()) -> dict[str, Any]:
+    from transformers import PrinterCallback, Trainer
+
+    run = RunFolder(config.output_dir)
+    device = best_device()
+    resume_from = run.latest_checkpoint() if config.resume else None
+    if config.resume and resume_from is None:
+        run.append_event("warning", message="resume: true but no complete checkpoint in "
+                                            f"{run.checkpoints}; starting from scratch")
+    model, tokenizer = build_model(config, device)
+    data = prepare_data(config, tokenizer)
+    stats = {**data.stats, "device": device, "quantization_bit": config.quantization_bit,
+             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    log.info("data: %s", stats)
+    if data.stats["truncated"] or data.stats["dropped"]:
+        message = (f"{data.stats['truncated']} example(s) truncated at cutoff_len={config.cutoff_len}; "
+                   f"{data.stats['dropped']} dropped (no trained token left)")
+        run.append_event("warning", message=message)
+        log.warning(message)
+
+    # The advisor's notes go into the start event (the web UI shows them) and, from the CLI, to stderr.
+    notes = advise(config, len(data.train), template_injects_system(ChatEncoder(tokenizer)))
+    stats["advice"] = [str(note) for note in notes]
+    for note in notes:
+        log.info("advisor: %s", note)
+        if print_advice:
+            print(note, file=sys.stderr)
+
+    # Each optimisation has its switch, and the start event records what was applied, so a
+    # regression can be narrowed to one of them by turning it off.
+    stats["optimisations"] = {
+        # per-example causal sdpa on packed rows (core.packing)
+        "packed_attention": bool(config.packing and use_packed_attention(model)),
+        # the loss projects onto the vocabulary only the positions that predict a trained token
+        "trained_tokens_loss": config.trained_tokens_loss,
+        # CPU: LoRA dropout kept as a bool mask inside lora_A (core.lora_dropout); the count of layers
+        "fused_lora_dropout_layers": fuse_lora_dropout(model) if config.fused_lora_dropout else 0,
+    }
+    events = EventsCallback(run, config, stats, show_progress, stop_signals)
+    trainer_class = TrainedTokensTrainer if config.trained_tokens_loss else Trainer
+    trainer = trainer_class(
+        model=model,
+        args=training_arguments(config, run, device, has_eval=bool(data.eval)),
+        train_dataset=as_features(data.train),
+        eval_dataset=as_features(data.eval) if data.eval else None,
+        data_collator=PackingCollator() if config.packing else padding_collator(tokenizer),
+        optimizers=(build_optimizer(model, config), None),
+        callbacks=[events, *callbacks],
+    )
+    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; the events callback reports
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+
+    model.save_pretrained(run.adapter)
+    tokenizer.save_pretrained(run.adapter)  # tokenizer + chat template travel with the adapter
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+    final = {"step": trainer.state.global_step, "total_steps": trainer.state.max_steps,
+             "final_loss": losses[-1] if losses else None, "final_eval_loss": evals[-1] if evals else None,
+             "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 2),
+             "tokens_per_s": round((trainer.state.num_input_tokens_seen - events.first_tokens)
+                                   / max(time.monotonic() - events.started, 1e-9), 1),
+             "adapter": str(run.adapter)}
+    if events.stop_reason:
+        return run.append_event("stopped", reason=events.stop_reason, **final)
+    return run.append_event("done", **final)

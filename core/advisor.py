@@ -1,7 +1,8 @@
 """Hyperparameter advice: rules practitioners use, each a short note with its reason.
 
-Shown live on the train tab and printed by the CLI before training. The thresholds are module
-constants so the tests can check each rule exactly at its edge.
+Shown live on the train tab and printed by the CLI before training, in English or Chinese: each
+rule's text is written once per language in MESSAGES, and every function takes `lang`. The
+thresholds are module constants so the tests can check each rule exactly at its edge.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.config import TrainConfig
+from core.events import TERMINAL_EVENTS, last_event
 
 MIN_TOTAL_STEPS = 50  # fewer optimizer steps than this rarely move a LoRA adapter reliably
 MAX_EPOCHS = 10
@@ -26,6 +28,109 @@ MIN_STEPS_FOR_TREND = 8
 OVERFIT_RISE = 0.05  # eval loss this far (relative) above its best while train loss falls
 
 
+LANGS = ("en", "zh")
+
+# rule -> (English, 中文) templates, filled with str.format.
+MESSAGES: dict[str, tuple[str, str]] = {
+    "effective_batch": (
+        "Effective batch = {per_device} per device x {accum} accumulation = {batch} examples per step.",
+        "有效批大小 = 单设备 {per_device} × 梯度累积 {accum} = 每步 {batch} 个样本。"),
+    "steps": (
+        "{examples} examples -> {steps_per_epoch} steps per epoch, {total} steps in total.",
+        "{examples} 个样本 -> 每轮 {steps_per_epoch} 步，共 {total} 步。"),
+    "few_steps": (
+        "Only {total} optimizer steps (under {min_steps}): the adapter may barely move. Use a smaller "
+        "batch or more epochs.",
+        "只有 {total} 个优化步（少于 {min_steps}）：适配器可能几乎学不到东西。请减小批大小或增加训练轮数。"),
+    "batch_small_data": (
+        "Effective batch {batch} is large for {examples} examples: small data trains better with batches "
+        "of 1-{max_batch} and more steps.",
+        "对 {examples} 个样本来说，有效批大小 {batch} 偏大：小数据集用 1–{max_batch} 的批大小、更多步数效果更好。"),
+    "lr_small_data": (
+        "learning_rate {lr:g}: LoRA on small data usually uses {low:g}-{high:g}; tiny models (~100M) "
+        "tolerate more. Watch the loss curve rather than the epoch count.",
+        "learning_rate {lr:g}：小数据集上的 LoRA 通常用 {low:g}–{high:g}；很小的模型（约 1 亿参数）能承受更高的值。"
+        "看损失曲线，而不是训练轮数。"),
+    "lr_high": (
+        "learning_rate {lr:g} is above {high:g}: expect loss spikes; lower it if the curve jumps.",
+        "learning_rate {lr:g} 高于 {high:g}：损失可能出现尖峰；曲线跳动时请调低。"),
+    "epochs": (
+        "{epochs:g} epochs (over {max_epochs}) will memorise the data: it forgets how to talk and parrots "
+        "answers.",
+        "{epochs:g} 轮（超过 {max_epochs} 轮）会死记数据：模型会忘记如何对话，只会照搬答案。"),
+    "warmup": (
+        "warmup_ratio {warmup:g} spends over {share:.0%} of steps warming up; a long warmup is a recipe "
+        "with constant_with_warmup, otherwise keep it under 10%.",
+        "warmup_ratio {warmup:g} 把超过 {share:.0%} 的步数用于预热；长预热配合 constant_with_warmup 使用，"
+        "否则请保持在 10% 以下。"),
+    "loraplus_lrs": (
+        "LoRA+: lora_A learns at {lr:g}, lora_B at {lr_b:g} (x{ratio:g}).",
+        "LoRA+：lora_A 的学习率为 {lr:g}，lora_B 为 {lr_b:g}（×{ratio:g}）。"),
+    "loraplus_ratio": (
+        "loraplus_lr_ratio {ratio:g}: people use {low}-{high}.",
+        "loraplus_lr_ratio {ratio:g}：常用值为 {low}–{high}。"),
+    "loraplus_halve_lr": (
+        "With LoRA+ on, consider halving learning_rate (to {half:g}): lora_B already learns {ratio:g}x faster.",
+        "开启 LoRA+ 时，可考虑把 learning_rate 减半（到 {half:g}）：lora_B 已经快 {ratio:g} 倍。"),
+    "lr_scaling_same": (
+        "Same effective batch as the reference ({batch}): keep its learning rate {lr:g}.",
+        "与参考配置的有效批大小相同（{batch}）：沿用其学习率 {lr:g}。"),
+    "lr_scaling": (
+        "From {lr:g} at batch {ref_batch} to batch {batch}: linear rule {linear:.3g}, square-root rule "
+        "{sqrt:.3g} (better founded for Adam).",
+        "从批大小 {ref_batch} 时的 {lr:g} 换到批大小 {batch}：线性规则 {linear:.3g}，平方根规则 {sqrt:.3g}"
+        "（对 Adam 更有依据）。"),
+    "template_system": (
+        "The chat template injects its own default system prompt (e.g. 'You are SmolLM') into conversations "
+        "without one, which fights a persona. Set system_prompt: training and chat then both use yours.",
+        "对话模板会给没有系统提示词的对话注入自己的默认提示词（例如 'You are SmolLM'），与人设相冲突。"
+        "请设置 system_prompt：训练和对话都会使用你的提示词。"),
+    "flat_loss": (
+        "The loss is not moving ({first:.3f} -> {last:.3f}): the learning rate is probably too low.",
+        "损失没有变化（{first:.3f} -> {last:.3f}）：学习率可能太低。"),
+    "memorising": (
+        "Train loss {last:.3f} is far below the usual {low}-{high} band: the model is memorising. Check "
+        "held-out questions; add more varied phrasings rather than more epochs.",
+        "训练损失 {last:.3f} 远低于通常的 {low}–{high} 区间：模型在死记。请检查未见过的问题；"
+        "增加更多样的问法，而不是更多训练轮数。"),
+    "below_band": (
+        "Train loss {last:.3f} is below the {low}-{high} band: fine for narrow persona data, but watch for "
+        "memorising.",
+        "训练损失 {last:.3f} 低于 {low}–{high} 区间：对范围很窄的人设数据没问题，但要留意死记。"),
+    "healthy": (
+        "Train loss {last:.3f} sits in the usual healthy band {low}-{high}.",
+        "训练损失 {last:.3f} 处于通常的健康区间 {low}–{high}。"),
+    "under_trained": (
+        "Train loss {last:.3f} is above the {low}-{high} band: under-trained. More steps or a higher "
+        "learning rate.",
+        "训练损失 {last:.3f} 高于 {low}–{high} 区间：训练不足。请增加步数或提高学习率。"),
+    "overfitting": (
+        "Eval loss rose to {eval_last:.3f} from its best {eval_best:.3f} while the train loss falls: "
+        "overfitting. Use the earlier checkpoint, fewer epochs or more data.",
+        "验证损失从最佳的 {eval_best:.3f} 升到 {eval_last:.3f}，而训练损失仍在下降：过拟合。"
+        "请使用更早的检查点、减少训练轮数或增加数据。"),
+    "card_progress": ("Run in progress.", "运行中。"),
+    "card_failed": ("**Run failed:** {message}", "**运行失败：** {message}"),
+    "card_final": (
+        "**Run {status}** at step {step}/{total}: final train loss {loss}, eval loss {eval_loss}, "
+        "{tps:.0f} tokens/s, {runtime:.0f} s.",
+        "**运行{status}**，第 {step}/{total} 步：最终训练损失 {loss}，验证损失 {eval_loss}，"
+        "{tps:.0f} token/秒，{runtime:.0f} 秒。"),
+    "card_next_memorising": (
+        "Next: fewer epochs or a lower learning rate, and more varied phrasings per fact.",
+        "下一步：减少训练轮数或降低学习率，并为每个事实提供更多样的问法。"),
+    "card_next_more": ("Next: raise the learning rate (x2) or train more steps.",
+                       "下一步：把学习率提高一倍，或训练更多步。"),
+    "card_next_chat": ("Next: chat with it on questions that are not in the training file.",
+                       "下一步：用训练文件里没有的问题和它对话。"),
+}
+STATUS_WORDS = {"done": ("done", "完成"), "stopped": ("stopped", "已停止")}
+
+
+def message(rule: str, lang: str = "en", **values: Any) -> str:
+    return MESSAGES[rule][1 if lang == "zh" else 0].format(**values)
+
+
 @dataclass(frozen=True)
 class Note:
     level: str  # "info" | "warn"
@@ -34,6 +139,10 @@ class Note:
 
     def __str__(self) -> str:
         return f"[{self.level}] {self.message}"
+
+
+def _note(level: str, rule: str, lang: str, **values: Any) -> Note:
+    return Note(level, rule, message(rule, lang, **values))
 
 
 # ------------------------------------------------------------------------------ before training
@@ -58,70 +167,48 @@ def lr_scaling(reference_lr: float, reference_batch: int, batch: int) -> dict[st
 
 def advise(config: TrainConfig, num_examples: int | None = None,
            template_injects_system: bool | None = None,
-           reference: tuple[float, int] | None = None) -> list[Note]:
+           reference: tuple[float, int] | None = None, lang: str = "en") -> list[Note]:
     """Notes on a config before training; `reference` is an (lr, effective batch) known to work."""
-    notes: list[Note] = []
     batch = config.effective_batch_size
-    notes.append(Note("info", "effective_batch",
-                      f"Effective batch = {config.per_device_train_batch_size} per device x "
-                      f"{config.gradient_accumulation_steps} accumulation = {batch} examples per step."))
+    lr = config.learning_rate
+    notes = [_note("info", "effective_batch", lang, per_device=config.per_device_train_batch_size,
+                   accum=config.gradient_accumulation_steps, batch=batch)]
     if num_examples:
         plan = training_plan(config, num_examples)
-        notes.append(Note("info", "steps", f"{num_examples} examples -> {plan['steps_per_epoch']} steps per "
-                                           f"epoch, {plan['total_steps']} steps in total."))
+        notes.append(_note("info", "steps", lang, examples=num_examples, steps_per_epoch=plan["steps_per_epoch"],
+                           total=plan["total_steps"]))
         if plan["total_steps"] < MIN_TOTAL_STEPS:
-            notes.append(Note("warn", "few_steps",
-                              f"Only {plan['total_steps']} optimizer steps (under {MIN_TOTAL_STEPS}): the "
-                              f"adapter may barely move. Use a smaller batch or more epochs."))
+            notes.append(_note("warn", "few_steps", lang, total=plan["total_steps"], min_steps=MIN_TOTAL_STEPS))
         if num_examples < SMALL_DATASET and batch > SMALL_DATA_MAX_BATCH:
-            notes.append(Note("warn", "batch_small_data",
-                              f"Effective batch {batch} is large for {num_examples} examples: small data "
-                              f"trains better with batches of 1-{SMALL_DATA_MAX_BATCH} and more steps."))
-        if num_examples < SMALL_DATASET and not SMALL_DATA_LR[0] <= config.learning_rate <= SMALL_DATA_LR[1]:
-            notes.append(Note("info", "lr_small_data",
-                              f"learning_rate {config.learning_rate:g}: LoRA on small data usually uses "
-                              f"{SMALL_DATA_LR[0]:g}-{SMALL_DATA_LR[1]:g}; tiny models (~100M) tolerate "
-                              f"more. Watch the loss curve rather than the epoch count."))
-    if config.learning_rate > HIGH_LR:
-        notes.append(Note("warn", "lr_high", f"learning_rate {config.learning_rate:g} is above "
-                                             f"{HIGH_LR:g}: expect loss spikes; lower it if the curve jumps."))
+            notes.append(_note("warn", "batch_small_data", lang, batch=batch, examples=num_examples,
+                               max_batch=SMALL_DATA_MAX_BATCH))
+        if num_examples < SMALL_DATASET and not SMALL_DATA_LR[0] <= lr <= SMALL_DATA_LR[1]:
+            notes.append(_note("info", "lr_small_data", lang, lr=lr, low=SMALL_DATA_LR[0], high=SMALL_DATA_LR[1]))
+    if lr > HIGH_LR:
+        notes.append(_note("warn", "lr_high", lang, lr=lr, high=HIGH_LR))
     if config.max_steps <= 0 and config.num_train_epochs > MAX_EPOCHS:
-        notes.append(Note("warn", "epochs", f"{config.num_train_epochs:g} epochs (over {MAX_EPOCHS}) will "
-                                            f"memorise the data: it forgets how to talk and parrots answers."))
+        notes.append(_note("warn", "epochs", lang, epochs=config.num_train_epochs, max_epochs=MAX_EPOCHS))
     if config.warmup_ratio > MAX_WARMUP_RATIO and config.lr_scheduler_type != "constant_with_warmup":
-        notes.append(Note("warn", "warmup", f"warmup_ratio {config.warmup_ratio:g} spends over "
-                                            f"{MAX_WARMUP_RATIO:.0%} of steps warming up; a long warmup is a "
-                                            f"recipe with constant_with_warmup, otherwise keep it under 10%."))
-    if config.loraplus_lr_ratio > 0:
-        notes.append(Note("info", "loraplus_lrs",
-                          f"LoRA+: lora_A learns at {config.learning_rate:g}, lora_B at "
-                          f"{config.learning_rate * config.loraplus_lr_ratio:g} "
-                          f"(x{config.loraplus_lr_ratio:g})."))
-        if not LORAPLUS_RATIO[0] <= config.loraplus_lr_ratio <= LORAPLUS_RATIO[1]:
-            notes.append(Note("warn", "loraplus_ratio",
-                              f"loraplus_lr_ratio {config.loraplus_lr_ratio:g}: people use "
-                              f"{LORAPLUS_RATIO[0]}-{LORAPLUS_RATIO[1]}."))
-        if config.learning_rate >= SMALL_DATA_LR[1]:
-            notes.append(Note("info", "loraplus_halve_lr",
-                              f"With LoRA+ on, consider halving learning_rate (to "
-                              f"{config.learning_rate / 2:g}): lora_B already learns "
-                              f"{config.loraplus_lr_ratio:g}x faster."))
+        notes.append(_note("warn", "warmup", lang, warmup=config.warmup_ratio, share=MAX_WARMUP_RATIO))
+    ratio = config.loraplus_lr_ratio
+    if ratio > 0:
+        notes.append(_note("info", "loraplus_lrs", lang, lr=lr, lr_b=lr * ratio, ratio=ratio))
+        if not LORAPLUS_RATIO[0] <= ratio <= LORAPLUS_RATIO[1]:
+            notes.append(_note("warn", "loraplus_ratio", lang, ratio=ratio, low=LORAPLUS_RATIO[0],
+                               high=LORAPLUS_RATIO[1]))
+        if lr >= SMALL_DATA_LR[1]:
+            notes.append(_note("info", "loraplus_halve_lr", lang, half=lr / 2, ratio=ratio))
     if reference is not None:
         ref_lr, ref_batch = reference
         if ref_batch == batch:
-            notes.append(Note("info", "lr_scaling", f"Same effective batch as the reference ({batch}): keep "
-                                                    f"its learning rate {ref_lr:g}."))
+            # Its own text, under the same rule name: both answer "which lr for this batch?"
+            notes.append(Note("info", "lr_scaling", message("lr_scaling_same", lang, batch=batch, lr=ref_lr)))
         else:
             scaled = lr_scaling(ref_lr, ref_batch, batch)
-            notes.append(Note("info", "lr_scaling",
-                              f"From {ref_lr:g} at batch {ref_batch} to batch {batch}: linear rule "
-                              f"{scaled['linear']:.3g}, square-root rule {scaled['sqrt']:.3g} "
-                              f"(better founded for Adam)."))
+            notes.append(_note("info", "lr_scaling", lang, lr=ref_lr, ref_batch=ref_batch, batch=batch,
+                               linear=scaled["linear"], sqrt=scaled["sqrt"]))
     if template_injects_system and not config.system_prompt.strip():
-        notes.append(Note("warn", "template_system",
-                          "The chat template injects its own default system prompt (e.g. 'You are SmolLM') "
-                          "into conversations without one, which fights a persona. Set system_prompt: "
-                          "training and chat then both use yours."))
+        notes.append(_note("warn", "template_system", lang))
     return notes
 
 
@@ -136,7 +223,7 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def loss_notes(events: list[dict[str, Any]]) -> list[Note]:
+def loss_notes(events: list[dict[str, Any]], lang: str = "en") -> list[Note]:
     """What the curve says so far: band, memorising, flat, overfitting."""
     losses = [e["loss"] for e in events if e.get("type") == "step" and e.get("loss") is not None]
     evals = [e["eval_loss"] for e in events if e.get("type") == "eval"]
@@ -145,51 +232,42 @@ def loss_notes(events: list[dict[str, Any]]) -> list[Note]:
         return notes
     quarter = max(len(losses) // 4, 2)
     first, last = _mean(losses[:quarter]), _mean(losses[-quarter:])
+    band = {"last": last, "low": HEALTHY_LOSS[0], "high": HEALTHY_LOSS[1]}
     if abs(first - last) / max(first, 1e-9) < FLAT_LOSS_CHANGE:
-        notes.append(Note("warn", "flat_loss", f"The loss is not moving ({first:.3f} -> {last:.3f}): the "
-                                               f"learning rate is probably too low."))
+        notes.append(_note("warn", "flat_loss", lang, first=first, last=last))
     elif last < MEMORISED_LOSS:
-        notes.append(Note("warn", "memorising",
-                          f"Train loss {last:.3f} is far below the usual {HEALTHY_LOSS[0]}-{HEALTHY_LOSS[1]} "
-                          f"band: the model is memorising. Check held-out questions; add more varied "
-                          f"phrasings rather than more epochs."))
+        notes.append(_note("warn", "memorising", lang, **band))
     elif last < HEALTHY_LOSS[0]:
-        notes.append(Note("info", "below_band", f"Train loss {last:.3f} is below the {HEALTHY_LOSS[0]}-"
-                                                f"{HEALTHY_LOSS[1]} band: fine for narrow persona data, "
-                                                f"but watch for memorising."))
+        notes.append(_note("info", "below_band", lang, **band))
     elif last <= HEALTHY_LOSS[1]:
-        notes.append(Note("info", "healthy", f"Train loss {last:.3f} sits in the usual healthy band "
-                                             f"{HEALTHY_LOSS[0]}-{HEALTHY_LOSS[1]}."))
+        notes.append(_note("info", "healthy", lang, **band))
     else:
-        notes.append(Note("warn", "under_trained", f"Train loss {last:.3f} is above the "
-                                                   f"{HEALTHY_LOSS[0]}-{HEALTHY_LOSS[1]} band: under-trained. "
-                                                   f"More steps or a higher learning rate."))
+        notes.append(_note("warn", "under_trained", lang, **band))
     if len(evals) >= 2 and evals[-1] > min(evals) * (1 + OVERFIT_RISE) and last < first:
-        notes.append(Note("warn", "overfitting", f"Eval loss rose to {evals[-1]:.3f} from its best "
-                                                 f"{min(evals):.3f} while the train loss falls: overfitting. "
-                                                 f"Use the earlier checkpoint, fewer epochs or more data."))
+        notes.append(_note("warn", "overfitting", lang, eval_last=evals[-1], eval_best=min(evals)))
     return notes
 
 
-def summary_card(events: list[dict[str, Any]]) -> str:
+def summary_card(events: list[dict[str, Any]], lang: str = "en") -> str:
     """A short markdown card for the end of a run: what happened, what the curve says, what next."""
-    final = next((e for e in reversed(events) if e.get("type") in ("done", "stopped", "error")), None)
+    final = last_event(events, *TERMINAL_EVENTS)
     if final is None:
-        return "Run in progress."
+        return message("card_progress", lang)
     if final["type"] == "error":
-        return f"**Run failed:** {final.get('message', 'unknown error')}"
-    lines = [f"**Run {final['type']}** at step {final.get('step')}/{final.get('total_steps')}: "
-             f"final train loss {_fmt(final.get('final_loss'))}, eval loss {_fmt(final.get('final_eval_loss'))}, "
-             f"{final.get('tokens_per_s', 0):.0f} tokens/s, {final.get('train_runtime_s', 0):.0f} s."]
-    notes = loss_notes(events)
+        return message("card_failed", lang, message=final.get("message", "unknown error"))
+    lines = [message("card_final", lang, status=STATUS_WORDS[final["type"]][1 if lang == "zh" else 0],
+                     step=final.get("step"), total=final.get("total_steps"), loss=_fmt(final.get("final_loss")),
+                     eval_loss=_fmt(final.get("final_eval_loss")), tps=final.get("tokens_per_s", 0),
+                     runtime=final.get("train_runtime_s", 0))]
+    notes = loss_notes(events, lang)
     lines += [f"- {note.message}" for note in notes]
     rules = {note.rule for note in notes}
     if "memorising" in rules or "overfitting" in rules:
-        lines.append("- Next: fewer epochs or a lower learning rate, and more varied phrasings per fact.")
+        lines.append("- " + message("card_next_memorising", lang))
     elif "flat_loss" in rules or "under_trained" in rules:
-        lines.append("- Next: raise the learning rate (x2) or train more steps.")
+        lines.append("- " + message("card_next_more", lang))
     else:
-        lines.append("- Next: chat with it on questions that are not in the training file.")
+        lines.append("- " + message("card_next_chat", lang))
     return "\n".join(lines)
 
 

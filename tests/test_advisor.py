@@ -111,3 +111,15 @@ def test_summary_card():
     assert "more varied phrasings" in card
     assert "failed" in summary_card([{"type": "error", "message": "CUDA out of memory"}])
     assert summary_card(steps([1.0])) == "Run in progress."
+
+
+def test_notes_come_in_chinese_for_lang_zh():
+    config = TrainConfig(per_device_train_batch_size=8, gradient_accumulation_steps=4, num_train_epochs=20,
+                         loraplus_lr_ratio=4, learning_rate=2e-3, warmup_ratio=0.3)
+    english, chinese = advise(config, 40, True, (2e-4, 4)), advise(config, 40, True, (2e-4, 4), lang="zh")
+    assert [n.rule for n in english] == [n.rule for n in chinese] and len(chinese) >= 8
+    for en, zh in zip(english, chinese):
+        assert en.message != zh.message and any("\u4e00" <= ch <= "\u9fff" for ch in zh.message), zh
+    card = summary_card(steps([2.0, 1.0, 0.5, 0.2, 0.1, 0.05, 0.04, 0.03]) + [
+        {"type": "done", "step": 8, "total_steps": 8, "final_loss": 0.03}], lang="zh")
+    assert "运行完成" in card and "死记" in card

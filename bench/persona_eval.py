@@ -18,31 +18,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import torch
-
 from core.config import TrainConfig, load_config, parse_overrides, save_config
 from core.events import RunFolder
 from core.models import load_model, load_tokenizer, resolve_model
-from core.presets import PROJECT_ROOT, load_preset
+from core.paths import PROJECT_ROOT
+from core.presets import load_preset
+from core.probes import greedy_answers
 from core.template import ChatEncoder
-
-EVAL_BATCH = 16
-
-
-def greedy_answers(model, tokenizer, encoder: ChatEncoder, questions: list[str],
-                   max_new_tokens: int = 64) -> list[str]:
-    """Batched greedy decoding; left padding so every prompt ends where generation starts."""
-    tokenizer.padding_side = "left"
-    answers = []
-    for start in range(0, len(questions), EVAL_BATCH):
-        prompts = [encoder.prompt_for_reply([{"role": "user", "content": q}])
-                   for q in questions[start:start + EVAL_BATCH]]
-        batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.inference_mode():
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-        answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-    return answers
 
 
 def score(items: list[dict], answers: list[str]) -> tuple[float, dict[str, list[int]]]:

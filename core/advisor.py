@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from core.config import TrainConfig
+from core.config import AUTO, MAX_AUTO_EPOCHS, TrainConfig
 from core.events import TERMINAL_EVENTS, last_event
 
 MIN_TOTAL_STEPS = 50  # fewer optimizer steps than this rarely move a LoRA adapter reliably
@@ -35,6 +35,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "effective_batch": (
         "Effective batch = {per_device} per device x {accum} accumulation = {batch} examples per step.",
         "有效批大小 = 单设备 {per_device} × 梯度累积 {accum} = 每步 {batch} 个样本。"),
+    "lr_scaled": (
+        "learning_rate {lr:g} at reference batch {ref_batch} -> {scaled:.3g} at batch {batch} ({scaling} rule).",
+        "learning_rate {lr:g}（参考批大小 {ref_batch}）-> 批大小 {batch} 时为 {scaled:.3g}（{scaling} 规则）。"),
+    "auto_epochs": (
+        "num_train_epochs auto: {epochs:g} epochs, {total} steps (target {target}).",
+        "num_train_epochs 自动：{epochs:g} 轮，{total} 步（目标 {target} 步）。"),
     "steps": (
         "{examples} examples -> {steps_per_epoch} steps per epoch, {total} steps in total.",
         "{examples} 个样本 -> 每轮 {steps_per_epoch} 步，共 {total} 步。"),
@@ -146,13 +152,30 @@ def _note(level: str, rule: str, lang: str, **values: Any) -> Note:
 
 
 # ------------------------------------------------------------------------------ before training
-def training_plan(config: TrainConfig, num_examples: int) -> dict[str, int]:
-    """Optimizer steps as transformers' Trainer counts them (one device)."""
+def training_plan(config: TrainConfig, num_examples: int) -> dict[str, Any]:
+    """Steps, epochs and learning rate of a run on `num_examples` training examples: what the trainer
+    is given (core.engine), the page shows and the start event records.
+
+    Steps are counted as transformers' Trainer counts them (one device). num_train_epochs: auto
+    takes the whole number of epochs nearest to target_steps steps (1..MAX_AUTO_EPOCHS), so each
+    example is seen equally often. learning_rate is scaled from lr_reference_batch when one is set.
+    """
     batches_per_epoch = math.ceil(num_examples / config.per_device_train_batch_size)
     steps_per_epoch = max(math.ceil(batches_per_epoch / config.gradient_accumulation_steps), 1)
-    total = config.max_steps if config.max_steps > 0 else math.ceil(config.num_train_epochs * steps_per_epoch)
+    epochs = config.num_train_epochs
+    if epochs == AUTO:
+        epochs = float(min(max(round(config.target_steps / steps_per_epoch), 1), MAX_AUTO_EPOCHS))
+    total = config.max_steps if config.max_steps > 0 else math.ceil(epochs * steps_per_epoch)
     return {"effective_batch_size": config.effective_batch_size, "steps_per_epoch": steps_per_epoch,
-            "total_steps": total}
+            "total_steps": total, "num_train_epochs": epochs, "learning_rate": effective_lr(config)}
+
+
+def effective_lr(config: TrainConfig) -> float:
+    """learning_rate, scaled from lr_reference_batch to this run's effective batch when that is set."""
+    if not config.lr_reference_batch:
+        return config.learning_rate
+    return lr_scaling(config.learning_rate, config.lr_reference_batch,
+                      config.effective_batch_size)[config.lr_scaling_rule]
 
 
 def lr_scaling(reference_lr: float, reference_batch: int, batch: int) -> dict[str, float]:
@@ -170,13 +193,19 @@ def advise(config: TrainConfig, num_examples: int | None = None,
            reference: tuple[float, int] | None = None, lang: str = "en") -> list[Note]:
     """Notes on a config before training; `reference` is an (lr, effective batch) known to work."""
     batch = config.effective_batch_size
-    lr = config.learning_rate
+    lr = effective_lr(config)
     notes = [_note("info", "effective_batch", lang, per_device=config.per_device_train_batch_size,
                    accum=config.gradient_accumulation_steps, batch=batch)]
+    if lr != config.learning_rate:
+        notes.append(_note("info", "lr_scaled", lang, lr=config.learning_rate, ref_batch=config.lr_reference_batch,
+                           batch=batch, scaling=config.lr_scaling_rule, scaled=lr))
     if num_examples:
         plan = training_plan(config, num_examples)
         notes.append(_note("info", "steps", lang, examples=num_examples, steps_per_epoch=plan["steps_per_epoch"],
                            total=plan["total_steps"]))
+        if config.num_train_epochs == AUTO and config.max_steps <= 0:
+            notes.append(_note("info", "auto_epochs", lang, epochs=plan["num_train_epochs"],
+                               target=config.target_steps, total=plan["total_steps"]))
         if plan["total_steps"] < MIN_TOTAL_STEPS:
             notes.append(_note("warn", "few_steps", lang, total=plan["total_steps"], min_steps=MIN_TOTAL_STEPS))
         if num_examples < SMALL_DATASET and batch > SMALL_DATA_MAX_BATCH:
@@ -186,7 +215,8 @@ def advise(config: TrainConfig, num_examples: int | None = None,
             notes.append(_note("info", "lr_small_data", lang, lr=lr, low=SMALL_DATA_LR[0], high=SMALL_DATA_LR[1]))
     if lr > HIGH_LR:
         notes.append(_note("warn", "lr_high", lang, lr=lr, high=HIGH_LR))
-    if config.max_steps <= 0 and config.num_train_epochs > MAX_EPOCHS:
+    # auto epochs may exceed MAX_EPOCHS on purpose: a tiny FAQ needs many passes to learn its facts
+    if config.max_steps <= 0 and config.num_train_epochs != AUTO and config.num_train_epochs > MAX_EPOCHS:
         notes.append(_note("warn", "epochs", lang, epochs=config.num_train_epochs, max_epochs=MAX_EPOCHS))
     if config.warmup_ratio > MAX_WARMUP_RATIO and config.lr_scheduler_type != "constant_with_warmup":
         notes.append(_note("warn", "warmup", lang, warmup=config.warmup_ratio, share=MAX_WARMUP_RATIO))

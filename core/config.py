@@ -22,12 +22,15 @@ import yaml
 from core.errors import UserInputError
 
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
+LR_SCALING_RULES = ("linear", "sqrt")
+AUTO = "auto"  # a value that the engine sizes from the data (num_train_epochs, probes)
+MAX_AUTO_EPOCHS = 50  # num_train_epochs: auto on a tiny FAQ; facts need many passes, this bounds the run
 DATASET_FORMATS = ("auto", "alpaca", "sharegpt", "openai")
 QUANTIZATION_BITS = ("none", "4", "8")
 LAYERWISE_LR = ("none", "cosine")
 
 # Where a field is edited on the page. "top" and "data_tab" fields live outside the train form.
-GROUPS = ("top", "data_tab", "optim", "data", "lora", "advanced")
+GROUPS = ("top", "data_tab", "optim", "data", "facts", "lora", "advanced")
 # Fields the page sets itself (output_dir from the run name, resume from the Resume button).
 HEADLESS_ONLY = frozenset({"output_dir", "resume"})
 MAX_QUOTED_CHARS = 80  # a bad value is quoted up to this length in a message
@@ -48,6 +51,7 @@ class FieldSpec:
     lt: float | None = None  # value must be < lt
     le: float | None = None  # value must be <= le
     non_empty: bool = False
+    auto: bool = False  # the string "auto" is accepted besides the field's number type
 
 
 def _f(default: Any, help_en: str, help_zh: str, label: tuple[str, str], group: str, **rules: Any) -> Any:
@@ -86,9 +90,26 @@ class TrainConfig:
         2e-4, "Peak learning rate of the LoRA weights (lora_A). Above 1 can only be a typo.",
         "LoRA 权重（lora_A）的峰值学习率。大于 1 只可能是笔误。",
         ("Learning rate", "学习率"), "optim", gt=0, le=1)
-    num_train_epochs: float = _f(
-        3.0, "Passes over the training data.", "遍历训练数据的轮数。",
-        ("Epochs", "训练轮数"), "optim", ge=0, le=10_000)
+    lr_reference_batch: int = _f(
+        0, "The effective batch learning_rate was tuned for: it is then scaled to this run's effective "
+           "batch by lr_scaling_rule (0 = use learning_rate as is).",
+        "learning_rate 所对应的有效批大小：按 lr_scaling_rule 缩放到本次运行的有效批大小（0 表示直接使用 learning_rate）。",
+        ("LR reference batch", "学习率参考批大小"), "optim", ge=0, le=1_000_000)
+    lr_scaling_rule: str = _f(
+        "linear", "How lr_reference_batch scales the lr: 'linear' (lr x batch / reference) or 'sqrt' (x its "
+                  "square root, the better-founded rule for Adam).",
+        "lr_reference_batch 的缩放方式：'linear'（lr × 批大小 / 参考值）或 'sqrt'（乘以其平方根，对 Adam 更有依据）。",
+        ("LR scaling rule", "学习率缩放规则"), "optim", choices=LR_SCALING_RULES)
+    num_train_epochs: float | str = _f(
+        3.0, "Passes over the training data; 'auto': whole epochs that make about target_steps optimizer "
+             "steps, so a 50-chat FAQ and a 5,000-chat set both get a sensible run.",
+        "遍历训练数据的轮数；'auto'：取整数轮，使优化步数约为 target_steps，这样 50 条的 FAQ 和 5000 条的数据集都能得到合适的训练。",
+        ("Epochs", "训练轮数"), "optim", ge=0, le=10_000, auto=True)
+    target_steps: int = _f(
+        200, f"With num_train_epochs: auto, about this many optimizer steps (at least 1 epoch, at most "
+             f"{MAX_AUTO_EPOCHS}).",
+        f"num_train_epochs 为 auto 时的目标优化步数（至少 1 轮，至多 {MAX_AUTO_EPOCHS} 轮）。",
+        ("Target steps (auto epochs)", "目标步数（自动轮数）"), "optim", gt=0, le=10_000_000)
     max_steps: int = _f(
         -1, "Stop after this many optimizer steps (-1 = use num_train_epochs).",
         "训练到这么多优化步后停止（-1 表示按训练轮数）。", ("Max steps", "最大步数"), "optim",
@@ -129,6 +150,25 @@ class TrainConfig:
         "放在每段没有系统提示词的对话前，训练和对话时都使用。留空：使用对话模板自带的默认提示词"
         "（SmolLM2 和 Qwen 会注入一个）。",
         ("System prompt", "系统提示词"), "data")
+    # --- facts: probes and augmentation ---
+    probes: str = _f(
+        "none", "Fact probes scored during training: 'auto' (hold out about a fifth of the phrasings of "
+                "each answer that has 3 or more, by seed), a JSONL file of {question, expect}, or 'none'.",
+        "训练中评测的事实探针：'auto'（对有 3 个及以上问法的回答，按随机种子留出约五分之一的问法）、"
+        "{question, expect} 格式的 JSONL 文件，或 'none'。",
+        ("Fact probes", "事实探针"), "facts", non_empty=True)
+    probe_steps: int = _f(
+        0, "Score the probes every this many optimizer steps (0 = only before and after training).",
+        "每隔多少优化步评测一次探针（0 表示只在训练前后评测）。",
+        ("Probe every (steps)", "探针评测间隔（步）"), "facts", ge=0, le=10_000_000)
+    probe_best_adapter: bool = _f(
+        True, "Keep the adapter of the probe scoring with the best recall as the run's adapter.",
+        "把探针召回率最高的那次评测时的适配器作为本次运行的适配器。",
+        ("Keep best-recall adapter", "保留召回率最佳的适配器"), "facts")
+    probe_patience: int = _f(
+        0, "Stop early when probe recall has not improved for this many scorings (0 = never).",
+        "探针召回率连续这么多次评测没有提高时提前停止（0 表示从不）。",
+        ("Early-stop patience", "提前停止耐心值"), "facts", ge=0, le=10_000)
     # --- LoRA ---
     lora_rank: int = _f(
         8, "Rank r of the LoRA update matrices.", "LoRA 更新矩阵的秩 r。", ("LoRA rank", "LoRA 秩"), "lora",
@@ -202,7 +242,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise UserInputError listing every problem, or return."""
         problems = [p for name in FIELDS for p in _field_problems(name, getattr(self, name))]
-        if self.max_steps <= 0 and not self.num_train_epochs > 0:
+        if self.max_steps <= 0 and self.num_train_epochs != AUTO and not self.num_train_epochs > 0:
             problems.append(f"num_train_epochs must be > 0 when max_steps is not set, "
                             f"got {_show(self.num_train_epochs)}")
         if self.max_steps == 0 or self.max_steps < -1:
@@ -221,7 +261,9 @@ class TrainConfig:
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(TrainConfig)}
 SPECS: dict[str, FieldSpec] = {name: f.metadata["spec"] for name, f in FIELDS.items()}
-TYPES: dict[str, type] = typing.get_type_hints(TrainConfig)
+# A field's value type; for a field that also takes "auto" (`float | str`), the number type.
+TYPES: dict[str, type] = {name: typing.get_args(hint)[0] if typing.get_args(hint) else hint
+                          for name, hint in typing.get_type_hints(TrainConfig).items()}
 
 
 def field_help(name: str, lang: str = "en") -> str:
@@ -242,6 +284,8 @@ def fields_in_group(group: str) -> list[str]:
 def _field_problems(name: str, value: Any) -> list[str]:
     """What is wrong with one field's value, from its registry entry."""
     spec = SPECS[name]
+    if spec.auto and value == AUTO:
+        return []
     if isinstance(value, float) and not math.isfinite(value):
         return [f"{name} must be a finite number, got {value}"]
     if spec.choices and value not in spec.choices:
@@ -265,6 +309,8 @@ def _type_name(kind: type) -> str:
 def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
     """Turn a YAML or command-line value into the field's type, or record why not."""
     kind = TYPES[name]
+    if SPECS[name].auto and isinstance(raw, str) and raw.strip().lower() == AUTO:
+        return AUTO
     try:
         if kind is bool:
             if isinstance(raw, bool):

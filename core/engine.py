@@ -12,8 +12,11 @@ whoever launches the run (core.runs.prepare_run): this module only trains.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import math
+import shutil
 import random
 import re
 import sys
@@ -34,13 +37,14 @@ warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", categ
 import torch  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
-from core.advisor import advise, template_injects_system
+from core.advisor import advise, template_injects_system, training_plan
 from core.config import TrainConfig
-from core.data import eval_count, load_dataset
+from core.data import Dataset, eval_count, load_dataset
 from core.errors import UserInputError
 from core.events import RunFolder
 from core.lora_dropout import fuse_lora_dropout
 from core.models import best_device, load_model, load_tokenizer, resolve_model
+from core.probes import RUN_PROBES_FILE, Probe, probes_for_run, save_probes, score_probes
 from core.packing import PackingCollator, TrainedTokensTrainer, use_packed_attention
 from core.stop import StopSignals
 from core.template import IGNORE_INDEX, ChatEncoder, Encoded, truncate
@@ -59,16 +63,18 @@ class PreparedData:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def encode_dataset(config: TrainConfig, tokenizer) -> tuple[list[Encoded], dict[str, Any]]:
-    """Load, render and tokenize the dataset, then cut to cutoff_len.
+def encode_dataset(config: TrainConfig, tokenizer, dataset: Dataset | None = None) -> tuple[list[Encoded],
+                                                                                          dict[str, Any]]:
+    """Render and tokenize the dataset (by default: config.dataset's file), then cut to cutoff_len.
 
     An example whose trained tokens all fall beyond the cutoff would teach nothing (and divide the
     loss by zero), so it is dropped and counted instead of silently trained on.
     """
-    dataset = load_dataset(config.dataset, config.dataset_format)
+    dataset = dataset or load_dataset(config.dataset, config.dataset_format)
+    conversations = dataset.conversations
     encoder = ChatEncoder(tokenizer, config.system_prompt, config.train_on_prompt)
     examples, truncated, dropped = [], 0, 0
-    for full in encoder.encode(dataset.conversations):
+    for full in encoder.encode(conversations):
         cut = truncate(full, config.cutoff_len)
         if len(cut.input_ids) < len(full.input_ids):
             truncated += 1
@@ -77,12 +83,12 @@ def encode_dataset(config: TrainConfig, tokenizer) -> tuple[list[Encoded], dict[
             continue
         examples.append(cut)
     stats = {"dataset": config.dataset, "format": dataset.format,
-             "examples": len(dataset.conversations), "truncated": truncated, "dropped": dropped}
+             "examples": len(conversations), "truncated": truncated, "dropped": dropped}
     return examples, stats
 
 
-def prepare_data(config: TrainConfig, tokenizer) -> PreparedData:
-    examples, stats = encode_dataset(config, tokenizer)
+def prepare_data(config: TrainConfig, tokenizer, dataset: Dataset | None = None) -> PreparedData:
+    examples, stats = encode_dataset(config, tokenizer, dataset)
     if not examples:
         raise UserInputError(f"No example of {config.dataset} has a trained token within cutoff_len="
                              f"{config.cutoff_len}: raise cutoff_len.")
@@ -178,6 +184,39 @@ def build_optimizer(model, config: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=config.learning_rate)
 
 
+# -------------------------------------------------------------------------------------- outputs
+def save_tokenizer_with_system_prompt(tokenizer, system_prompt: str, folder: Path) -> None:
+    """Save the tokenizer with a chat template that starts every conversation without a system turn
+    with `system_prompt`, so `AutoTokenizer.from_pretrained(adapter)` renders chats the way the
+    adapter was trained (core.template.with_system_prompt does the same in training and chat)."""
+    template = tokenizer.chat_template
+    if system_prompt.strip() and isinstance(template, str):
+        quoted = json.dumps(system_prompt)  # a JSON string is a valid Jinja string literal
+        # One top-level `set` (inside an `if` block it would not reach the template below).
+        tokenizer.chat_template = (
+            f"{{%- set messages = ([{{'role': 'system', 'content': {quoted}}}] + messages) if (not messages or "
+            f"messages[0]['role'] != 'system') else messages -%}}" + template)
+    try:
+        tokenizer.save_pretrained(folder)
+    finally:
+        tokenizer.chat_template = template
+
+
+def keep_best_adapter(probing: ProbeCallback, run: RunFolder, final_step: int) -> dict[str, Any]:
+    """Make the best-recall adapter the run's adapter when it beats the final one; what the final
+    event says about it."""
+    if probing.best is None:
+        return {}
+    recall, step = probing.best
+    kept = probing.config.probe_best_adapter and step != final_step and probing.best_adapter.is_dir()
+    if kept:
+        for name in ("adapter_model.safetensors", "adapter_config.json"):
+            shutil.copy2(probing.best_adapter / name, run.adapter / name)
+    shutil.rmtree(probing.best_adapter, ignore_errors=True)
+    return {"probe_recall": recall, "adapter_step": step if kept else final_step,
+            "early_stopped": probing.early_stopped, "probe_cost_s": round(probing.cost_s, 1)}
+
+
 # ------------------------------------------------------------------------------------- training
 def training_arguments(config: TrainConfig, run: RunFolder, device: str, has_eval: bool):
     from transformers import TrainingArguments
@@ -213,6 +252,69 @@ def training_arguments(config: TrainConfig, run: RunFolder, device: str, has_eva
         # Real tokens, for tokens_per_s: packed rows hold no padding (and no attention_mask to count).
         include_num_input_tokens_seen="all" if config.packing else "non_padding",
     )
+
+
+class ProbeCallback(TrainerCallback):
+    """Scores the fact probes: the base model before training, the adapter every probe_steps and at
+    the end. Keeps the best-recall adapter (probe_best_adapter) and stops when recall has not risen
+    for probe_patience scorings. Each scoring is a `probe` event (recall, per-probe hits)."""
+
+    def __init__(self, run: RunFolder, config: TrainConfig, probes: list[Probe], tokenizer):
+        self.run, self.config, self.probes, self.tokenizer = run, config, probes, tokenizer
+        self.encoder = ChatEncoder(tokenizer, config.system_prompt)  # what chat and the CLI probe use
+        self.best: tuple[float, int] | None = None  # (recall, step) of the best adapter so far
+        self.since_best = 0  # scorings without a new best
+        self.scored_step: int | None = None
+        self.early_stopped = False
+        self.cost_s = 0.0
+
+    @property
+    def best_adapter(self) -> Path:
+        return self.run.path / "best_adapter"
+
+    def _score(self, model, step: int, base: bool = False) -> dict[str, Any]:
+        was_training = model.training
+        model.eval()
+        try:
+            if base:
+                with model.disable_adapter():
+                    report = score_probes(model, self.tokenizer, self.encoder, self.probes)
+            else:
+                report = score_probes(model, self.tokenizer, self.encoder, self.probes)
+        finally:
+            model.train(was_training)
+        self.cost_s += report.elapsed_s
+        log.info("probes at step %d (%s): recall %.3f in %.1f s", step, "base" if base else "tuned",
+                 report.recall, report.elapsed_s)
+        return self.run.append_event("probe", step=step, model="base" if base else "tuned", **report.to_event())
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step == 0:
+            self._score(model, 0, base=True)
+
+    def _tuned(self, model, state, control) -> None:
+        event = self._score(model, state.global_step)
+        self.scored_step = state.global_step
+        improved = self.best is None or event["recall"] > self.best[0]
+        self.since_best = 0 if improved else self.since_best + 1
+        if self.best is None or event["recall"] >= self.best[0]:  # a tie: the later adapter, trained longer
+            self.best = (event["recall"], state.global_step)
+            if self.config.probe_best_adapter:
+                model.save_pretrained(self.best_adapter)
+        if self.config.probe_patience and self.since_best >= self.config.probe_patience:
+            self.early_stopped = control.should_training_stop = True
+            self.run.append_event("warning", message=f"early stop at step {state.global_step}: probe recall "
+                                                     f"has not risen for {self.since_best} scorings (best "
+                                                     f"{self.best[0]:.1%} at step {self.best[1]})")
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        steps = self.config.probe_steps
+        if steps and state.global_step % steps == 0 and state.global_step < state.max_steps:
+            self._tuned(model, state, control)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if self.scored_step != state.global_step:
+            self._tuned(model, state, control)
 
 
 class EventsCallback(TrainerCallback):
@@ -308,7 +410,11 @@ def _run_training(config: TrainConfig, show_progress: bool, print_advice: bool,
         run.append_event("warning", message="resume: true but no complete checkpoint in "
                                             f"{run.checkpoints}; starting from scratch")
     model, tokenizer = build_model(config, device)
-    data = prepare_data(config, tokenizer)
+    dataset = load_dataset(config.dataset, config.dataset_format)
+    conversations, probes = probes_for_run(config.probes, dataset.conversations, config.seed)
+    if probes:
+        save_probes(probes, run.path / RUN_PROBES_FILE)  # `python -m core.probes RUN` scores with these
+    data = prepare_data(config, tokenizer, dataclasses.replace(dataset, conversations=conversations))
     stats = {**data.stats, "device": device, "quantization_bit": config.quantization_bit,
              "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
     log.info("data: %s", stats)
@@ -325,6 +431,13 @@ def _run_training(config: TrainConfig, show_progress: bool, print_advice: bool,
         log.info("advisor: %s", note)
         if print_advice:
             print(note, file=sys.stderr)
+    # The trainer gets the resolved plan; config.yaml keeps what the user wrote ("auto", the lr at its
+    # reference batch), and the start event records both.
+    plan = training_plan(config, len(data.train))
+    stats["plan"] = plan
+    stats["probes"] = len(probes)
+    config = dataclasses.replace(config, num_train_epochs=plan["num_train_epochs"],
+                                 learning_rate=plan["learning_rate"], lr_reference_batch=0)
 
     # Each optimisation has its switch, and the start event records what was applied, so a
     # regression can be narrowed to one of them by turning it off.
@@ -337,6 +450,7 @@ def _run_training(config: TrainConfig, show_progress: bool, print_advice: bool,
         "fused_lora_dropout_layers": fuse_lora_dropout(model) if config.fused_lora_dropout else 0,
     }
     events = EventsCallback(run, config, stats, show_progress, stop_signals)
+    probing = [ProbeCallback(run, config, probes, tokenizer)] if probes else []
     trainer_class = TrainedTokensTrainer if config.trained_tokens_loss else Trainer
     trainer = trainer_class(
         model=model,
@@ -345,13 +459,13 @@ def _run_training(config: TrainConfig, show_progress: bool, print_advice: bool,
         eval_dataset=as_features(data.eval) if data.eval else None,
         data_collator=PackingCollator() if config.packing else padding_collator(tokenizer),
         optimizers=(build_optimizer(model, config), None),
-        callbacks=[events, *callbacks],
+        callbacks=[events, *probing, *callbacks],
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; the events callback reports
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     model.save_pretrained(run.adapter)
-    tokenizer.save_pretrained(run.adapter)  # tokenizer + chat template travel with the adapter
+    save_tokenizer_with_system_prompt(tokenizer, config.system_prompt, run.adapter)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
     final = {"step": trainer.state.global_step, "total_steps": trainer.state.max_steps,
@@ -360,6 +474,8 @@ def _run_training(config: TrainConfig, show_progress: bool, print_advice: bool,
              "tokens_per_s": round((trainer.state.num_input_tokens_seen - events.first_tokens)
                                    / max(time.monotonic() - events.started, 1e-9), 1),
              "adapter": str(run.adapter)}
+    if probing:
+        final.update(keep_best_adapter(probing[0], run, trainer.state.global_step))
     if events.stop_reason:
         return run.append_event("stopped", reason=events.stop_reason, **final)
     return run.append_event("done", **final)

@@ -37,10 +37,11 @@ from pathlib import Path
 from typing import Any
 
 # No torch here at import time: `python -m core.probes` reports a bad run folder in a moment.
-from core.config import load_config
+from core.config import AUTO, load_config
 from core.data import Conversation
 from core.errors import UserInputError
 from core.events import RunFolder
+from core.paths import resolve_dataset
 from core.template import ChatEncoder
 
 PROBE_KEYS = ("question", "expect", "fact")
@@ -456,6 +457,17 @@ def score_probes(model, tokenizer, encoder, probes: list[Probe], **gen: Any) -> 
     started = time.monotonic()
     answers = greedy_answers(model, tokenizer, encoder, [p.question for p in probes], **gen)
     return report_from_answers(probes, answers, time.monotonic() - started)
+
+
+def probes_for_run(probes: str, conversations: list[Conversation], seed: int) -> tuple[list[Conversation],
+                                                                                  list[Probe]]:
+    """The conversations a run trains on and the probes it is scored with, from its `probes` value:
+    'none', 'auto' (held out of the training conversations) or a probe file (training unchanged)."""
+    if probes == "none":
+        return conversations, []
+    if probes == AUTO:
+        return auto_probes(conversations, seed=seed)
+    return conversations, load_probes(resolve_dataset(probes))
 
 
 # ------------------------------------------------------------------------------- run folders

@@ -20,7 +20,8 @@ def steps(losses, evals=()):
 def test_training_plan_matches_trainer_counting():
     config = TrainConfig(per_device_train_batch_size=2, gradient_accumulation_steps=4, num_train_epochs=3)
     # 10 examples -> 5 batches -> ceil(5 / 4) = 2 optimizer steps per epoch, as transformers counts.
-    assert training_plan(config, 10) == {"effective_batch_size": 8, "steps_per_epoch": 2, "total_steps": 6}
+    assert training_plan(config, 10) == {"effective_batch_size": 8, "steps_per_epoch": 2, "total_steps": 6,
+                                      "num_train_epochs": 3, "learning_rate": config.learning_rate}
     config.max_steps = 7
     assert training_plan(config, 10)["total_steps"] == 7
 

@@ -28,6 +28,7 @@ from core.runs import logged_status
 from core.template import ChatEncoder
 from core.train import main
 from tests.conftest import qa_records, write_jsonl
+from tests.run_helpers import events_by_type, load_adapter, write_config
 from tests.tiny import build_tiny_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,32 +55,6 @@ def dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny4_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny4"), num_layers=4)
-
-
-def write_config(path: Path, model_dir: Path, dataset: Path, **values) -> Path:
-    """A small, fast run: batch 4 x 1, constant lr, no warmup, no mid-run checkpoints."""
-    config = {"model_name_or_path": str(model_dir), "dataset": str(dataset), "output_dir": str(path.parent / "run"),
-              "max_steps": 3, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
-              "learning_rate": 5e-3, "lr_scheduler_type": "constant", "warmup_ratio": 0.0,
-              "lora_dropout": 0.0, "save_steps": 1000, **values}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
-
-
-def events_by_type(run_dir: Path) -> dict[str, list[dict]]:
-    grouped: dict[str, list[dict]] = {}
-    for event in RunFolder(run_dir).all_events():
-        grouped.setdefault(event["type"], []).append(event)
-    return grouped
-
-
-def load_adapter(model_dir: Path, adapter_dir: Path):
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    return PeftModel.from_pretrained(base, str(adapter_dir))
 
 
 def cli(*args: str) -> subprocess.Popen:

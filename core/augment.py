@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from datasketch import MinHash, MinHashLSH
 
+from core.config import TrainConfig
 from core.data import Conversation, Message, load_dataset
 from core.errors import UserInputError
 
@@ -844,6 +845,17 @@ def _spec_problems(spec: dict[str, Any], kind: str) -> list[str]:
     return problems
 
 
+def config_spec(config: TrainConfig) -> dict[str, Any]:
+    """The generator spec a TrainConfig's augment_* keys describe."""
+    spec: dict[str, Any] = {"generator": config.augment, "per_turn": config.augment_per_turn, "seed": config.seed}
+    if config.augment == "openai":
+        spec.update(base_url=config.augment_base_url, model=config.augment_model,
+                    api_key_env=config.augment_api_key_env)
+    elif config.augment == "local":
+        spec["model"] = config.augment_model
+    return spec
+
+
 def make_generator(spec: dict[str, Any]) -> Generator:
     """A generator from a config-style dict, e.g. {"generator": "rules", "per_turn": 8} or
     {"generator": "openai", "base_url": ..., "model": ..., "api_key_env": ...}. Every problem is
@@ -1174,6 +1186,17 @@ def write_jsonl_atomically(conversations: Sequence[Conversation], out: Path) -> 
         raise
 
 
+def augment_conversations(conversations: Sequence[Conversation], generator: Generator,
+                          per_turn: int = DEFAULT_PER_TURN, probe_questions: Sequence[str] = (),
+                          seed: int = DEFAULT_SEED, progress: Callable[[int, int], None] | None = None,
+                          report: AugmentReport | None = None) -> tuple[list[Conversation], AugmentReport]:
+    """The originals, then one new conversation per kept phrasing, and the report (the trainer's
+    `augment` key uses this; augment_dataset writes it to a file)."""
+    report = report or AugmentReport(generator.name, "(conversations)", "")
+    outcome = _run(conversations, generator, per_turn, probe_questions, seed, progress, report)
+    return list(conversations) + _new_conversations(outcome, conversations), report
+
+
 def augment_dataset(path: str | Path, out_path: str | Path, generator: Generator, per_turn: int = DEFAULT_PER_TURN,
                     probe_questions: Sequence[str] = (), seed: int = DEFAULT_SEED,
                     progress: Callable[[int, int], None] | None = None) -> AugmentReport:
@@ -1183,9 +1206,9 @@ def augment_dataset(path: str | Path, out_path: str | Path, generator: Generator
     source, out = Path(path), Path(out_path)
     _check_output_path(source, out)
     dataset = load_dataset(source)
-    report = AugmentReport(generator.name, str(source), str(out))
-    outcome = _run(dataset.conversations, generator, per_turn, probe_questions, seed, progress, report)
-    write_jsonl_atomically(dataset.conversations + _new_conversations(outcome, dataset.conversations), out)
+    augmented, report = augment_conversations(dataset.conversations, generator, per_turn, probe_questions, seed,
+                                              progress, AugmentReport(generator.name, str(source), str(out)))
+    write_jsonl_atomically(augmented, out)
     return report
 
 

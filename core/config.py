@@ -23,6 +23,7 @@ from core.errors import UserInputError
 
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 LR_SCALING_RULES = ("linear", "sqrt")
+AUGMENT_GENERATORS = ("none", "rules", "openai", "local")
 AUTO = "auto"  # a value that the engine sizes from the data (num_train_epochs, probes)
 MAX_AUTO_EPOCHS = 50  # num_train_epochs: auto on a tiny FAQ; facts need many passes, this bounds the run
 DATASET_FORMATS = ("auto", "alpaca", "sharegpt", "openai")
@@ -169,6 +170,29 @@ class TrainConfig:
         0, "Stop early when probe recall has not improved for this many scorings (0 = never).",
         "探针召回率连续这么多次评测没有提高时提前停止（0 表示从不）。",
         ("Early-stop patience", "提前停止耐心值"), "facts", ge=0, le=10_000)
+    augment: str = _f(
+        "none", "Add new phrasings of every user turn before training: 'rules' (offline, English and Chinese), "
+                "'openai' (an OpenAI-compatible endpoint: augment_base_url, augment_model) or 'local' (a local "
+                "instruct model: augment_model). Probe questions never leak into them.",
+        "训练前为每个用户问题生成新的问法：'rules'（离线规则，中英文）、'openai'（OpenAI 兼容接口：augment_base_url、"
+        "augment_model）或 'local'（本地指令模型：augment_model）。探针问题不会泄漏进去。",
+        ("Augment phrasings", "问法扩充"), "facts", choices=AUGMENT_GENERATORS)
+    augment_per_turn: int = _f(
+        8, "New phrasings per user turn at most (facts with few phrasings get the most).",
+        "每个用户问题最多生成的新问法数（问法少的事实得到最多）。",
+        ("Phrasings per turn", "每个问题的新问法数"), "facts", gt=0, le=64)
+    augment_model: str = _f(
+        "", "augment: openai: the endpoint's model name; augment: local: a model folder or hub id.",
+        "augment 为 openai 时：接口的模型名；为 local 时：模型文件夹或 Hub ID。",
+        ("Paraphrase model", "改写模型"), "facts")
+    augment_base_url: str = _f(
+        "", "augment: openai: the endpoint, e.g. http://127.0.0.1:11434/v1 (Ollama).",
+        "augment 为 openai 时的接口地址，例如 http://127.0.0.1:11434/v1（Ollama）。",
+        ("Endpoint URL", "接口地址"), "facts")
+    augment_api_key_env: str = _f(
+        "OPENAI_API_KEY", "augment: openai: the environment variable holding the API key (local servers need none).",
+        "augment 为 openai 时存放 API 密钥的环境变量名（本地服务不需要）。",
+        ("API key variable", "API 密钥环境变量"), "facts", non_empty=True)
     # --- LoRA ---
     lora_rank: int = _f(
         8, "Rank r of the LoRA update matrices.", "LoRA 更新矩阵的秩 r。", ("LoRA rank", "LoRA 秩"), "lora",
@@ -245,6 +269,9 @@ class TrainConfig:
         if self.max_steps <= 0 and self.num_train_epochs != AUTO and not self.num_train_epochs > 0:
             problems.append(f"num_train_epochs must be > 0 when max_steps is not set, "
                             f"got {_show(self.num_train_epochs)}")
+        needs = {"openai": ("augment_base_url", "augment_model"), "local": ("augment_model",)}
+        problems += [f"{name} must be set when augment is {self.augment}"
+                     for name in needs.get(self.augment, ()) if not getattr(self, name).strip()]
         if self.max_steps == 0 or self.max_steps < -1:
             problems.append(f"max_steps must be -1 (use epochs) or >= 1, got {self.max_steps}")
         if problems:

@@ -37,6 +37,7 @@ warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", categ
 import torch  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
+from core.augment import augment_conversations, config_spec, make_generator, write_jsonl_atomically
 from core.advisor import advise, template_injects_system, training_plan
 from core.config import TrainConfig
 from core.data import Dataset, eval_count, load_dataset
@@ -51,6 +52,7 @@ from core.template import IGNORE_INDEX, ChatEncoder, Encoded, truncate
 
 log = logging.getLogger("lora_tailor.train")
 
+AUGMENTED_FILE = "augmented.jsonl"  # a run's training conversations after augmentation
 LAYERWISE_MIN_SCALE = 0.1  # the bottom layer's lr share under layerwise_lr: cosine
 LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")  # "model.layers.7.self_attn.q_proj.lora_A.default.weight"
 
@@ -182,6 +184,24 @@ def build_optimizer(model, config: TrainConfig) -> torch.optim.Optimizer:
                       for scale, params in sorted(by_scale.items())]
         groups = split
     return torch.optim.AdamW(groups, lr=config.learning_rate)
+
+
+def augment_for_run(config: TrainConfig, run: RunFolder, conversations: list, probes: list[Probe]) -> list:
+    """The training conversations with new phrasings (core.augment), none close to a probe question.
+    Written to <run>/augmented.jsonl (whole or not at all) and summed up in an `augment` event."""
+    generator = make_generator(config_spec(config))
+    augmented, report = augment_conversations(conversations, generator, config.augment_per_turn,
+                                              [p.question for p in probes], config.seed)
+    write_jsonl_atomically(augmented, run.path / AUGMENTED_FILE)
+    run.append_event("augment", generator=report.generator, source_conversations=report.source_conversations,
+                     output_conversations=report.output_conversations, removed_copies=report.removed_copies,
+                     removed_near_duplicates=report.removed_near_duplicates,
+                     removed_leakage=report.removed_leakage, errors=report.errors[:20])
+    log.info("augment: %s", report.summary())
+    if report.errors:  # partial: training goes on with what was generated, and says so
+        run.append_event("warning", message=f"augment: {len(report.errors)} user turn(s) got no new phrasings "
+                                            f"({report.errors[0]})")
+    return augmented
 
 
 # -------------------------------------------------------------------------------------- outputs
@@ -414,6 +434,8 @@ def _run_training(config: TrainConfig, show_progress: bool, print_advice: bool,
     conversations, probes = probes_for_run(config.probes, dataset.conversations, config.seed)
     if probes:
         save_probes(probes, run.path / RUN_PROBES_FILE)  # `python -m core.probes RUN` scores with these
+    if config.augment != "none":
+        conversations = augment_for_run(config, run, conversations, probes)
     data = prepare_data(config, tokenizer, dataclasses.replace(dataset, conversations=conversations))
     stats = {**data.stats, "device": device, "quantization_bit": config.quantization_bit,
              "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}

@@ -188,11 +188,17 @@ def test_the_registry_describes_every_field():
     for name, spec in SPECS.items():
         assert spec.help and spec.help_zh and spec.label and spec.label_zh and spec.group in GROUPS, name
         assert TYPES[name] in (bool, int, float, str), name
-        for choice in spec.choices:
-            config_from_dict({name: choice})
+        for choice in spec.choices:  # (the endpoint keys an augment generator needs are given)
+            config_from_dict({name: choice, "augment_base_url": "http://127.0.0.1:1/v1", "augment_model": "m"})
     assert problems_of({"quantization_bit": "16"}) == ["quantization_bit must be one of none, 4, 8; got '16'"]
 
 
 def test_optimisation_switches_are_config_fields():
     config = config_from_dict(parse_overrides(["packing=false", "trained_tokens_loss=off", "fused_lora_dropout=no"]))
     assert (config.packing, config.trained_tokens_loss, config.fused_lora_dropout) == (False, False, False)
+
+
+def test_an_augment_generator_names_the_keys_it_needs():
+    assert problems_of({"augment": "openai"}) == ["augment_base_url must be set when augment is openai",
+                                                  "augment_model must be set when augment is openai"]
+    assert problems_of({"augment": "local"}) == ["augment_model must be set when augment is local"]

@@ -178,3 +178,29 @@ def test_the_adapter_tokenizer_renders_with_the_run_system_prompt(tmp_path, tiny
     assert "Be brief." in saved.apply_chat_template(own, tokenize=False) and "Tilly" not in \
         saved.apply_chat_template(own, tokenize=False)
     assert json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())["r"] > 0
+
+
+def test_augment_rules_adds_phrasings_that_leave_the_probes_out(tmp_path, tiny_model_dir, faq):
+    config = write_config(tmp_path / "c.yaml", tiny_model_dir, faq, probes="auto", augment="rules",
+                          augment_per_turn=4, max_steps=1)
+    assert main([str(config)]) == 0
+    run = tmp_path / "run"
+    events = events_by_type(run)
+    [augment] = events["augment"]
+    originals = sum(map(len, FACTS.values())) - len(FACTS)  # one probe per fact held out
+    assert augment["source_conversations"] == originals < augment["output_conversations"]
+    assert events["start"][0]["train_examples"] == augment["output_conversations"]
+    trained = [json.loads(line)["messages"][0]["content"] for line in (run / "augmented.jsonl").open(encoding="utf-8")]
+    assert len(trained) == augment["output_conversations"]
+    probes = {normalise(p.question) for p in load_probes(run / RUN_PROBES_FILE)}
+    assert not probes & {normalise(q) for q in trained}
+
+
+def test_an_unreachable_paraphrase_endpoint_fails_before_training(tmp_path, tiny_model_dir, faq, capsys):
+    config = write_config(tmp_path / "c.yaml", tiny_model_dir, faq, augment="openai", augment_model="m",
+                          augment_base_url="http://127.0.0.1:9/v1", max_steps=1)
+    assert main([str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "127.0.0.1:9" in err and "Traceback" not in err
+    events = events_by_type(tmp_path / "run")
+    assert "step" not in events and "start" not in events and not (tmp_path / "run" / "augmented.jsonl").exists()

@@ -108,8 +108,12 @@ def test_summary_card():
         {"type": "done", "step": 8, "total_steps": 8, "final_loss": 0.03, "final_eval_loss": None,
          "tokens_per_s": 120.0, "train_runtime_s": 60}]
     card = summary_card(events)
-    assert "Run done" in card and "0.0300" in card and "memorising" in card
-    assert "more varied phrasings" in card
+    assert "Run done" in card and "0.0300" in card and "learnt word for word" in card
+    assert "probes: auto" in card  # a low loss says nothing about unseen phrasings: probe it
+    probed = events + [{"type": "probe", "model": "base", "step": 0, "recall": 0.0, "hits": 0, "n": 10},
+                       {"type": "probe", "model": "tuned", "step": 8, "recall": 0.4, "hits": 4, "n": 10}]
+    card = summary_card(probed)
+    assert "4/10 unseen phrasings" in card and "more phrasings for the missed facts" in card
     assert "failed" in summary_card([{"type": "error", "message": "CUDA out of memory"}])
     assert summary_card(steps([1.0])) == "Run in progress."
 
@@ -123,4 +127,15 @@ def test_notes_come_in_chinese_for_lang_zh():
         assert en.message != zh.message and any("\u4e00" <= ch <= "\u9fff" for ch in zh.message), zh
     card = summary_card(steps([2.0, 1.0, 0.5, 0.2, 0.1, 0.05, 0.04, 0.03]) + [
         {"type": "done", "step": 8, "total_steps": 8, "final_loss": 0.03}], lang="zh")
-    assert "运行完成" in card and "死记" in card
+    assert "运行完成" in card and "逐字学会" in card
+
+
+def test_a_notes_fix_applied_to_the_config_clears_it():
+    config = TrainConfig(per_device_train_batch_size=8, gradient_accumulation_steps=1, num_train_epochs=3)
+    [few] = [n for n in advise(config, 42) if n.rule == "few_steps"]  # 6 steps per epoch -> 18 steps
+    fixed = TrainConfig(**{**config.to_dict(), **few.fix})
+    assert fixed.num_train_epochs == "auto" and "few_steps" not in rules(advise(fixed, 42))
+    for rule, cfg in [("warmup", TrainConfig(warmup_ratio=0.3)), ("epochs", TrainConfig(num_train_epochs=20)),
+                      ("batch_small_data", TrainConfig(per_device_train_batch_size=8, gradient_accumulation_steps=4))]:
+        [note] = [n for n in advise(cfg, 500) if n.rule == rule]
+        assert rule not in rules(advise(TrainConfig(**{**cfg.to_dict(), **note.fix}), 500)), rule

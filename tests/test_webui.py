@@ -2,23 +2,19 @@
 checks. The app is built once so the handlers run against the real wiring and AppContext."""
 import subprocess
 import sys
-import time
 
-import gradio as gr
 import pytest
 import yaml
 
-from core.config import TrainConfig, config_from_dict
+from core.config import FIELDS, HEADLESS_ONLY, config_from_dict
+from core.paths import PROJECT_ROOT, resolve_dataset
 from core.runs import list_runs
-from tests.conftest import qa_records, write_jsonl
+from tests.webui_helpers import DEADLINE_S, dataset, form, wait_for  # noqa: F401 - dataset is a fixture
 from webui import i18n
 from webui.__main__ import check_launch, is_loopback, read_auth
 from webui.app import build_app
 from webui.context import relabel
-from core.paths import PROJECT_ROOT
-from webui.tabs import chat, data, export, runs, train
-
-DEADLINE_S = 240
+from webui.tabs import chat, data, export, runs, top, train
 
 
 @pytest.fixture(scope="module")
@@ -34,49 +30,29 @@ def ctx(app):
     return app[1]
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return write_jsonl(tmp_path_factory.mktemp("data") / "qa.jsonl", qa_records(12))
-
-
-def form(model, dataset, run_name="", **overrides) -> list:
-    """Handler arguments in CONFIG_INPUTS order, from TrainConfig defaults plus tiny-run settings."""
-    values = TrainConfig(max_steps=1000, per_device_train_batch_size=2, gradient_accumulation_steps=1,
-                         cutoff_len=64, lora_rank=4, lora_alpha=8, save_steps=1000).to_dict()
-    values.update(model_name_or_path=str(model), dataset=str(dataset), run_name=run_name, **overrides)
-    return [values[key] for key in train.CONFIG_INPUTS]
-
-
-def wait_for(predicate, what: str):
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 # ------------------------------------------------------------------------------------- data tab
 def test_a_bad_upload_shows_the_problem_with_its_line_number(ctx, tmp_path):
     bad = tmp_path / "broken.jsonl"
     bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
                    '{"messages": [oops\n', encoding="utf-8")
-    update, note = data.save_upload(ctx, str(bad), "en")
-    value = update["value"]
-    assert data.resolve_dataset(value).parent.parent == ctx.runs_dir / "uploads" and "Uploaded" in note
+    out = data.save_upload(ctx, upload=str(bad), lang="en")
+    value = out["dataset"]["value"]
+    assert resolve_dataset(value).parent.parent == ctx.runs_dir / "uploads" and "Uploaded" in out["data_problems"]
     assert value.endswith("/broken.jsonl")  # the user's file name, so messages name the file they know
-    summary, problems, _, conversation = data.load_preview(value, "auto", "en")
-    assert summary == "" and conversation["visible"] is False
-    assert "broken.jsonl" in problems and "line 2" in problems and "not valid JSON" in problems and "Traceback" not in problems
+    preview = data.load_preview(dataset=value, dataset_format="auto", lang="en")
+    assert preview["data_summary"] == "" and preview["data_preview"]["visible"] is False
+    problems = preview["data_problems"]
+    assert "broken.jsonl" in problems and "line 2" in problems and "not valid JSON" in problems
+    assert "Traceback" not in problems
 
 
 def test_a_good_dataset_is_previewed_as_chat_bubbles(dataset):
-    summary, problems, slider, conversation = data.load_preview(str(dataset), "auto", "en")
-    assert problems == "" and "12 conversations" in summary and "openai" in summary
-    assert slider["maximum"] == 12
-    assert [m["role"] for m in conversation["value"]] == ["user", "assistant"]
-    assert data.show_example(str(dataset), "auto", 4)[0]["content"] == "What is the code 3?"
+    preview = data.load_preview(dataset=str(dataset), dataset_format="auto", lang="en")
+    assert preview["data_problems"] == "" and "12 conversations" in preview["data_summary"]
+    assert "openai" in preview["data_summary"] and preview["example"]["maximum"] == 12
+    assert [m["role"] for m in preview["data_preview"]["value"]] == ["user", "assistant"]
+    shown = data.show_example(dataset=str(dataset), dataset_format="auto", example=4)
+    assert shown["data_preview"][0]["content"] == "What is the code 3?"
 
 
 def test_demo_datasets_are_offered_and_eval_files_are_not(ctx):
@@ -86,98 +62,144 @@ def test_demo_datasets_are_offered_and_eval_files_are_not(ctx):
 
 
 def test_length_analysis_and_use_suggested_cutoff(dataset, tiny_model_dir):
-    report, svg, suggested, button, problems = data.analyze(str(dataset), "auto", str(tiny_model_dir), 1024, "",
-                                                            False, "en")
-    assert problems == "" and "<svg" in svg and "current cutoff 1024" in svg
-    assert isinstance(suggested, int) and f"Suggested cutoff_len: {suggested}" in report
-    assert button["interactive"] is True
-    value, note = data.use_suggested(suggested, "zh")
-    assert value == suggested and str(suggested) in note
-    _, _, none, _, problems = data.analyze(str(dataset), "auto", str(tiny_model_dir), 0, "", False, "en")
-    assert none is None and "cutoff_len" in problems
+    settings = {"dataset": str(dataset), "dataset_format": "auto", "model_name_or_path": str(tiny_model_dir),
+                "system_prompt": "", "train_on_prompt": False, "lang": "en"}
+    out = data.analyze(cutoff_len=1024, **settings)
+    assert out["length_problems"] == "" and "<svg" in out["histogram"] and "current cutoff 1024" in out["histogram"]
+    suggested = out["suggested"]
+    assert isinstance(suggested, int) and f"Suggested cutoff_len: {suggested}" in out["length_report"]
+    assert out["use_suggested"]["interactive"] is True
+    used = data.use_suggested(suggested=suggested, lang="zh")
+    assert used["cutoff_len"] == suggested and str(suggested) in used["length_problems"]
+    assert "cutoff_len" not in data.use_suggested(suggested=None, lang="en")  # nothing to set: left as it is
+    out = data.analyze(cutoff_len=0, **settings)
+    assert out["suggested"] is None and "cutoff_len" in out["length_problems"]
 
 
 # ------------------------------------------------------------------------------------ train tab
+def test_every_config_field_is_on_the_page_or_headless_only(app):
+    """The form comes from the field registry: a new TrainConfig field appears without page code."""
+    demo, _ = app
+    infos = [block["props"].get("info") or "" for block in demo.config["components"]]
+    missing = [name for name in FIELDS if name not in HEADLESS_ONLY
+               and not any(info.startswith(f"{name} · ") for info in infos)]
+    assert missing == []
+    for name in ("packing", "trained_tokens_loss", "fused_lora_dropout"):
+        assert any(info == i18n.field_info(name) for info in infos), name
+
+
 def test_preset_fill_sets_every_form_field():
-    small = train.fill_preset("small-data")
-    fields = dict(zip(train.FORM_FIELDS, small[3:-1]))
-    assert fields["layerwise_lr"] == "cosine" and fields["val_size"] == 0.1 and fields["learning_rate"] == 1e-4
-    assert small[1].endswith("persona_en.jsonl") and small[-1]  # dataset and description
-    quick = dict(zip(train.FORM_FIELDS, train.fill_preset("cpu-quick-demo")[3:-1]))
+    small = top.fill_preset(preset="small-data")
+    assert small["layerwise_lr"] == "cosine" and small["val_size"] == 0.1 and small["learning_rate"] == 1e-4
+    assert small["dataset"].endswith("persona_en.jsonl") and small["preset_desc"]
+    assert set(top.PAGE_FIELDS) <= set(small)
+    quick = top.fill_preset(preset="cpu-quick-demo")
     assert quick["layerwise_lr"] == "none" and quick["val_size"] == 0.0  # reset to defaults, not kept
 
 
 def test_config_preview_and_validation_messages(ctx, dataset, tiny_model_dir):
-    code, error = train.preview_config(ctx, "en", *form(tiny_model_dir, dataset, "my-run"))
-    assert error == "" and code["visible"] is True
-    config = config_from_dict(yaml.safe_load(code["value"]))
+    out = train.preview_config(ctx, lang="en", **form(tiny_model_dir, dataset, "my-run"))
+    assert out["train_error"] == "" and out["config_yaml"]["visible"] is True
+    config = config_from_dict(yaml.safe_load(out["config_yaml"]["value"]))
     assert config.output_dir == str(ctx.runs_dir / "my-run") and config.lora_rank == 4
-    code, error = train.preview_config(ctx, "en", *form(tiny_model_dir, dataset, "my-run", learning_rate=-1,
-                                                        per_device_train_batch_size=0))
-    assert code["visible"] is False
+    out = train.preview_config(ctx, lang="en", **form(tiny_model_dir, dataset, "my-run", learning_rate=-1,
+                                                      per_device_train_batch_size=0))
+    assert out["config_yaml"]["visible"] is False
+    error = out["train_error"]
     assert "learning_rate must be &gt; 0" in error and "per_device_train_batch_size must be &gt; 0" in error
-    _, error = train.preview_config(ctx, "en", *form(tiny_model_dir, dataset, "../escape"))
-    assert "not allowed" in error
+    escaping = train.preview_config(ctx, lang="en", **form(tiny_model_dir, dataset, "../escape"))
+    assert "not allowed" in escaping["train_error"]
 
 
 def test_live_readouts_show_the_plan_and_advice(ctx, dataset, tiny_model_dir):
-    text = train.plan_view(ctx, "en", *form(tiny_model_dir, dataset, gradient_accumulation_steps=3,
-                                            max_steps=-1, num_train_epochs=2))
+    out = train.plan_view(ctx, lang="en", **form(tiny_model_dir, dataset, gradient_accumulation_steps=3,
+                                                  max_steps=-1, num_train_epochs=2))
+    text = out["plan"]
     assert "Effective batch 6" in text and "2 steps per epoch" in text and "4 steps" in text
-    assert "⚠️" in text  # few optimizer steps
-    assert "must be" in train.plan_view(ctx, "en", *form(tiny_model_dir, dataset, lora_rank=0))
+    assert "⚠️" in text and out["form_ok"] is True  # few optimizer steps
+    out = train.plan_view(ctx, lang="en", **form(tiny_model_dir, dataset, lora_rank=0))
+    assert "must be" in out["plan"] and out["form_ok"] is False
+
+
+def test_advice_comes_in_the_page_language(ctx, dataset, tiny_model_dir):
+    values = form(tiny_model_dir, dataset, gradient_accumulation_steps=3, max_steps=-1, num_train_epochs=2)
+    english, chinese = (train.plan_view(ctx, lang=lang, **values)["plan"] for lang in ("en", "zh"))
+    assert "有效批大小 6" in chinese and english != chinese
+    notes = lambda text: [line for line in text.splitlines() if line.startswith("- ")]  # noqa: E731
+    assert notes(english) and all(any("\u4e00" <= ch <= "\u9fff" for ch in line) for line in notes(chinese))
+
+
+def test_a_disabled_start_says_why(ctx):
+    out = train.poll(ctx, lang="en", seen=None, form_ok=False)
+    assert out["start"]["interactive"] is False and out["start_why"] == i18n.t("train.why.invalid", "en")
+    zh = train.poll(ctx, lang="zh", seen=None, form_ok=False)
+    assert zh["start_why"] == i18n.t("train.why.invalid", "zh") != out["start_why"]
+    ok = train.poll(ctx, lang="en", seen=None, form_ok=True)
+    assert ok["start"]["interactive"] is True and ok["start_why"] == ""
+    assert train.poll(ctx, lang="en", seen=ok["seen"], form_ok=True) == {}  # nothing new: nothing sent
 
 
 def test_start_poll_stop_chat_runs_export(ctx, dataset, tiny_model_dir):
     """The newcomer's path through the handlers: Start, watch the curve grow, Stop, chat, list, export."""
-    message, error = train.start_run(ctx, "en", *form(tiny_model_dir, dataset, "handlers"))
-    assert error == "" and "handlers" in message
-    _, error = train.start_run(ctx, "en", *form(tiny_model_dir, dataset, "another"))
+    out = train.start_run(ctx, lang="en", **form(tiny_model_dir, dataset, "handlers"))
+    assert out["train_error"] == "" and "handlers" in out["train_msg"]
+    error = train.start_run(ctx, lang="en", **form(tiny_model_dir, dataset, "another"))["train_error"]
     assert "already running" in error and "handlers" in error
 
     seen, sizes = None, []
 
     def grown():
         nonlocal seen
-        out = train.poll(ctx, "en", seen)
-        seen = out[-1]
-        if isinstance(out[0], type(gr.skip())) or not hasattr(out[0], "columns"):
+        out = train.poll(ctx, lang="en", seen=seen, form_ok=True)
+        seen = out.get("seen", seen)
+        if not hasattr(out.get("loss_plot"), "columns"):
             return False
-        sizes.append(len(out[0]))
-        return len(out[0]) >= 3
+        sizes.append(len(out["loss_plot"]))
+        return sizes[-1] >= 3
     wait_for(grown, "three points on the loss chart")
-    assert sizes == sorted(sizes) and list(train.poll(ctx, "en", None)[0].columns) == ["step", "loss", "series"]
-    out = train.poll(ctx, "en", None)
-    assert "step" in out[1] and out[6]["interactive"] is True  # progress line, Stop enabled
+    out = train.poll(ctx, lang="en", seen=None, form_ok=True)
+    assert sizes == sorted(sizes) and list(out["loss_plot"].columns) == ["step", "loss", "series"]
+    assert "step" in out["progress"] and out["stop"]["interactive"] is True
+    assert out["start"]["interactive"] is False  # a job runs: Start says so, in the page language
+    assert out["start_why"] == i18n.t("train.why.running", "en", run="handlers")
+    assert train.poll(ctx, lang="zh", seen=None, form_ok=True)["start_why"] == \
+        i18n.t("train.why.running", "zh", run="handlers")
 
-    _, _, error = runs.confirm_delete(ctx, "handlers", "en")
-    assert "training right now" in error
+    assert "training right now" in runs.confirm_delete(ctx, runs_select="handlers", lang="en")["runs_error"]
 
-    message, _ = train.stop_run(ctx, "en")
-    assert "Stopping" in message
+    assert "Stopping" in train.stop_run(ctx, lang="en")["train_msg"]
     assert ctx.runner.wait(DEADLINE_S)
-    out = train.poll(ctx, "en", seen)
-    assert "stopped" in out[1] and out[5]["interactive"] is True and out[7]["interactive"] is True
+    out = train.poll(ctx, lang="en", seen=seen, form_ok=True)
+    assert "stopped" in out["progress"] and out["start"]["interactive"] is True and out["start_why"] == ""
+    assert out["resume"]["interactive"] is True
 
     # Chat: the run is offered, its system prompt is used, tuned and base answer side by side.
-    update, known = chat.refresh_runs(ctx, "en", chat.BASE_ONLY, [])
-    assert update["value"] == "handlers" and known == ["handlers"]
-    *_, last = chat.respond(ctx, "What is the code 1?", [], [], "handlers", "", 0.0, 8, True, "default", "en")
-    _, base, tuned, error = last
-    assert error == ""
-    assert [m["role"] for m in tuned] == [m["role"] for m in base] == ["user", "assistant"]
+    listed = chat.refresh_runs(ctx, lang="en", chat_run=chat.BASE_ONLY, chat_known=[])
+    assert listed["chat_run"]["value"] == "handlers" and listed["chat_known"] == ["handlers"]
+    *_, last = chat.respond(ctx, chat_input="What is the code 1?", chat_base=[], chat_tuned=[], chat_run="handlers",
+                            chat_system="", chat_temperature=0.0, chat_max_new=8, chat_compare=True,
+                            model_name_or_path="default", lang="en")
+    assert last["chat_error"] == "" and last["chat_input"] == ""
+    assert [m["role"] for m in last["chat_tuned"]] == [m["role"] for m in last["chat_base"]] == ["user", "assistant"]
 
     # Runs tab: listed with its status; Export: the zip is offered for download.
     table = runs.runs_table(ctx, "en")
     assert table.iloc[0]["run"] == "handlers" and table.iloc[0]["status"] == "stopped"
+    assert table.iloc[0]["dataset"] == str(dataset)  # core.paths.display_path: a file outside the project in full
     assert "handlers" in export.export_choices(ctx)
-    file, message, error = export.export_zip(ctx, "handlers", "en")
-    assert error == "" and file.endswith("handlers-adapter.zip")
+    out = export.export_zip(ctx, export_run="handlers", lang="en")
+    assert out["export_error"] == "" and out["export_file"].endswith("handlers-adapter.zip")
     frame = runs.overlay_plot(ctx, ["handlers"])
     assert set(frame["run"]) == {"handlers"} and len(frame) >= 3
 
-    row, message, error = runs.confirm_delete(ctx, "handlers", "en")
-    assert error == "" and "Deleted" in message and not list_runs(ctx.runs_dir)
+    out = runs.confirm_delete(ctx, runs_select="handlers", lang="en")
+    assert out["runs_error"] == "" and "Deleted" in out["runs_msg"] and not list_runs(ctx.runs_dir)
+
+
+def test_an_empty_chat_message_changes_only_the_error_box(ctx):
+    assert list(chat.respond(ctx, chat_input="  ", chat_base=[], chat_tuned=[], chat_run="", chat_system="",
+                             chat_temperature=0.0, chat_max_new=8, chat_compare=True,
+                             model_name_or_path="default", lang="en")) == [{"chat_error": ""}]
 
 
 # ---------------------------------------------------------------------------------------- i18n
@@ -185,11 +207,13 @@ def test_every_text_exists_in_both_languages(app):
     _, ctx = app
     for key, (en, zh) in i18n.TEXT.items():
         assert en.strip() and zh.strip(), key
-    for name in [*train.FORM_FIELDS, "dataset_format"]:
+    for name in top.PAGE_FIELDS:
         assert i18n.field_label(name, "zh") and name in i18n.field_info(name, "zh")
-    updates = relabel(ctx, "zh")
-    assert len(updates) == len(ctx.labels)
-    assert {"label": "学习率"}.items() <= updates[[k for _, _, k in ctx.labels].index("learning_rate")].items()
+    updates = relabel(ctx, lang="zh")
+    assert set(updates) == set(ctx.labels)
+    assert {"label": "学习率"}.items() <= updates["learning_rate"].items()
+    assert {"label": "模型"}.items() <= updates["model_name_or_path"].items()  # the top bar's field, by its key
+    assert updates["start"]["value"] == i18n.t("train.start", "zh")
 
 
 # --------------------------------------------------------------------------------------- launch
@@ -224,12 +248,13 @@ def test_an_exposed_launch_without_auth_exits_with_a_message(args):
 
 def test_a_worker_error_appears_with_the_log_tail(ctx, dataset, tmp_path):
     missing = tmp_path / "no" / "such-model"
-    message, error = train.start_run(ctx, "en", *form(missing, dataset, "broken-model"))
-    assert error == "" and "broken-model" in message
+    out = train.start_run(ctx, lang="en", **form(missing, dataset, "broken-model"))
+    assert out["train_error"] == "" and "broken-model" in out["train_msg"]
     assert ctx.runner.wait(DEADLINE_S)
-    plot, progress, notes, failure, log, start, stop, resume, _ = train.poll(ctx, "en", None)
-    assert "failed" in failure and "Model folder not found" in failure
-    assert "Model folder not found" in log  # the worker's own report, from train.log
-    assert start["interactive"] is True and stop["interactive"] is False and plot is None
-    runs.confirm_delete(ctx, "broken-model", "en")
-    assert train.poll(ctx, "en", None)[1] == i18n.t("mon.no_run", "en")  # the deleted run is no longer shown
+    out = train.poll(ctx, lang="en", seen=None, form_ok=True)
+    assert "failed" in out["failure"] and "Model folder not found" in out["failure"]
+    assert "Model folder not found" in out["log"]  # the worker's own report, from train.log
+    assert out["start"]["interactive"] is True and out["stop"]["interactive"] is False and out["loss_plot"] is None
+    runs.confirm_delete(ctx, runs_select="broken-model", lang="en")
+    out = train.poll(ctx, lang="en", seen=None, form_ok=True)
+    assert out["progress"] == i18n.t("mon.no_run", "en")  # the deleted run is no longer shown

@@ -1,22 +1,13 @@
 """The launched app on a free loopback port, driven through gradio_client like a remote browser:
-preset fill, config preview, Start, poll until steps appear, a second client sees the same job, Stop."""
-import socket
-import time
-
+preset fill, config preview, Start, poll until steps appear, a second client sees the same job, Stop.
+Endpoints take their inputs by component name, as the handlers do."""
+import gradio as gr
 import pytest
 from gradio_client import Client
 
-from tests.conftest import qa_records, write_jsonl
-from tests.test_webui import form
+from tests.webui_helpers import DEADLINE_S, dataset, form, free_port, output_names, wait_for  # noqa: F401
 from webui.app import build_app, launch
-
-DEADLINE_S = 240
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from webui.context import AppContext
 
 
 @pytest.fixture(scope="module")
@@ -24,59 +15,81 @@ def server(tmp_path_factory):
     demo, ctx = build_app(tmp_path_factory.mktemp("runs"))
     port = free_port()
     launch(demo, host="127.0.0.1", port=port, block=False, quiet=True)
-    yield f"http://127.0.0.1:{port}/", ctx
+    yield f"http://127.0.0.1:{port}/", demo, ctx
     ctx.runner.stop()
     ctx.runner.wait(DEADLINE_S)
     demo.close()
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return write_jsonl(tmp_path_factory.mktemp("data") / "qa.jsonl", qa_records(12))
+def call(client: Client, server, api_name: str, **inputs) -> dict:
+    """An endpoint's outputs by component name; one it left unchanged reads {'__type__': 'update'}."""
+    _, demo, ctx = server
+    return dict(zip(output_names(demo, ctx, api_name), client.predict(**inputs, api_name=f"/{api_name}")))
 
 
-def poll_until(client: Client, predicate, what: str):
-    """Call /poll until predicate(outputs) holds; a tick with nothing new returns update stubs."""
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        outputs = client.predict("en", api_name="/poll")
-        if predicate(outputs):
-            return outputs
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def points(outputs) -> int:
-    plot = outputs[0]
+def points(plot) -> int:
     return len(plot["data"]) if isinstance(plot, dict) and "data" in plot else 0
 
 
 def test_preset_and_preview_endpoints(server, dataset, tiny_model_dir):
-    url, _ = server
-    client = Client(url, verbose=False)
-    filled = client.predict("small-data", api_name="/fill_preset")
-    assert "cosine" in filled and filled[-1]  # layerwise_lr and the description
-    code, error = client.predict("en", *form(tiny_model_dir, dataset, "preview"), api_name="/preview_config")
-    assert error == "" and code["visible"] and "lora_rank: 4" in code["value"]
+    client = Client(server[0], verbose=False)
+    filled = call(client, server, "fill_preset", preset="small-data")
+    assert filled["layerwise_lr"] == "cosine" and filled["preset_desc"]
+    out = call(client, server, "preview_config", lang="en", **form(tiny_model_dir, dataset, "preview"))
+    assert out["train_error"] == "" and out["config_yaml"]["visible"] and "lora_rank: 4" in out["config_yaml"]["value"]
 
 
 def test_start_poll_stop_through_the_client(server, dataset, tiny_model_dir):
-    url, ctx = server
+    url, _, ctx = server
     client = Client(url, verbose=False)
-    message, error = client.predict("en", *form(tiny_model_dir, dataset, "via-client"), api_name="/start")
-    assert error == "" and "via-client" in message
+    out = call(client, server, "start", lang="en", **form(tiny_model_dir, dataset, "via-client"))
+    assert out["train_error"] == "" and "via-client" in out["train_msg"]
 
-    outputs = poll_until(client, lambda out: points(out) >= 2, "step points in the loss plot")
-    assert outputs[0]["datatypes"] == {"step": "quantitative", "loss": "quantitative", "series": "nominal"}
+    def poll(who: Client) -> dict:
+        return call(who, server, "poll", lang="en")  # seen and form_ok are session state: not API inputs
+
+    out = wait_for(lambda: (lambda o: points(o["loss_plot"]) >= 2 and o)(poll(client)), "step points in the loss plot",
+                   interval_s=0.5)
+    assert out["loss_plot"]["datatypes"] == {"step": "quantitative", "loss": "quantitative", "series": "nominal"}
 
     # A second browser (new session) re-attaches to the same job; a second Start is refused.
     other = Client(url, verbose=False)
-    seen = other.predict("en", api_name="/poll")
-    assert "via-client" in seen[1] and points(seen) >= 2
-    _, error = other.predict("en", *form(tiny_model_dir, dataset, "second"), api_name="/start")
-    assert "already running" in error
+    seen = poll(other)
+    assert "via-client" in seen["progress"] and points(seen["loss_plot"]) >= 2
+    assert "via-client" in seen["start_why"]  # why Start is off
+    assert "already running" in call(other, server, "start", lang="en",
+                                     **form(tiny_model_dir, dataset, "second"))["train_error"]
 
-    message, _ = client.predict("en", api_name="/stop")
-    assert "via-client" in message
-    poll_until(client, lambda out: isinstance(out[1], str) and "stopped" in out[1], "the stopped status")
+    assert "via-client" in call(client, server, "stop", lang="en")["train_msg"]
+    wait_for(lambda: "stopped" in str(poll(client)["progress"]), "the stopped status", interval_s=0.5)
     assert (ctx.runs_dir / "via-client" / "adapter" / "adapter_config.json").is_file()
+
+
+def test_listen_wires_handlers_by_component_name(tmp_path):
+    """ctx.listen: inputs by name as keyword arguments, outputs by name; a name the handler leaves
+    out keeps its value; generators stream; a name that is not registered is refused at wiring."""
+    with gr.Blocks() as demo:
+        ctx = AppContext(runs_dir=tmp_path, runner=None, chat=None, page=demo)
+        for name in ("word", "count", "echo", "kept"):
+            ctx.add(name, gr.Textbox(value="as built"))
+
+        def shout(word, count):
+            return {"echo": word.upper() * int(count)}
+
+        def spell(word):
+            for i in range(1, len(word) + 1):
+                yield {"echo": word[:i]}
+
+        ctx.listen(ctx.c["word"].submit, shout, inputs=["word", "count"], outputs=["echo", "kept"], api_name="shout")
+        ctx.listen(ctx.c["word"].change, spell, inputs=["word"], outputs=["echo"], api_name="spell")
+        with pytest.raises(KeyError, match="nowhere"):
+            ctx.listen(ctx.c["word"].blur, shout, inputs=["word", "nowhere"], outputs=["echo"])
+    port = free_port()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        echo, kept = client.predict(count=2, word="hi", api_name="/shout")
+        assert echo == "HIHI" and kept == {"__type__": "update"}
+        assert client.predict(word="abc", api_name="/spell") == "abc"  # the last of a, ab, abc
+    finally:
+        demo.close()

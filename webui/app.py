@@ -11,10 +11,9 @@ from typing import Any
 import gradio as gr
 
 from webui import i18n
-from webui.context import AppContext, relabel
+from webui.context import AppContext
 from webui.tabs import chat, data, export, runs, top, train
 
-POLL_INTERVAL_S = 1.0
 MAX_FILE_SIZE = "50mb"  # a dataset upload; chat datasets of this size hold ~100k conversations
 
 CSS = """
@@ -29,6 +28,7 @@ CSS = """
            padding: 6px 12px; margin: 4px 0; }
 #lt-log textarea { font-family: ui-monospace, monospace; font-size: 0.8em; }
 #lt-progress { font-size: 1.05em; }
+#lt-start-why p { margin: 0; color: var(--body-text-color-subdued); }
 #lt-length-report table { font-size: 0.85em; }
 #lt-length-report th, #lt-length-report td { padding: 4px 8px; white-space: nowrap; }
 """
@@ -37,51 +37,19 @@ CSS = """
 THEME = gr.themes.Soft(primary_hue="indigo", font=["ui-sans-serif", "system-ui", "sans-serif"],
                        font_mono=["ui-monospace", "Consolas", "monospace"])
 
-TABS = (data, train, chat, runs, export)
+TABS = {"tab.data": data, "tab.train": train, "tab.chat": chat, "tab.runs": runs, "tab.export": export}
 
 
 def build_app(runs_dir: str | Path = "runs") -> tuple[gr.Blocks, AppContext]:
-    ctx = AppContext.create(runs_dir)
-    c = ctx.c
     with gr.Blocks(title="LoRA Tailor", analytics_enabled=False) as demo:
+        ctx = AppContext.create(runs_dir, page=demo)
         top.build(ctx)
         with gr.Tabs():
-            tabs = {}
-            for module, key in zip(TABS, ("tab.data", "tab.train", "tab.chat", "tab.runs", "tab.export")):
-                with ctx.text(gr.Tab(i18n.t(key), id=key, elem_id=f"lt-{key.replace('.', '-')}"), key) as tab:
+            for key, module in TABS.items():
+                with ctx.text(gr.Tab(i18n.t(key), id=key, elem_id=f"lt-{key.replace('.', '-')}"), key):
                     module.build(ctx)
-                tabs[key] = tab
-        for module in TABS:
+        for module in (top, *TABS.values()):  # once every component exists: events may reach across tabs
             module.wire(ctx)
-
-        labelled = [component for component, _, _ in ctx.labels]
-        c["lang"].change(lambda lang: relabel(ctx, lang), inputs=c["lang"], outputs=labelled,
-                         api_visibility="private")
-
-        timer = gr.Timer(POLL_INTERVAL_S)
-        timer.tick(lambda lang, seen: train.poll(ctx, lang, seen), inputs=[c["lang"], c["seen"]],
-                   outputs=train.poll_outputs(ctx), api_name="poll", concurrency_limit=None,
-                   show_progress="hidden")
-
-        # Lists that change while the server runs are refreshed when a tab is opened.
-        chat_refresh = (lambda lang, cur, known: chat.refresh_runs(ctx, lang, cur, known),
-                        [c["lang"], c["chat_run"], c["chat_known"]], [c["chat_run"], c["chat_known"]])
-        tabs["tab.chat"].select(*chat_refresh, api_visibility="private")
-        tabs["tab.runs"].select(lambda lang, sel, ov: runs.refresh(ctx, lang, sel, ov),
-                                inputs=[c["lang"], c["runs_select"], c["runs_overlay"]],
-                                outputs=[c["runs_table"], c["runs_overlay"], c["runs_select"]],
-                                api_visibility="private")
-        tabs["tab.export"].select(lambda cur: export.refresh(ctx, cur), inputs=c["export_run"],
-                                  outputs=c["export_run"], api_visibility="private")
-
-        # A page (re)load shows the server's state as it is now, not as it was when the app was built.
-        refresh_data, data_inputs, data_outputs = data.on_load(ctx)
-        demo.load(refresh_data, inputs=data_inputs, outputs=data_outputs, api_visibility="private")
-        demo.load(*chat_refresh, api_visibility="private")
-        demo.load(lambda cur: export.refresh(ctx, cur), inputs=c["export_run"], outputs=c["export_run"],
-                  api_visibility="private")
-        demo.load(lambda lang, *a: train.plan_view(ctx, lang, *a), inputs=[c["lang"], *train.config_components(ctx)],
-                  outputs=c["plan"], api_visibility="private")
     return demo, ctx
 
 

@@ -33,8 +33,8 @@ def name_every_series(frame: pd.DataFrame, series: tuple[str, ...] = ("train", "
 
     gradio 6's LinePlot takes its colour scale from the series in the first data it draws and later
     only swaps the data, so a series that appears later (eval, at the first eval step) would be drawn
-    without a colour: invisible. Naming every series from the start keeps each line in its colour;
-    the chart does not draw a row without a step. (step becomes the nullable Int64 for that row.)
+    without a colour: invisible. Naming every series from the start keeps each line in its colour
+    and puts both in the legend; the chart does not draw a row without a step. (step becomes the nullable Int64 for that row.)
     """
     missing = [name for name in series if name not in set(frame["series"])]
     if not missing:

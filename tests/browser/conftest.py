@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.webui_helpers import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -44,12 +45,6 @@ def pytest_collection_modifyitems(config, items):
 
 
 # ------------------------------------------------------------------------------------ the server
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class App:
     url: str
@@ -92,7 +87,7 @@ def app(tmp_path_factory) -> App:
     """`python -m webui --port <free port> --runs-dir <tmp>`, up once the port answers."""
     root = tmp_path_factory.mktemp("browser-app")
     runs_dir, log = root / "runs", root / "server.log"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "GRADIO_ANALYTICS_ENABLED": "False"}
     with open(log, "wb") as out:
@@ -193,6 +188,22 @@ class Tailor:
     def line(self, series: str):
         """The drawn line of a series: its stroke is the colour a person sees."""
         return self.page.locator(f"#lt-loss-plot [aria-roledescription='line mark'][aria-label*='series: {series}']")
+
+    LEGEND = """() => {
+        const box = document.querySelector('#lt-loss-plot').getBoundingClientRect();
+        return [...document.querySelectorAll('#lt-loss-plot .role-legend-label text')]
+            .filter(t => { const r = t.getBoundingClientRect();
+                           return r.height > 0 && r.top >= box.top && r.bottom <= box.bottom; })
+            .map(t => t.textContent); }"""
+
+    def legend(self) -> list[str]:
+        """The loss chart's legend entries a person can see: drawn, and inside the chart's box (a
+        legend below a fixed-height chart is cut off by it)."""
+        return self.page.evaluate(self.LEGEND)
+
+    def wait_for_legend(self, names: list[str], timeout_ms: int = 60_000) -> None:
+        self.page.wait_for_function(f"names => JSON.stringify(({self.LEGEND})()) === JSON.stringify(names)",
+                                    arg=names, timeout=timeout_ms)
 
     def close(self) -> None:
         if self in _OPEN:

@@ -18,8 +18,8 @@ def test_switching_to_chinese_changes_the_labels(tailor):
     for key in ("tab.data", "tab.train", "tab.chat", "tab.runs", "tab.export"):
         expect(page.get_by_role("tab", name=i18n.t(key, "zh"), exact=True)).to_be_visible()
     expect(page.get_by_role("tab", name=train_en, exact=True)).to_have_count(0)
-    expect(page.locator("#lt-model")).to_contain_text(i18n.t("top.model", "zh"))
-    expect(page.locator("#lt-dataset")).to_contain_text(i18n.t("data.dataset", "zh"))
+    expect(page.locator("#lt-model")).to_contain_text(i18n.field_label("model_name_or_path", "zh"))
+    expect(page.locator("#lt-dataset")).to_contain_text(i18n.field_label("dataset", "zh"))
     expect(page.locator("#lt-analyze")).to_have_text(i18n.t("data.analyze", "zh"))
 
     page.get_by_role("tab", name=train_zh, exact=True).click()

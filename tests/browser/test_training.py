@@ -49,10 +49,12 @@ def finished_run(training, app):
 def test_start_streams_the_loss_curve_and_the_progress(training):
     page = training.page
     expect(page.locator("#lt-start")).to_be_disabled()
+    expect(page.locator("#lt-start-why")).to_have_text(f"A job is running ({RUN}): stop it first.")
     expect(page.locator("#lt-stop")).to_be_enabled()
 
     training.wait_for_points_above(1)
     expect(training.line("train")).to_have_attribute("stroke", COLOURED)
+    training.wait_for_legend(["train", "eval"])  # both series named from the first point on
     points, step = training.points(), training.step()
     training.wait_for_points_above(points)  # the curve grows...
     training.wait_for_step_above(step)  # ...and the progress line moves
@@ -127,6 +129,7 @@ def test_stop_ends_the_run_and_the_runs_tab_lists_it(training):
     expect(page.locator("#lt-train-msg")).to_contain_text(f"Stopping {RUN}")
     expect(page.locator("#lt-progress")).to_contain_text(f"{RUN} · stopped at step", timeout=180_000)
     expect(page.locator("#lt-start")).to_be_enabled()
+    expect(page.locator("#lt-start-why")).to_have_text("")
     expect(page.locator("#lt-stop")).to_be_disabled()
 
     training.tab("Runs")

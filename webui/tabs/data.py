@@ -1,23 +1,25 @@
 """Data tab: pick or upload a dataset, see its conversations and problems, analyze token lengths."""
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import shutil
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from core.config import DATASET_FORMATS
 from core.data import Dataset, detect_format, load_dataset
 from core.errors import UserInputError
-from core.presets import DEFAULT_PRESET, preset_values
-from webui import i18n
+from core.lengths import analyze_file
 from core.paths import DEMO_DIR, display_path, resolve_dataset
-from webui.context import AppContext, error_html, note_html
+from core.presets import DEFAULT_PRESET
+from webui import i18n
+from webui.context import AppContext, Updates, error_html, note_html
 from webui.plots import histogram_svg
+from webui.tabs.top import preset_form
+
 UPLOADS = "uploads"  # under the runs folder: a run's config keeps pointing at a file that stays
 
 
@@ -41,7 +43,7 @@ def dataset_choices(ctx: AppContext) -> list[str]:
     return [display_path(p) for p in demos + uploads if _is_training_file(p)]
 
 
-@functools.lru_cache(maxsize=16)
+@lru_cache(maxsize=16)
 def _load_cached(path: str, fmt: str, mtime: float, size: int) -> Dataset:
     return load_dataset(path, fmt)
 
@@ -63,35 +65,42 @@ def count_examples(value: str, fmt: str = "auto") -> int | None:
 
 
 # ------------------------------------------------------------------------------------- handlers
-def load_preview(value: str, fmt: str, lang: str) -> tuple[str, str, Any, Any]:
-    """(summary, problems box, example slider, first conversation) for the chosen dataset."""
+def load_preview(dataset: str, dataset_format: str, lang: str) -> Updates:
+    """The summary, problems, example slider and first conversation of the chosen dataset."""
     try:
-        dataset = load(value, fmt)
+        loaded = load(dataset, dataset_format)
     except UserInputError as err:
-        return "", error_html(i18n.t("data.problems", lang), str(err)), gr.update(value=1, visible=False), \
-            gr.update(value=[], visible=False)
-    count = len(dataset.conversations)
-    turns = sum(len(c) for c in dataset.conversations) / max(count, 1)
-    summary = i18n.t("data.loaded", lang, name=Path(dataset.path).name, format=dataset.format,
+        return {"data_summary": "", "data_problems": error_html(i18n.t("data.problems", lang), str(err)),
+                "example": gr.update(value=1, visible=False), "data_preview": gr.update(value=[], visible=False)}
+    count = len(loaded.conversations)
+    turns = sum(len(c) for c in loaded.conversations) / max(count, 1)
+    summary = i18n.t("data.loaded", lang, name=Path(loaded.path).name, format=loaded.format,
                      count=count, turns=f"{turns:.1f}")
-    return summary, "", gr.update(minimum=1, maximum=max(count, 2), value=1, visible=True), \
-        gr.update(value=dataset.conversations[0], visible=True)
+    return {"data_summary": summary, "data_problems": "",
+            "example": gr.update(minimum=1, maximum=max(count, 2), value=1, visible=True),
+            "data_preview": gr.update(value=loaded.conversations[0], visible=True)}
 
 
-def show_example(value: str, fmt: str, number: float) -> list[dict[str, str]]:
+def refresh(ctx: AppContext, dataset: str, dataset_format: str, lang: str) -> Updates:
+    """Page (re)load: fresh dataset choices (uploads since the app was built) and the preview."""
+    choices = sorted(set(dataset_choices(ctx)) | ({dataset} if dataset else set()))
+    return {"dataset": gr.update(choices=choices), **load_preview(dataset, dataset_format, lang)}
+
+
+def show_example(dataset: str, dataset_format: str, example: float) -> Updates:
     try:
-        conversations = load(value, fmt).conversations
+        conversations = load(dataset, dataset_format).conversations
     except UserInputError:
-        return []
-    index = min(max(int(number or 1), 1), len(conversations)) - 1
-    return conversations[index]
+        return {"data_preview": []}
+    index = min(max(int(example or 1), 1), len(conversations)) - 1
+    return {"data_preview": conversations[index]}
 
 
-def save_upload(ctx: AppContext, file: str | None, lang: str) -> tuple[Any, str]:
+def save_upload(ctx: AppContext, upload: str | None, lang: str) -> Updates:
     """Copy an upload under <runs>/uploads (gradio's temp copy may vanish) and select it."""
-    if not file:
-        return gr.skip(), ""
-    source = Path(file)
+    if not upload:
+        return {"data_problems": ""}
+    source = Path(upload)
     folder = ctx.runs_dir / UPLOADS
     folder.mkdir(parents=True, exist_ok=True)
     # One folder per content hash keeps the user's file name (error messages name it) while two
@@ -100,30 +109,29 @@ def save_upload(ctx: AppContext, file: str | None, lang: str) -> tuple[Any, str]
     target.parent.mkdir(exist_ok=True)
     shutil.copyfile(source, target)
     value = display_path(target)
-    choices = dataset_choices(ctx)
-    return gr.update(choices=sorted(set(choices) | {value}), value=value), \
-        note_html(i18n.t("data.upload_saved", lang, path=value))
+    return {"dataset": gr.update(choices=sorted(set(dataset_choices(ctx)) | {value}), value=value),
+            "data_problems": note_html(i18n.t("data.upload_saved", lang, path=value))}
 
 
-def analyze(value: str, fmt: str, model: str, cutoff_len: float, system_prompt: str,
-            train_on_prompt: bool, lang: str) -> tuple[str, str, int | None, Any, str]:
-    """(numbers, histogram, suggested cutoff, 'use it' button, problems) from core.lengths."""
-    from core.lengths import analyze_file
-
+def analyze(dataset: str, dataset_format: str, model_name_or_path: str, cutoff_len: float, system_prompt: str,
+            train_on_prompt: bool, lang: str) -> Updates:
+    """Token-length numbers, histogram and suggested cutoff from core.lengths."""
+    failed = {"length_report": "", "histogram": "", "suggested": None, "use_suggested": gr.update(interactive=False)}
     try:
-        report = analyze_file(resolve_dataset(value), model=(model or "default").strip(),
-                              cutoff_len=1024 if cutoff_len is None else int(cutoff_len), dataset_format=fmt or "auto",
-                              system_prompt=system_prompt or "", train_on_prompt=bool(train_on_prompt))
+        report = analyze_file(resolve_dataset(dataset), model=(model_name_or_path or "default").strip(),
+                              cutoff_len=1024 if cutoff_len is None else int(cutoff_len),
+                              dataset_format=dataset_format or "auto", system_prompt=system_prompt or "",
+                              train_on_prompt=bool(train_on_prompt))
     except UserInputError as err:
-        return "", "", None, gr.update(interactive=False), error_html(i18n.t("data.problems", lang), str(err))
+        return {**failed, "length_problems": error_html(i18n.t("data.problems", lang), str(err))}
     except Exception as err:  # noqa: BLE001 - a model that cannot load: say so in the page, no traceback
-        return "", "", None, gr.update(interactive=False), error_html(i18n.t("data.problems", lang),
-                                                                      f"{type(err).__name__}: {err}")
+        return {**failed, "length_problems": error_html(i18n.t("data.problems", lang), f"{type(err).__name__}: {err}")}
     info = report.to_dict()
     svg = histogram_svg(info["histogram"]["edges"], info["histogram"]["counts"], info["current_cutoff"],
                         info["suggested_cutoff"], lang)
     button = gr.update(interactive=True, value=i18n.t("data.use_suggested_n", lang, value=info["suggested_cutoff"]))
-    return report_markdown(info, lang), svg, info["suggested_cutoff"], button, ""
+    return {"length_report": report_markdown(info, lang), "histogram": svg, "suggested": info["suggested_cutoff"],
+            "use_suggested": button, "length_problems": ""}
 
 
 def report_markdown(info: dict[str, Any], lang: str) -> str:
@@ -155,74 +163,62 @@ def _candidate_rows(info: dict[str, Any], most: int = 7) -> list[dict[str, Any]]
     return sorted(keep, key=lambda r: r["cutoff"])
 
 
-def use_suggested(suggested: int | None, lang: str) -> tuple[Any, str]:
+def use_suggested(suggested: int | None, lang: str) -> Updates:
     if not suggested:
-        return gr.skip(), note_html(i18n.t("data.no_suggestion", lang))
-    return int(suggested), note_html(i18n.t("data.suggested_set", lang, value=int(suggested)))
+        return {"length_problems": note_html(i18n.t("data.no_suggestion", lang))}
+    return {"cutoff_len": int(suggested),
+            "length_problems": note_html(i18n.t("data.suggested_set", lang, value=int(suggested)))}
 
 
 # ---------------------------------------------------------------------------------------- layout
 def build(ctx: AppContext) -> None:
-    preset = preset_values(DEFAULT_PRESET)
-    c = ctx.c
+    form = preset_form(DEFAULT_PRESET)
     with gr.Row():
         with gr.Column(scale=5):
             with gr.Row(equal_height=True):
-                c["dataset"] = ctx.text(gr.Dropdown(
-                    choices=dataset_choices(ctx), value=display_path(preset.get("dataset", "")),
-                    allow_custom_value=True, label=i18n.t("data.dataset"), info=i18n.t("data.dataset.info"),
-                    scale=3, elem_id="lt-dataset"), "data.dataset")
-                c["dataset_format"] = ctx.field(gr.Dropdown(
-                    choices=list(DATASET_FORMATS), value=preset.get("dataset_format", "auto"),
-                    label=i18n.field_label("dataset_format"), info=i18n.field_info("dataset_format"),
-                    scale=1, min_width=140), "dataset_format")
-            c["upload"] = ctx.text(gr.File(label=i18n.t("data.upload"), file_types=[".json", ".jsonl"],
-                                           type="filepath", height=130, elem_id="lt-upload"), "data.upload")
-            c["data_summary"] = gr.Markdown(elem_id="lt-data-summary")
-            c["data_problems"] = gr.HTML(elem_id="lt-data-problems")
-            count = count_examples(preset.get("dataset", ""), preset.get("dataset_format", "auto")) or 2
-            c["example"] = ctx.text(gr.Slider(1, max(count, 2), value=1, step=1, label=i18n.t("data.example"),
-                                              elem_id="lt-example"), "data.example")
-            c["data_preview"] = ctx.text(gr.Chatbot(label=i18n.t("data.preview"), height=380,
-                                                    elem_id="lt-data-preview"), "data.preview")
+                ctx.field("dataset", form["dataset"], component=gr.Dropdown, choices=dataset_choices(ctx),
+                          allow_custom_value=True, scale=3)
+                ctx.field("dataset_format", form["dataset_format"], scale=1, min_width=140)
+            ctx.add("upload", gr.File(label=i18n.t("data.upload"), file_types=[".json", ".jsonl"], type="filepath",
+                                      height=130, elem_id="lt-upload"), text="data.upload")
+            ctx.add("data_summary", gr.Markdown(elem_id="lt-data-summary"))
+            ctx.add("data_problems", gr.HTML(elem_id="lt-data-problems"))
+            count = count_examples(form["dataset"], form["dataset_format"]) or 2
+            ctx.add("example", gr.Slider(1, max(count, 2), value=1, step=1, label=i18n.t("data.example"),
+                                         elem_id="lt-example"), text="data.example")
+            ctx.add("data_preview", gr.Chatbot(label=i18n.t("data.preview"), height=380, elem_id="lt-data-preview"),
+                    text="data.preview")
         with gr.Column(scale=4):
             ctx.text(gr.Markdown(i18n.t("data.lengths")), "data.lengths")
             ctx.text(gr.Markdown(i18n.t("data.analysis_hint")), "data.analysis_hint")
             with gr.Row():
-                c["analyze"] = ctx.text(gr.Button(i18n.t("data.analyze"), variant="primary",
-                                                  elem_id="lt-analyze"), "data.analyze")
-                c["use_suggested"] = ctx.text(gr.Button(i18n.t("data.use_suggested"), interactive=False,
-                                                        elem_id="lt-use-suggested"), "data.use_suggested")
-            c["length_problems"] = gr.HTML()
-            c["histogram"] = gr.HTML(elem_id="lt-histogram")
-            c["length_report"] = gr.Markdown(elem_id="lt-length-report")
-            c["suggested"] = gr.State(None)
+                ctx.add("analyze", gr.Button(i18n.t("data.analyze"), variant="primary", elem_id="lt-analyze"),
+                        text="data.analyze")
+                ctx.add("use_suggested", gr.Button(i18n.t("data.use_suggested"), interactive=False,
+                                                   elem_id="lt-use-suggested"), text="data.use_suggested")
+            ctx.add("length_problems", gr.HTML())
+            ctx.add("histogram", gr.HTML(elem_id="lt-histogram"))
+            ctx.add("length_report", gr.Markdown(elem_id="lt-length-report"))
+            ctx.add("suggested", gr.State(None))
+
+
+PREVIEW = ["data_summary", "data_problems", "example", "data_preview"]
 
 
 def wire(ctx: AppContext) -> None:
     c = ctx.c
-    preview_outputs = [c["data_summary"], c["data_problems"], c["example"], c["data_preview"]]
-    gr.on([c["dataset"].change, c["dataset_format"].change], load_preview,
-          inputs=[c["dataset"], c["dataset_format"], c["lang"]], outputs=preview_outputs, api_name="load_data")
-    c["example"].change(show_example, inputs=[c["dataset"], c["dataset_format"], c["example"]],
-                        outputs=c["data_preview"], api_visibility="private")
-    c["upload"].upload(lambda file, lang: save_upload(ctx, file, lang), inputs=[c["upload"], c["lang"]],
-                       outputs=[c["dataset"], c["data_problems"]], api_name="upload")
-    c["analyze"].click(analyze, inputs=[c["dataset"], c["dataset_format"], c["model"], c["cutoff_len"],
-                                        c["system_prompt"], c["train_on_prompt"], c["lang"]],
-                       outputs=[c["length_report"], c["histogram"], c["suggested"], c["use_suggested"],
-                                c["length_problems"]], api_name="analyze_lengths")
-    c["use_suggested"].click(use_suggested, inputs=[c["suggested"], c["lang"]],
-                             outputs=[c["cutoff_len"], c["length_problems"]], api_name="use_suggested_cutoff")
-
-
-def on_load(ctx: AppContext):
-    """Page (re)load: fresh dataset choices and the preview of the selected dataset."""
-    c = ctx.c
-
-    def refresh(value, fmt, lang):
-        return (gr.update(choices=sorted(set(dataset_choices(ctx)) | ({value} if value else set()))),
-                *load_preview(value, fmt, lang))
-
-    return refresh, [c["dataset"], c["dataset_format"], c["lang"]], [c["dataset"], *[
-        c["data_summary"], c["data_problems"], c["example"], c["data_preview"]]]
+    ctx.listen([c["dataset"].change, c["dataset_format"].change], load_preview,
+               inputs=["dataset", "dataset_format", "lang"], outputs=PREVIEW, api_name="load_data")
+    ctx.listen(ctx.page.load, partial(refresh, ctx), inputs=["dataset", "dataset_format", "lang"],
+               outputs=["dataset", *PREVIEW], api_visibility="private")
+    ctx.listen(c["example"].change, show_example, inputs=["dataset", "dataset_format", "example"],
+               outputs=["data_preview"], api_visibility="private")
+    ctx.listen(c["upload"].upload, partial(save_upload, ctx), inputs=["upload", "lang"],
+               outputs=["dataset", "data_problems"], api_name="upload")
+    ctx.listen(c["analyze"].click, analyze,
+               inputs=["dataset", "dataset_format", "model_name_or_path", "cutoff_len", "system_prompt",
+                       "train_on_prompt", "lang"],
+               outputs=["length_report", "histogram", "suggested", "use_suggested", "length_problems"],
+               api_name="analyze_lengths")
+    ctx.listen(c["use_suggested"].click, use_suggested, inputs=["suggested", "lang"],
+               outputs=["cutoff_len", "length_problems"], api_name="use_suggested_cutoff")

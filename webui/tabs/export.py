@@ -1,7 +1,7 @@
 """Export tab: the adapter as a zip download, or merged into a full model folder."""
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
 
 import gradio as gr
 
@@ -9,65 +9,72 @@ from core.errors import UserInputError
 from core.export import merge_adapter, zip_adapter
 from core.runs import list_runs, run_path
 from webui import i18n
-from webui.context import AppContext, error_html
+from webui.context import AppContext, Updates, error_html
 
 
 def export_choices(ctx: AppContext) -> list[str]:
     return [r.name for r in list_runs(ctx.runs_dir) if r.can_export]
 
 
-def refresh(ctx: AppContext, current: str | None) -> Any:
+def refresh(ctx: AppContext, export_run: str | None) -> Updates:
     names = export_choices(ctx)
-    return gr.update(choices=names, value=current if current in names else (names[0] if names else None))
+    value = export_run if export_run in names else (names[0] if names else None)
+    return {"export_run": gr.update(choices=names, value=value)}
 
 
-def export_zip(ctx: AppContext, name: str | None, lang: str) -> tuple[Any, str, str]:
-    """(file to download, message, error box)."""
-    if not name:
-        return None, "", error_html(i18n.t("export.no_run", lang))
+def _problem(title: str, detail: str = "") -> Updates:
+    return {"export_msg": "", "export_error": error_html(title, detail)}
+
+
+def export_zip(ctx: AppContext, export_run: str | None, lang: str) -> Updates:
+    """The zip to download, or why there is none."""
+    if not export_run:
+        return {"export_file": None, **_problem(i18n.t("export.no_run", lang))}
     try:
-        path = zip_adapter(run_path(ctx.runs_dir, name))
+        path = zip_adapter(run_path(ctx.runs_dir, export_run))
     except UserInputError as err:
-        return None, "", error_html(i18n.t("export.failed", lang), str(err))
-    return str(path), i18n.t("export.zip_done", lang, path=path), ""
+        return {"export_file": None, **_problem(i18n.t("export.failed", lang), str(err))}
+    return {"export_file": str(path), "export_msg": i18n.t("export.zip_done", lang, path=path), "export_error": ""}
 
 
-def export_merge(ctx: AppContext, name: str | None, lang: str) -> tuple[str, str]:
-    """(message, error box). Loads the base model in this process: seconds for small models."""
-    if not name:
-        return "", error_html(i18n.t("export.no_run", lang))
+def export_merge(ctx: AppContext, export_run: str | None, lang: str) -> Updates:
+    """Loads the base model in this process: seconds for small models."""
+    if not export_run:
+        return _problem(i18n.t("export.no_run", lang))
     try:
-        path = merge_adapter(run_path(ctx.runs_dir, name))
+        path = merge_adapter(run_path(ctx.runs_dir, export_run))
     except UserInputError as err:
-        return "", error_html(i18n.t("export.failed", lang), str(err))
+        return _problem(i18n.t("export.failed", lang), str(err))
     except Exception as err:  # noqa: BLE001 - out of memory, a model that cannot load: say so in the page
-        return "", error_html(i18n.t("export.failed", lang), f"{type(err).__name__}: {err}")
-    return i18n.t("export.merge_done", lang, path=path), ""
+        return _problem(i18n.t("export.failed", lang), f"{type(err).__name__}: {err}")
+    return {"export_msg": i18n.t("export.merge_done", lang, path=path), "export_error": ""}
 
 
 def build(ctx: AppContext) -> None:
-    c = ctx.c
     names = export_choices(ctx)
     ctx.text(gr.Markdown(i18n.t("export.intro")), "export.intro")
     with gr.Row(equal_height=True):
-        c["export_run"] = ctx.text(gr.Dropdown(choices=names, value=names[0] if names else None,
-                                               label=i18n.t("export.run"), scale=3, elem_id="lt-export-run"),
-                                   "export.run")
-        c["export_refresh"] = ctx.text(gr.Button(i18n.t("runs.refresh"), scale=0, min_width=110, size="sm"), "runs.refresh")
+        ctx.add("export_run", gr.Dropdown(choices=names, value=names[0] if names else None, label=i18n.t("export.run"),
+                                          scale=3, elem_id="lt-export-run"), text="export.run")
+        ctx.add("export_refresh", gr.Button(i18n.t("runs.refresh"), scale=0, min_width=110, size="sm"),
+                text="runs.refresh")
     with gr.Row():
-        c["export_zip"] = ctx.text(gr.Button(i18n.t("export.zip"), variant="primary", elem_id="lt-export-zip"),
-                                   "export.zip")
-        c["export_merge"] = ctx.text(gr.Button(i18n.t("export.merge"), elem_id="lt-export-merge"), "export.merge")
-    c["export_file"] = ctx.text(gr.File(label=i18n.t("export.file"), interactive=False), "export.file")
-    c["export_msg"] = gr.Markdown(elem_id="lt-export-msg")
-    c["export_error"] = gr.HTML()
+        ctx.add("export_zip", gr.Button(i18n.t("export.zip"), variant="primary", elem_id="lt-export-zip"),
+                text="export.zip")
+        ctx.add("export_merge", gr.Button(i18n.t("export.merge"), elem_id="lt-export-merge"), text="export.merge")
+    ctx.add("export_file", gr.File(label=i18n.t("export.file"), interactive=False), text="export.file")
+    ctx.add("export_msg", gr.Markdown(elem_id="lt-export-msg"))
+    ctx.add("export_error", gr.HTML())
 
 
 def wire(ctx: AppContext) -> None:
     c = ctx.c
-    c["export_refresh"].click(lambda cur: refresh(ctx, cur), inputs=c["export_run"], outputs=c["export_run"],
-                              api_name="export_runs")
-    c["export_zip"].click(lambda name, lang: export_zip(ctx, name, lang), inputs=[c["export_run"], c["lang"]],
-                          outputs=[c["export_file"], c["export_msg"], c["export_error"]], api_name="export_zip")
-    c["export_merge"].click(lambda name, lang: export_merge(ctx, name, lang), inputs=[c["export_run"], c["lang"]],
-                            outputs=[c["export_msg"], c["export_error"]], api_name="export_merge")
+    ctx.listen(c["export_refresh"].click, partial(refresh, ctx), inputs=["export_run"], outputs=["export_run"],
+               api_name="export_runs")
+    # Runs finish while the server runs: the list is refreshed when the tab or the page opens.
+    ctx.listen([c["tab.export"].select, ctx.page.load], partial(refresh, ctx), inputs=["export_run"],
+               outputs=["export_run"], api_visibility="private")
+    ctx.listen(c["export_zip"].click, partial(export_zip, ctx), inputs=["export_run", "lang"],
+               outputs=["export_file", "export_msg", "export_error"], api_name="export_zip")
+    ctx.listen(c["export_merge"].click, partial(export_merge, ctx), inputs=["export_run", "lang"],
+               outputs=["export_msg", "export_error"], api_name="export_merge")

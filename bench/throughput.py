@@ -20,7 +20,7 @@ another steps. Noise from other work on a shared machine thus hits every variant
 apart; only the time inside optimizer steps is counted, after a few untimed warm-up ones. Real
 tokens are counted from the examples each batch was built from, the same way for all; padding
 share = padded positions / positions run. Loss and memory cover every step. The variants are in
-memory together (long set, defaults: peaks of about 9.4, 11.2 and 7.9 GB); --variants picks fewer.
+memory together (bench/README.md has their peaks); --variants picks fewer.
 
 Datasets: `persona` = datasets_demo/persona_en.jsonl (short chats); `long` = conversations of
 512-2,048 tokens (uniform), generated deterministically here; or a path to a .json/.jsonl file.

@@ -61,12 +61,9 @@ FACT_LABEL_CHARS = 80
 
 # Near-duplicates: exact Jaccard similarity of character shingles of the normalised text (case,
 # punctuation and spacing removed), 3-grams for English, 2-grams for Chinese (a Chinese word is about
-# two characters). Measured on the demo FAQ's 876 questions (2-71 characters), share of variants at
-# or above 0.8 against their source: English one-character edits 85%, one added closing 55%, one
-# greeting 29%, greeting plus closing 9%, indirect form 1%, synonym 1%. So 0.8 drops most typo-only
-# and many wrapper-only copies and keeps reworded questions. Jaccard cannot separate a one-character
-# edit from an added greeting on a short text (both change a few shingles): Chinese questions are
-# short, and there only 22% of one-character edits reach 0.8 (greetings 12%, indirect 3%).
+# two characters). At 0.8 most typo-only and many wrapper-only copies are dropped and reworded
+# questions kept (the shares measured on the demo FAQ are in bench/README.md). Jaccard cannot
+# separate a one-character edit from an added greeting on a short text: both change a few shingles.
 NEAR_DUPLICATE_JACCARD = 0.8
 # Leakage is stricter (lower): a phrasing close to a held-out probe question makes the probe score
 # measure memory rather than generalisation, and one phrasing less costs little. At 0.6 a probe

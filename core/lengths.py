@@ -86,7 +86,7 @@ def estimate_encoding():
 def _token_counts(texts: list[str]) -> np.ndarray:
     """[texts] cl100k_base token counts. tiktoken releases the GIL while encoding, so a thread per
     core runs in parallel; one task per chunk rather than tiktoken's encode_ordinary_batch, whose
-    one future per text cost 3x the CPU time of the encoding itself on 50k short turns here."""
+    one future per text costs more CPU time than the encoding itself on short turns (bench/README.md)."""
     encoding = estimate_encoding()
     chunks = [texts[i:i + 4096] for i in range(0, len(texts), 4096)]
 

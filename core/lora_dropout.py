@@ -3,8 +3,8 @@
 peft computes `lora_B(lora_A(dropout(x)))`. On the CPU, torch's dropout multiplies x by a float32
 mask drawn with bernoulli_ and keeps that mask for backward, and lora_A then keeps the dropped
 copy of x: two float tensors the size of x per LoRA layer. For q/k/v (and gate/up), which read the
-same x, that is six. Measured on SmolLM2-135M, all-linear LoRA, dropout 0.05 (torch's saved-tensor
-hooks): 39 KB of the 67 KB a token keeps per decoder layer, and 13% of a step's CPU time in bernoulli_.
+same x, that is six: most of what a token keeps per decoder layer, and a sizeable share of a
+step's CPU time in bernoulli_ (figures in bench/README.md).
 
 DroppedInputLinear computes the same function, `linear(x * keep / (1 - p), A)` with keep drawn with
 probability 1 - p, but keeps x itself (which the layer's other LoRA branches share) and the

@@ -124,8 +124,8 @@ def best_device() -> str:
 def compute_dtype(device: str) -> torch.dtype:
     """bf16 where the GPU does it natively, else fp16 on GPUs; float32 on the CPU.
 
-    bf16 compute on an AVX2 CPU without native bf16 is ~18x slower than float32 (73 s vs 4 s for one
-    QLoRA step measured here), so the CPU always computes in float32.
+    bf16 compute on an AVX2 CPU without native bf16 is an order of magnitude slower than float32
+    (bench/README.md), so the CPU always computes in float32.
     """
     if device == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

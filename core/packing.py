@@ -12,8 +12,7 @@ The pieces core.train composes; each keeps the maths of the plain padded pipelin
                        position_ids when attention_mask is None and builds a block-diagonal mask),
                        but sdpa then computes the full (sum of lengths)^2 scores and masks most of
                        them; per-example causal sdpa computes only the sum of length^2 / 2 scores
-                       (a row of 2,000 + 1,900 tokens, SmolLM2-135M, 2 CPU threads: forward and
-                       backward in 31 s instead of 56 s; the same speed on short rows).
+                       (about twice as fast on long rows, the same on short ones: bench/README.md).
   TrainedTokensTrainer a Trainer whose loss projects onto the vocabulary (lm_head, 49k columns on
                        the default model) only the positions whose next token is trained, instead
                        of every position (a chunk at a time, core.head_loss); value and gradients

@@ -52,7 +52,8 @@ from core.template import IGNORE_INDEX, ChatEncoder, Encoded, truncate
 
 log = logging.getLogger("lora_tailor.train")
 
-AUGMENTED_FILE = "augmented.jsonl"  # a run's training conversations after augmentation
+AUGMENTED_FILE = "augmented.jsonl"
+ANSWER_CHARS = 200  # of each probe answer kept in a probe event  # a run's training conversations after augmentation
 LAYERWISE_MIN_SCALE = 0.1  # the bottom layer's lr share under layerwise_lr: cosine
 LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")  # "model.layers.7.self_attn.q_proj.lora_A.default.weight"
 
@@ -306,7 +307,9 @@ class ProbeCallback(TrainerCallback):
         self.cost_s += report.elapsed_s
         log.info("probes at step %d (%s): recall %.3f in %.1f s", step, "base" if base else "tuned",
                  report.recall, report.elapsed_s)
-        return self.run.append_event("probe", step=step, model="base" if base else "tuned", **report.to_event())
+        # the answers travel with the event, cut short, so the page can list the misses as they come
+        return self.run.append_event("probe", step=step, model="base" if base else "tuned", **report.to_event(),
+                                     answers=[answer[:ANSWER_CHARS] for answer in report.answers])
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if state.global_step == 0:

@@ -133,8 +133,9 @@ class TrainConfig:
         "LoRA+：lora_B 的学习率为 learning_rate × 该倍数（0 表示关闭；常用 8–16）。",
         ("LoRA+ lr ratio", "LoRA+ 学习率倍数"), "optim", ge=0, le=10_000)
     seed: int = _f(
-        42, "Random seed for data order, split and LoRA init.", "数据顺序、划分和 LoRA 初始化的随机种子。",
-        ("Seed", "随机种子"), "optim")
+        42, "Random seed for data order, split and LoRA init (0 to 2^32 - 1, what torch accepts).",
+        "数据顺序、划分和 LoRA 初始化的随机种子（0 到 2^32 - 1，torch 接受的范围）。",
+        ("Seed", "随机种子"), "optim", ge=0, le=2**32 - 1)
     # --- data and prompt ---
     cutoff_len: int = _f(
         1024, "Maximum tokens per example; longer examples are truncated.",
@@ -356,8 +357,7 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
             if isinstance(raw, bool) or raw is None:
                 raise ValueError
             return float(raw)
-        if kind is not str:
-            raise TypeError(f"TrainConfig.{name}: no coercion for {kind}")  # a new field type needs a rule here
+        assert kind is str, f"TrainConfig.{name}: no coercion for {kind}"  # a new field type needs a rule here
         # str fields: YAML may read `quantization_bit: 4` as an int, `none` as a string, `null` as None.
         if raw is None:
             return "none" if "none" in SPECS[name].choices else ""
@@ -366,7 +366,7 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
         if isinstance(raw, (list, dict)):  # str() would turn a list into "['a', 'b']" silently
             raise ValueError
         return str(raw)
-    except (ValueError, OverflowError):
+    except (ValueError, TypeError, OverflowError):  # TypeError: float([1]), int({})
         problems.append(f"{name} must be {_type_name(kind)}, got {_show(raw)}")
         return FIELDS[name].default
 
@@ -377,9 +377,9 @@ def config_from_dict(values: dict[str, Any], source: str = "config") -> TrainCon
     kwargs: dict[str, Any] = {}
     for key, raw in values.items():
         if key not in FIELDS:
-            close = difflib.get_close_matches(str(key), list(FIELDS), n=1, cutoff=0.5)
+            close = difflib.get_close_matches(str(key)[:MAX_QUOTED_CHARS], list(FIELDS), n=1, cutoff=0.5)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            problems.append(f"unknown key '{key}'{hint}")
+            problems.append(f"unknown key {_show(str(key))}{hint}")
             continue
         kwargs[key] = _coerce(key, raw, problems)
     # Validate even when keys or types were wrong (those fields hold their defaults), so one

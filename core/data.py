@@ -15,6 +15,7 @@ from typing import Any
 
 from core.config import DATASET_FORMATS
 from core.errors import UserInputError
+from core.paths import path_errors, shown_path
 
 Message = dict[str, str]
 Conversation = list[Message]
@@ -39,11 +40,12 @@ def eval_count(num_examples: int, val_size: float) -> int:
 
 def _read_records(path: Path) -> list[tuple[str, Any]]:
     """(label, record) pairs; the label says where the record is ('line 7', 'record 3')."""
-    if not path.is_file():
-        raise UserInputError(f"Dataset file not found: {path}")
-    if path.suffix.lower() not in (".json", ".jsonl"):
-        raise UserInputError(f"{path.name}: dataset must be a .json or .jsonl file, got '{path.suffix}'")
-    raw = path.read_bytes()
+    with path_errors("Dataset file", path):
+        if not path.is_file():
+            raise UserInputError(f"Dataset file not found: {shown_path(path)}")
+        if path.suffix.lower() not in (".json", ".jsonl"):
+            raise UserInputError(f"{path.name}: dataset must be a .json or .jsonl file, got '{path.suffix}'")
+        raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:

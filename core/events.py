@@ -1,15 +1,18 @@
 """The run folder: where a training process and its watchers (CLI, web UI) meet.
 
 <run>/config.yaml    the resolved TrainConfig
-<run>/events.jsonl   one JSON object per line: start, step, eval, warning, then done|stopped|error
+<run>/events.jsonl   one strict-JSON object per line (NaN and infinity written as null): start, step,
+                     eval, warning, then done|stopped|error
 <run>/train.log      human-readable log (and the worker's stdout/stderr)
 <run>/checkpoints/   resumable Trainer checkpoints (checkpoint-<step>/)
 <run>/adapter/       the final PEFT adapter + tokenizer and chat template
 <run>/STOP           created by whoever wants the run to stop after the current step
+<run>/train.lock     held by the process training the run (core.lock)
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -30,11 +33,17 @@ class RunFolder:
     stop_file = property(lambda self: self.path / "STOP")
 
     def append_event(self, event_type: str, **fields: Any) -> dict[str, Any]:
-        """Append one event; one write() per line so a reader never sees half of a line it trusts."""
-        event = {"type": event_type, "time": round(time.time(), 3), **fields}
+        """Append one event; one write() per line so a reader never sees half of a line it trusts.
+
+        A diverged loss is NaN: Python's json would write the bare token NaN, which strict parsers
+        (a browser's JSON.parse, jq) reject, so non-finite numbers are written as null. The event
+        returned is the one written.
+        """
+        event = _finite({"type": event_type, "time": round(time.time(), 3), **fields})
+        line = json.dumps(event, ensure_ascii=False, allow_nan=False) + "\n"
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.events, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(event, ensure_ascii=False) + "\n")
+            handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
         return event
@@ -93,6 +102,17 @@ class RunFolder:
             handle.seek(max(0, handle.tell() - 64 * 1024))
             text = handle.read().decode("utf-8", errors="replace")
         return "\n".join(text.replace("\r", "\n").splitlines()[-lines:])
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float (in nested dicts and lists too) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def last_event(events: list[dict[str, Any]], *types: str) -> dict[str, Any] | None:

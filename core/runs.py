@@ -1,9 +1,10 @@
 """Every run under a runs folder: its status and what may be done with it, listing, preparing and
 deleting one. The one place that knows what a run's state means: every tab and the runner ask here.
 
-A run folder (core.events) says what happened; `worker.pid` says whether a process is still
-writing it. That file lets any watcher tell a live run from one whose worker died or whose server
-was restarted ("interrupted"), and lets a restarted server re-attach to a worker still training.
+A run folder (core.events) says what happened; `worker.pid` (written by the web runner) and
+`train.lock` (held by every trainer, core.lock) say whether a process is still writing it. They let
+any watcher tell a live run from one whose worker died or whose server was restarted
+("interrupted"), and let a restarted server re-attach to a worker still training.
 """
 from __future__ import annotations
 
@@ -18,11 +19,17 @@ from typing import Any
 from core.config import TrainConfig, config_to_yaml, read_yaml_mapping
 from core.errors import UserInputError
 from core.events import TERMINAL_EVENTS, RunFolder, last_event
+from core.lock import PROC, LockHeld, lock_holder, pid_alive
+from core.paths import path_errors, shown_path
 
 PID_FILE = "worker.pid"
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # one path component, no traversal
+# Folders the runs folder keeps for itself, not runs: the web UI's uploaded datasets (webui.tabs.data.UPLOADS).
+RESERVED_NAMES = frozenset({"uploads"})
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # core.models.HUB_ID, which cannot be imported here: it imports torch
 
 
+# --------------------------------------------------------------------------- paths the user typed
 # ------------------------------------------------------------------------------ the worker's pid
 def write_worker_pid(run: RunFolder, pid: int) -> None:
     (run.path / PID_FILE).write_text(str(pid), encoding="utf-8")
@@ -40,24 +47,12 @@ def live_worker_pid(run: RunFolder) -> int | None:
     """
     try:
         pid = int((run.path / PID_FILE).read_text(encoding="utf-8").strip())
+        if not pid_alive(pid):
+            return None
+        if PROC.is_dir() and b"core.train" not in (PROC / str(pid) / "cmdline").read_bytes():
+            return None
     except (OSError, ValueError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid  # alive, owned by someone else
-    proc = Path(f"/proc/{pid}")
-    if proc.is_dir():
-        try:
-            if b"core.train" not in (proc / "cmdline").read_bytes():
-                return None
-            # /proc/<pid>/stat: "pid (name) STATE ..."; the name may hold spaces, so split after ')'.
-            if (proc / "stat").read_text().rpartition(")")[2].split()[0] == "Z":
-                return None
-        except OSError:
-            return None
     return pid
 
 
@@ -97,9 +92,10 @@ def logged_status(events: list[dict[str, Any]]) -> RunStatus:
 
 
 def run_status(run: RunFolder, events: list[dict[str, Any]]) -> RunStatus:
-    """logged_status() corrected by whether a worker still lives."""
+    """logged_status() corrected by whether a trainer still lives: the web runner's worker, or any
+    trainer holding the folder's lock (a CLI run into the runs folder)."""
     status = logged_status(events)
-    alive = live_worker_pid(run) is not None
+    alive = live_worker_pid(run) is not None or lock_holder(run.path) is not None
     if status == RunStatus.NEW and alive:
         return RunStatus.STARTING
     if status == RunStatus.RUNNING and not alive:
@@ -188,29 +184,36 @@ def run_state(path: str | Path, events: list[dict[str, Any]] | None = None) -> R
                     message=final.get("message", "") if final.get("type") == "error" else "")
 
 
+def _reserved(name: str) -> bool:
+    return name.lower() in RESERVED_NAMES  # lower(): one folder on a case-insensitive file system
+
+
 def list_runs(runs_dir: str | Path) -> list[RunState]:
-    """Every folder of runs_dir that holds a config.yaml, newest first."""
+    """Every folder of runs_dir that holds a config.yaml, newest first; never a reserved folder."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
-    runs = [run_state(p) for p in runs_dir.iterdir() if (p / "config.yaml").is_file()]
+    runs = [run_state(p) for p in runs_dir.iterdir() if not _reserved(p.name) and (p / "config.yaml").is_file()]
     return sorted(runs, key=lambda r: r.started or 0.0, reverse=True)
 
 
 def run_path(runs_dir: str | Path, name: str) -> Path:
-    """runs_dir/name, refusing names that are not one plain path component."""
-    if not RUN_NAME.fullmatch(name or ""):
-        raise UserInputError(f"Run name {name!r} is not allowed: use letters, digits, '.', '_' or '-' "
-                             f"(at most 100, starting with a letter or digit).")
+    """runs_dir/name, refusing names that are not one plain path component, and the reserved ones."""
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
+        raise UserInputError(f"Run name {shown_path(repr(name))} is not allowed: use letters, digits, '.', '_' "
+                             f"or '-' (at most 100, starting with a letter or digit).")
+    if _reserved(name):
+        raise UserInputError(f"Run name {name!r} is not allowed: the runs folder keeps its "
+                             f"{name.lower()!r} folder for itself. Choose another name.")
     return Path(runs_dir) / name
 
 
 def delete_run(runs_dir: str | Path, name: str) -> None:
-    """Remove a run folder; refuse while its worker lives."""
+    """Remove a run folder; refuse while a trainer writes it."""
     path = run_path(runs_dir, name)
     if not (path / "config.yaml").is_file():
         raise UserInputError(f"No run named {name!r} in {runs_dir}")
-    if live_worker_pid(RunFolder(path)) is not None:
+    if live_worker_pid(RunFolder(path)) is not None or lock_holder(path) is not None:
         raise UserInputError(f"Run {name!r} is training right now: stop it before deleting it.")
     shutil.rmtree(path)
 
@@ -233,21 +236,78 @@ def loss_points(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- preparing a run
+def run_folder_of(config: TrainConfig) -> RunFolder:
+    """The folder config.output_dir names, absolute."""
+    with path_errors("Run folder", config.output_dir):
+        return RunFolder(Path(config.output_dir).resolve())
+
+
 def check_run_folder(config: TrainConfig) -> RunFolder:
-    """The run folder `config` may train in: refused while another worker writes it, and when it
+    """The run folder `config` may train in: refused while another trainer writes it, and when it
     already holds a run that `config` does not resume (that would mix two runs' events)."""
-    run = RunFolder(Path(config.output_dir).resolve())
-    if live_worker_pid(run) not in (None, os.getpid()):  # the web runner writes its worker's own pid
-        raise UserInputError(f"Run folder {run.path} is being trained by another process right now: "
-                             f"wait for it, or stop it first.")
-    if run.events.is_file() and run.events.stat().st_size and not config.resume:
-        raise UserInputError(f"Run folder {run.path} already holds a run: choose another output_dir (run "
-                             f"name), or continue that run with resume=true.")
+    run = run_folder_of(config)
+    with path_errors("Run folder", run.path):
+        # The web runner writes its worker's pid, and a trainer checks the folder it has locked itself.
+        if live_worker_pid(run) not in (None, os.getpid()):
+            raise UserInputError(f"Run folder {run.path} is being trained by another process right now: "
+                                 f"wait for it, or stop it first.")
+        holder = lock_holder(run.path)
+        if holder is not None and holder.pid != os.getpid():
+            raise LockHeld(run.path, holder)
+        if run.events.is_file() and run.events.stat().st_size and not config.resume:
+            raise UserInputError(f"Run folder {run.path} already holds a run: choose another output_dir (run "
+                                 f"name), or continue that run with resume=true.")
     return run
 
 
-def prepare_run(config: TrainConfig) -> RunFolder:
-    """Check the folder and write what a worker needs: the one place that sets a run folder up."""
+def _local(value: str, workdir: Path) -> Path:
+    return workdir / Path(value.strip()).expanduser()  # an absolute value stays as it is
+
+
+def _dataset_problem(value: str, workdir: Path) -> str | None:
+    path = _local(value, workdir)
+    with path_errors("Dataset", value):
+        if path.is_dir():
+            return f"Dataset {shown_path(path)} is a folder: give a .json or .jsonl file"
+        if not path.is_file():
+            return f"Dataset file not found: {shown_path(path)}"
+    return None
+
+
+def _model_problem(value: str, workdir: Path) -> str | None:
+    """The rules of core.models.resolve_model that need no torch: 'default' and a hub id pass (only
+    loading can tell whether the hub has one), a local path must be there."""
+    name = value.strip()
+    if name == "default":
+        return None
+    path = _local(name, workdir)
+    with path_errors("Model", value):
+        if path.suffix == ".gguf":
+            return None if path.is_file() else f"GGUF file not found: {shown_path(path)}"
+        if path.is_dir():
+            return None if (path / "config.json").is_file() else \
+                f"{shown_path(path)} is a folder but has no config.json: not a Hugging Face model folder"
+    return None if HUB_ID.fullmatch(name) else f"Model folder not found: {shown_path(path)}"
+
+
+def check_inputs(config: TrainConfig, workdir: Path | None = None) -> None:
+    """The dataset and the model a worker will read, checked before one starts: a clear message
+    now instead of a worker that fails once torch has loaded. Relative paths are taken from
+    `workdir`, the directory the worker runs in (this process's own by default)."""
+    workdir = workdir or Path.cwd()
+    problems = [p for p in (_dataset_problem(config.dataset, workdir),
+                            _model_problem(config.model_name_or_path, workdir)) if p]
+    if len(problems) == 1:
+        raise UserInputError(problems[0])
+    if problems:
+        raise UserInputError("Cannot start the run:", problems)
+
+
+def prepare_run(config: TrainConfig, workdir: Path | None = None) -> RunFolder:
+    """Check the inputs and the folder, and write what a worker needs: the one place that sets a
+    run folder up."""
+    check_inputs(config, workdir)
     run = check_run_folder(config)
-    run.prepare(config_to_yaml(config))
+    with path_errors("Run folder", run.path):
+        run.prepare(config_to_yaml(config))
     return run

@@ -3,10 +3,13 @@
 The config is read and checked before torch is imported, so a wrong key or value is reported in
 well under a second; only a valid config loads the engine. With a config of its own, the CLI
 prepares the run folder itself (core.runs.prepare_run); given a run folder's own config.yaml
-unchanged (how the web runner launches it), the folder was prepared by the launcher.
+unchanged (how the web runner launches it), the folder was prepared by the launcher. Either way
+the trainer holds the folder's lock (core.lock) from before it writes anything until it exits, so a
+second trainer on the same folder is refused at once, with the pid of the one training it.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import traceback
@@ -15,7 +18,8 @@ from pathlib import Path
 from core.config import FIELDS, GROUPS, HEADLESS_ONLY, SPECS, TrainConfig, fields_in_group, load_config, parse_overrides
 from core.errors import UserInputError
 from core.events import RunFolder
-from core.runs import check_run_folder, prepare_run
+from core.lock import RunLock
+from core.runs import check_run_folder, path_errors, prepare_run, run_folder_of
 from core.stop import StopSignals
 
 log = logging.getLogger("lora_tailor.train")
@@ -57,14 +61,19 @@ def main(argv: list[str] | None = None) -> int:
         print(help_text() if argv else USAGE)
         return 0 if argv else 2
     # Installed before config.yaml is written, so a SIGTERM or Ctrl-C from then on, even while torch
-    # and the model still load, ends the run with a checkpoint and a `stopped` event.
-    with StopSignals() as stop_signals:
+    # and the model still load, ends the run with a checkpoint and a `stopped` event. The lock is
+    # released when the block ends, however it ends.
+    with StopSignals() as stop_signals, contextlib.ExitStack() as held:
         try:
             overrides = parse_overrides(argv[1:])
-            config = load_config(argv[0], overrides)
+            with path_errors("Config file", argv[0]):
+                config = load_config(argv[0], overrides)
+            folder = run_folder_of(config)
             # A run folder's own config.yaml, unchanged, is how a launcher (the web runner) starts a
             # worker: it prepared the folder, and a STOP it writes from now on must not be cleared here.
-            launched = not overrides and Path(argv[0]).resolve() == RunFolder(config.output_dir).config.resolve()
+            launched = not overrides and Path(argv[0]).resolve() == folder.config.resolve()
+            with path_errors("Run folder", folder.path):
+                held.enter_context(RunLock(folder.path))  # before prepare_run writes config.yaml
             run = check_run_folder(config) if launched else prepare_run(config)
         except UserInputError as err:
             print(f"error: {err}", file=sys.stderr)

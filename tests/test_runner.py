@@ -1,18 +1,31 @@
 """The runner starts the real worker (`python -m core.train`) on the tiny model, stops it, resumes it,
 notices a dead worker, and refuses a second job. No timing assertions: waits are generous deadlines."""
+import json
 import os
+import shutil
 import signal
 import time
+from dataclasses import asdict
 
 import pytest
 
 from core.config import TrainConfig
 from core.errors import UserInputError
 from core.events import RunFolder
-from core.runs import logged_status
-from core.runs import delete_run, list_runs, live_worker_pid, loss_points, run_path
+from core.lock import LOCK_FILE, LockHeld, LockOwner
+from core.runs import (
+    RESERVED_NAMES,
+    delete_run,
+    list_runs,
+    live_worker_pid,
+    logged_status,
+    loss_points,
+    run_path,
+    run_state,
+)
 from tests.conftest import qa_records, write_jsonl
-from webui.runner import JobRunning, Runner
+from webui.runner import Job, JobRunning, Runner
+from webui.tabs.data import UPLOADS
 
 DEADLINE_S = 240  # a loaded 2-core machine can take a while to import torch in the worker
 
@@ -168,3 +181,55 @@ def test_run_names_cannot_escape_the_runs_folder(runs_dir):
         with pytest.raises(UserInputError, match="not allowed"):
             run_path(runs_dir, bad)
     assert run_path(runs_dir, "ok-1.2_a") == runs_dir / "ok-1.2_a"
+
+
+def test_the_folders_the_runs_folder_keeps_for_itself_are_not_runs(runs_dir):
+    assert UPLOADS in RESERVED_NAMES  # the web UI keeps uploaded datasets in <runs>/uploads
+    for name in ("uploads", "Uploads"):
+        with pytest.raises(UserInputError, match="keeps its 'uploads' folder for itself"):
+            run_path(runs_dir, name)
+        with pytest.raises(UserInputError, match="keeps its 'uploads' folder for itself"):
+            delete_run(runs_dir, name)
+    (runs_dir / "uploads").mkdir(exist_ok=True)
+    (runs_dir / "uploads" / "config.yaml").write_text("{}")  # looks like a run: still not one
+    assert "uploads" not in [r.name for r in list_runs(runs_dir)]
+
+
+def held_by_another_process(folder) -> LockOwner:
+    """A lock in `folder` naming a live process that is not this one (pytest's parent)."""
+    owner = LockOwner.of(os.getppid())
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / LOCK_FILE).write_text(json.dumps(asdict(owner)))
+    return owner
+
+
+def test_a_folder_another_trainer_holds_is_refused_shown_running_and_kept(runs_dir, data, tiny_model_dir):
+    """A CLI trainer writing into the runs folder holds its lock: the runner starts no worker there,
+    the runs list shows the run as running (not interrupted), and it cannot be deleted."""
+    folder = runs_dir / "held"
+    owner = held_by_another_process(folder)
+    runner = Runner(runs_dir)
+    with pytest.raises(LockHeld, match=f"pid {owner.pid}"):
+        runner.start(tiny_config(runs_dir, tiny_model_dir, data, "held"))
+    assert runner.running() is None and [p.name for p in folder.iterdir()] == [LOCK_FILE]
+    (folder / "config.yaml").write_text("{}")
+    RunFolder(folder).append_event("start", total_steps=10)
+    assert run_state(folder).status == "running"
+    with pytest.raises(UserInputError, match="training right now"):
+        delete_run(runs_dir, "held")
+    (folder / LOCK_FILE).unlink()  # its trainer gone without a final event
+    assert run_state(folder).status == "interrupted"
+    delete_run(runs_dir, "held")
+
+
+def test_a_worker_refused_by_another_trainers_lock_leaves_that_run_alone(runs_dir):
+    """Our worker lost the folder to a trainer that took it just before: the watcher must not end
+    that trainer's run with an error event of ours."""
+    folder = runs_dir / "lost"
+    held_by_another_process(folder)
+    run = RunFolder(folder)
+    run.append_event("start", total_steps=10)
+    runner = Runner(runs_dir)
+    runner._finish(Job(run, process=None), code=2)
+    assert [e["type"] for e in run.all_events()] == ["start"]
+    shutil.rmtree(folder)

@@ -7,12 +7,14 @@ SIGTERM). Every run uses the 2-layer tiny model from tests/tiny.py, never the re
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -21,9 +23,10 @@ import yaml
 from safetensors.torch import load_file
 
 from core.config import TrainConfig, config_from_dict, load_config
-from core.errors import UserInputError
 from core.engine import LAYERWISE_MIN_SCALE, build_model, build_optimizer, encode_dataset, layer_scale, prepare_data
+from core.errors import UserInputError
 from core.events import RunFolder
+from core.lock import LOCK_FILE, LockHeld, LockOwner, RunLock, lock_holder, read_owner
 from core.runs import logged_status
 from core.template import ChatEncoder
 from core.train import main
@@ -376,6 +379,7 @@ def test_sigterm_stops_cleanly_after_a_step_or_while_the_model_loads(tmp_path, t
         assert "done" not in events and "error" not in events
         assert out.startswith(f"stopped: step {stopped['step']}/60")
         assert runs[when].latest_checkpoint() == runs[when].checkpoints / f"checkpoint-{stopped['step']}"
+        assert not (runs[when].path / LOCK_FILE).exists()  # a stopped trainer releases the folder
         load_adapter(tiny_model_dir, runs[when].adapter)
 
 
@@ -438,14 +442,24 @@ def test_cli_bad_data_exits_2_with_the_message_and_an_error_event(tmp_path, tiny
 @pytest.mark.parametrize("override, expected", [
     ("model_name_or_path=/no/such/model", "error: Model folder not found: /no/such/model"),
     ("dataset=/no/such/data.jsonl", "error: Dataset file not found: /no/such/data.jsonl"),
-    ("lora_target=no_such_proj", "error: lora_target='no_such_proj' does not fit this model"),
 ])
-def test_main_user_errors_return_2_in_process(tmp_path, tiny_model_dir, dataset, capsys, override, expected):
+def test_missing_files_are_refused_before_the_run_folder_is_made(tmp_path, tiny_model_dir, dataset, capsys,
+                                                                 override, expected):
     config_path = write_config(tmp_path / "c.yaml", tiny_model_dir, dataset)
     assert main([str(config_path), override]) == 2
     err = capsys.readouterr().err
     assert err.startswith(expected) and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_problem_only_the_model_can_tell_ends_the_run_with_an_error_event(tmp_path, tiny_model_dir, dataset,
+                                                                            capsys):
+    config_path = write_config(tmp_path / "c.yaml", tiny_model_dir, dataset)
+    assert main([str(config_path), "lora_target=no_such_proj"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: lora_target='no_such_proj' does not fit this model") and "Traceback" not in err
     assert events_by_type(tmp_path / "run")["error"][0]["message"] == err[len("error: "):].rstrip("\n")
+    assert not (tmp_path / "run" / LOCK_FILE).exists()  # released on the error path too
 
 
 def test_main_usage(capsys):
@@ -458,7 +472,113 @@ def test_main_usage(capsys):
     assert "Overrides must look like key=value" in capsys.readouterr().err
 
 
+# ------------------------------------------------------------------------ one trainer per folder
+def write_lock(run_dir: Path, owner: dict) -> None:
+    """A lock file as another process would have left it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / LOCK_FILE).write_text(json.dumps(owner), encoding="utf-8")
+
+
+def this_process(**changes) -> dict:
+    return {**asdict(LockOwner.of(os.getpid())), **changes}
+
+
+def exited_pid() -> int:
+    """The pid of a process that has exited and been reaped: no process has it now."""
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid
+
+
+def test_two_trainers_on_one_folder_the_second_is_refused_with_the_holders_pid(tmp_path, tiny_model_dir, dataset):
+    """Started together on one output_dir (max_steps 3 and 4, to tell them apart): one trains, the
+    other exits 2 at once naming the folder and the winner's pid, and writes nothing there."""
+    run = RunFolder(tmp_path / "run")
+    processes = {steps: cli(str(write_config(tmp_path / f"c{steps}.yaml", tiny_model_dir, dataset,
+                                              max_steps=steps)))
+                 for steps in (3, 4)}
+    results = {steps: (process, *process.communicate(timeout=300)) for steps, process in processes.items()}
+    [(steps, (winner, _, _))] = [(s, r) for s, r in results.items() if r[0].returncode == 0]
+    [(loser, _, err)] = [r for r in results.values() if r[0].returncode != 0]
+    assert loser.returncode == 2, err
+    assert err.startswith(f"error: Run folder {run.path} is being trained by another process (pid {winner.pid}, "
+                          f"since ") and "Traceback" not in err
+    types = [e["type"] for e in run.all_events()]
+    assert types.count("start") == 1 and types[-1] == "done" and types.count("done") == 1
+    assert [e["step"] for e in events_by_type(run.path)["step"]] == list(range(1, steps + 1))  # one run's steps
+    assert load_config(run.config).max_steps == steps  # the loser did not overwrite config.yaml
+    assert not (run.path / LOCK_FILE).exists()
+
+
+def test_a_live_lock_refuses_the_cli_before_anything_is_written(tmp_path, tiny_model_dir, dataset, capsys):
+    parent = LockOwner.of(os.getppid())  # a live process that is not this one
+    write_lock(tmp_path / "run", asdict(parent))
+    lock_before = (tmp_path / "run" / LOCK_FILE).read_bytes()
+    config_path = write_config(tmp_path / "c.yaml", tiny_model_dir, dataset, max_steps=1)
+    assert main([str(config_path)]) == 2
+    assert f"is being trained by another process (pid {parent.pid}" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "run").iterdir()] == [LOCK_FILE]
+    assert (tmp_path / "run" / LOCK_FILE).read_bytes() == lock_before
+
+
+def test_a_stale_lock_from_a_dead_trainer_is_taken_over(tmp_path, tiny_model_dir, dataset):
+    write_lock(tmp_path / "run", {"pid": exited_pid()})
+    config_path = write_config(tmp_path / "c.yaml", tiny_model_dir, dataset, max_steps=1)
+    assert main([str(config_path)]) == 0
+    assert events_by_type(tmp_path / "run")["done"][0]["step"] == 1
+    assert not (tmp_path / "run" / LOCK_FILE).exists()
+
+
+@pytest.mark.parametrize("why, owner", [
+    ("dead pid", lambda: {"pid": exited_pid()}),
+    ("recycled pid: another process start", lambda: this_process(start_ticks=LockOwner.of(os.getpid()).start_ticks - 1)),
+    ("machine rebooted since", lambda: this_process(boot_id="an-earlier-boot")),
+    ("debris of a crash mid-write", lambda: {"no": "pid"}),
+])
+def test_stale_locks_are_recognised_and_taken_over(tmp_path, why, owner):
+    write_lock(tmp_path, owner())
+    assert lock_holder(tmp_path) is None, why
+    with RunLock(tmp_path) as lock:
+        assert read_owner(tmp_path) == lock.owner and lock.owner.pid == os.getpid()
+        assert lock_holder(tmp_path) == lock.owner
+        with pytest.raises(LockHeld, match=f"pid {os.getpid()}"), RunLock(tmp_path):
+            pass  # one trainer per folder, within one process too
+    assert not (tmp_path / LOCK_FILE).exists()
+
+
+def test_kill_9_after_a_checkpoint_then_resume_finishes(tmp_path, tiny_model_dir, dataset):
+    """A SIGKILL (the OOM killer) leaves the lock behind with a dead pid: resume takes it over and
+    continues from the newest complete checkpoint."""
+    config_path = write_config(tmp_path / "c.yaml", tiny_model_dir, dataset, max_steps=200, save_steps=5)
+    run = RunFolder(tmp_path / "run")
+    process = cli(str(config_path))
+    wait_for(lambda: run.latest_checkpoint() is not None, "the first checkpoint", process=process)
+    process.kill()
+    process.communicate(timeout=60)
+    assert read_owner(run.path).pid == process.pid and lock_holder(run.path) is None  # left behind, stale
+    checkpoint_step = int(run.latest_checkpoint().name.split("-")[-1])
+    assert main([str(config_path), "resume=true"]) == 0
+    events = events_by_type(run.path)
+    assert [e["resumed_from_step"] for e in events["start"]] == [0, checkpoint_step]
+    assert events["done"][0]["step"] == 200 and "error" not in events
+    assert logged_status(run.all_events()) == "done" and not (run.path / LOCK_FILE).exists()
+
+
 # ---------------------------------------------------------------------------------- run folder
+def test_events_are_strict_json_with_nan_and_inf_as_null(tmp_path):
+    def no_constants(name: str):
+        raise ValueError(f"{name} is not JSON")
+
+    run = RunFolder(tmp_path / "r")
+    written = run.append_event("step", step=1, loss=float("nan"), grad_norm=float("inf"),
+                               probes={"recall": [float("-inf"), 0.5]})
+    [line] = run.events.read_text(encoding="utf-8").splitlines()
+    strict = json.loads(line, parse_constant=no_constants)
+    assert strict == written == {"type": "step", "time": written["time"], "step": 1, "loss": None,
+                                 "grad_norm": None, "probes": {"recall": [None, 0.5]}}
+    assert run.all_events() == [written]
+
+
 def test_events_are_read_incrementally_and_partial_lines_wait(tmp_path):
     run = RunFolder(tmp_path / "r")
     assert run.read_events() == ([], 0) and logged_status([]) == "new"

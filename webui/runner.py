@@ -25,9 +25,21 @@ from typing import Any
 from core.config import TrainConfig, load_config
 from core.errors import UserInputError
 from core.events import RunFolder
+from core.lock import lock_holder
 from core.paths import PROJECT_ROOT
-from core.runs import RunStatus, clear_worker_pid, live_worker_pid, logged_status, prepare_run, run_state, \
-    write_worker_pid
+from core.runs import (
+    RunStatus,
+    clear_worker_pid,
+    live_worker_pid,
+    logged_status,
+    path_errors,
+    prepare_run,
+    run_folder_of,
+    run_state,
+    shown_path,
+    write_worker_pid,
+)
+
 STOP_GRACE_S = 120.0  # a step of a 7B model on a slow GPU, plus saving the checkpoint and adapter
 KILL_GRACE_S = 30.0  # after SIGTERM, which the trainer also honours at the end of the step
 
@@ -133,15 +145,17 @@ class Runner:
         """Write <run>/config.yaml and start the worker; refuse when a job runs.
 
         A fresh start needs a run folder without events (pick another run name); a config with
-        resume: true continues a folder that has them.
+        resume: true continues a folder that has them. The dataset and a local model must exist,
+        and no other trainer may hold the folder's lock (the worker takes it itself).
         """
         config.validate()
         with self._lock:
             if self._job is not None:
                 raise JobRunning(self._job.run)
-            if live_worker_pid(RunFolder(Path(config.output_dir).resolve())) is not None:
-                raise JobRunning(RunFolder(Path(config.output_dir).resolve()))  # a worker this server does not own
-            run = prepare_run(config)
+            folder = run_folder_of(config)
+            if live_worker_pid(folder) is not None:
+                raise JobRunning(folder)  # a worker this server does not own
+            run = prepare_run(config, workdir=PROJECT_ROOT)  # the worker's cwd: relative paths mean the same
             with open(run.log, "ab") as log:
                 process = subprocess.Popen(
                     [sys.executable, "-m", "core.train", str(run.config)],
@@ -158,8 +172,9 @@ class Runner:
     def resume(self, path: str | Path) -> RunFolder:
         """Continue a stopped (or failed) run from its newest checkpoint, with its own config."""
         run = RunFolder(path)
-        if not run.config.is_file():
-            raise UserInputError(f"{run.path} is not a run folder (no config.yaml)")
+        with path_errors("Run folder", path):
+            if not run.config.is_file():
+                raise UserInputError(f"{shown_path(run.path)} is not a run folder (no config.yaml)")
         state = run_state(run.path)
         if state.status == RunStatus.DONE:
             raise UserInputError(f"Run {run.path.name} has finished: there is nothing to resume.")
@@ -212,8 +227,10 @@ class Runner:
         self._finish(job, code)
 
     def _finish(self, job: Job, code: int) -> None:
-        """Make sure the run folder ends with a final event, then free the slot."""
-        if not logged_status(job.run.all_events()).ended:
+        """Make sure the run folder ends with a final event, then free the slot. Not when another
+        trainer holds the folder's lock (it won the folder just before our worker took it): that
+        run's events are not ours to end."""
+        if not logged_status(job.run.all_events()).ended and lock_holder(job.run.path) is None:
             how = _describe_exit(code)
             if job.stop_requested_at is not None:
                 job.run.append_event("stopped", reason=f"worker ended by {how} before it could save",

@@ -64,6 +64,8 @@ def respond(ctx: AppContext, chat_input: str, chat_base: list, chat_tuned: list,
 
     The tuned model answers first (it is what the user came for), then the base model the same
     question in its own pane, each with its own history so each sees its own earlier answers.
+    A pane whose model fails gets its turn taken back (see _failed) and the panes after it are not
+    asked.
     """
     message = (chat_input or "").strip()
     if not message:
@@ -85,21 +87,33 @@ def respond(ctx: AppContext, chat_input: str, chat_base: list, chat_tuned: list,
         return {"chat_input": "", "chat_base": histories["base"], "chat_tuned": histories["tuned"],
                 "chat_error": error}
 
-    try:
-        for pane, adapter in panes:
-            history = histories[pane]
-            conversation = [{"role": m["role"], "content": _text(m["content"])} for m in history]
-            conversation.append({"role": "user", "content": message})
-            history += [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-            yield shown()
+    for number, (pane, adapter) in enumerate(panes):
+        history = histories[pane]
+        conversation = [{"role": m["role"], "content": _text(m["content"])} for m in history]
+        conversation.append({"role": "user", "content": message})
+        history += [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+        yield shown()
+        try:
             for text in ctx.chat.stream(conversation, settings, adapter=adapter, use_adapter=pane == "tuned",
                                         **source):
                 history[-1] = {"role": "assistant", "content": text}
                 yield shown()
-    except UserInputError as err:
-        yield shown(error_html(i18n.t("chat.error", lang), str(err)))
-    except Exception as err:  # noqa: BLE001 - out of memory, a broken model file: say so in the page
-        yield shown(error_html(i18n.t("chat.error", lang), f"{type(err).__name__}: {err}"))
+        except Exception as err:  # noqa: BLE001 - bad input, out of memory, a broken model file: say so in the page
+            nothing_answered = number == 0
+            yield {**shown(_failed(history, err, lang)), "chat_input": message if nothing_answered else ""}
+            return
+
+
+def _failed(history: list, err: Exception, lang: str) -> str:
+    """Take back a failed turn (the user's message and its empty or cut-off reply) and say why.
+
+    Left in, the browser would send it back with the next message, and the model would be shown an
+    answer it never gave. The caller puts the message back in the input box when no pane answered
+    it, so it can be sent again.
+    """
+    del history[-2:]
+    detail = str(err) if isinstance(err, UserInputError) else f"{type(err).__name__}: {err}"
+    return error_html(i18n.t("chat.error", lang), detail)
 
 
 def clear() -> Updates:

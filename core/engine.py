@@ -1,10 +1,15 @@
 """Supervised fine-tuning with LoRA / QLoRA / LoRA+, from a TrainConfig to a PEFT adapter.
 
 One readable path, top to bottom:
-  prepare_data    dataset file -> encoded examples (core.template), truncated, split, with stats
+  probes_for_run  the dataset's conversations -> those trained on + fact probes held out (core.probes)
+  augment_for_run new phrasings of the user turns, none close to a probe (core.augment)
+  prepare_data    conversations -> encoded examples (core.template), truncated, split, with stats
+  training_plan   epochs ('auto') and learning rate (scaled from its reference batch), core.advisor
   build_model     base model (maybe 4/8-bit) + LoRA adapters; only the adapters train
   build_optimizer AdamW param groups: LoRA+ (peft) and the optional layer-wise lr scaling
-  run_training    transformers.Trainer + a callback that writes events.jsonl and honours STOP
+  run_training    transformers.Trainer with callbacks: events.jsonl and STOP (EventsCallback), the
+                  health guard (core.health: bad steps skipped, rollback, out-of-memory back-off),
+                  probe scoring with the best-recall adapter kept (ProbeCallback)
 
 `python -m core.train` (core/train.py) is the command line around it; the web UI runs that as its
 own OS process, so the server never holds the model being trained. The run folder is prepared by
@@ -35,7 +40,7 @@ logging.getLogger("bitsandbytes").addHandler(logging.NullHandler())
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 import torch  # noqa: E402
-from transformers import TrainerCallback  # noqa: E402
+from transformers import Trainer, TrainerCallback  # noqa: E402
 
 from core.augment import augment_conversations, config_spec, make_generator, write_jsonl_atomically
 from core.advisor import advise, template_injects_system, training_plan
@@ -47,6 +52,8 @@ from core.lora_dropout import fuse_lora_dropout
 from core.models import best_device, load_model, load_tokenizer, resolve_model
 from core.probes import RUN_PROBES_FILE, Probe, probes_for_run, save_probes, score_probes
 from core.packing import PackingCollator, TrainedTokensTrainer, use_packed_attention
+from core.health import MAX_ROLLBACKS, ROLLBACK_LR_FACTOR, HealthGuard, is_out_of_memory, reset_lora, \
+    weights_are_finite
 from core.stop import StopSignals
 from core.template import IGNORE_INDEX, ChatEncoder, Encoded, truncate
 
@@ -266,6 +273,7 @@ def training_arguments(config: TrainConfig, run: RunFolder, device: str, has_eva
         fp16=device == "cuda" and not bf16,
         use_cpu=device == "cpu",
         report_to=[],
+        logging_nan_inf_filter=False,  # a non-finite loss is logged as such (null), not hidden
         disable_tqdm=True,  # the events callback draws its own bar with the loss in it
         remove_unused_columns=False,
         prediction_loss_only=True,  # eval needs eval_loss only: no [tokens, vocab] logits gathered
@@ -287,6 +295,7 @@ class ProbeCallback(TrainerCallback):
         self.since_best = 0  # scorings without a new best
         self.scored_step: int | None = None
         self.early_stopped = False
+        self.base_scored = False
         self.cost_s = 0.0
 
     @property
@@ -312,8 +321,9 @@ class ProbeCallback(TrainerCallback):
                                      answers=[answer[:ANSWER_CHARS] for answer in report.answers])
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if state.global_step == 0:
+        if state.global_step == 0 and not self.base_scored:  # (a rollback to the start comes here again)
             self._score(model, 0, base=True)
+            self.base_scored = True
 
     def _tuned(self, model, state, control) -> None:
         event = self._score(model, state.global_step)
@@ -422,10 +432,93 @@ def run_training(config: TrainConfig, show_progress: bool = False, print_advice:
         return _run_training(config, show_progress, print_advice, own_signals, callbacks)
 
 
+class EngineTrainer(TrainedTokensTrainer):
+    """The Trainer the engine runs: the trained-tokens loss when switched on (core.packing), the
+    model's own loss otherwise, and every micro-batch's loss handed to the health guard."""
+
+    def __init__(self, *args, guard: HealthGuard, trained_tokens_loss: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.guard, self.trained_tokens_loss = guard, trained_tokens_loss
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.trained_tokens_loss:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self.guard.record(loss)
+        return loss
+
+
+def _train_with_recovery(config: TrainConfig, run: RunFolder, model, tokenizer, data: PreparedData, device: str,
+                         resume_from: Path | None, callbacks: list, guard: HealthGuard):
+    """trainer.train(), again after a divergence (from the last healthy checkpoint, lr lowered) or
+    an out-of-memory error (per-device batch halved, accumulation doubled: the same effective batch,
+    from the last checkpoint). Returns the last trainer and its result."""
+    from transformers import PrinterCallback
+
+    lr_scale, rollbacks = 1.0, 0
+    while True:
+        trainer = EngineTrainer(
+            model=model, guard=guard, trained_tokens_loss=config.trained_tokens_loss,
+            args=training_arguments(config, run, device, has_eval=bool(data.eval)),
+            train_dataset=as_features(data.train),
+            eval_dataset=as_features(data.eval) if data.eval else None,
+            data_collator=PackingCollator() if config.packing else padding_collator(tokenizer),
+            optimizers=(build_optimizer(model, config), None),
+            callbacks=callbacks,
+        )
+        trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; the events callback reports
+        guard.start_attempt(lr_scale)
+        try:
+            result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        except Exception as err:  # noqa: BLE001 - only out-of-memory is retried; anything else re-raised
+            if not is_out_of_memory(err) or config.per_device_train_batch_size == 1:
+                raise
+            config = dataclasses.replace(config, per_device_train_batch_size=config.per_device_train_batch_size // 2,
+                                         gradient_accumulation_steps=config.gradient_accumulation_steps * 2)
+            resume_from = _restart_point(model, run.latest_checkpoint())
+            run.append_event("warning", message=(
+                f"out of memory at step {trainer.state.global_step + 1}: per_device_train_batch_size "
+                f"{config.per_device_train_batch_size}, gradient_accumulation_steps "
+                f"{config.gradient_accumulation_steps} (the same effective batch), continuing from "
+                f"{resume_from.name if resume_from else 'the start'}"))
+            _free_memory(device)
+            continue
+        if guard.diverged_at is None:
+            return trainer, result
+        if rollbacks == MAX_ROLLBACKS:
+            raise UserInputError(f"diverged at step {guard.diverged_at}: lower learning_rate (tried "
+                                 f"{config.learning_rate:g} and {rollbacks} rollback(s) down to "
+                                 f"{config.learning_rate * lr_scale:g})")
+        rollbacks += 1
+        lr_scale *= ROLLBACK_LR_FACTOR
+        resume_from = _restart_point(model, guard.good_checkpoint())
+        run.append_event("warning", message=(
+            f"diverged at step {guard.diverged_at}: back to "
+            f"{resume_from.name if resume_from else 'the start'} with learning_rate "
+            f"{config.learning_rate * lr_scale:g} (rollback {rollbacks} of {MAX_ROLLBACKS})"))
+
+
+def _restart_point(model, checkpoint: Path | None) -> Path | None:
+    """Where the next attempt starts: a checkpoint (Trainer loads its weights), else the beginning
+    with the LoRA weights reset."""
+    if checkpoint is None:
+        reset_lora(model)
+    return checkpoint
+
+
+def _free_memory(device: str) -> None:
+    import gc
+
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
 def _run_training(config: TrainConfig, show_progress: bool, print_advice: bool,
                   stop_signals: StopSignals, callbacks: tuple = ()) -> dict[str, Any]:
-    from transformers import PrinterCallback, Trainer
-
     run = RunFolder(config.output_dir)
     device = best_device()
     resume_from = run.latest_checkpoint() if config.resume else None
@@ -476,18 +569,12 @@ def _run_training(config: TrainConfig, show_progress: bool, print_advice: bool,
     }
     events = EventsCallback(run, config, stats, show_progress, stop_signals)
     probing = [ProbeCallback(run, config, probes, tokenizer)] if probes else []
-    trainer_class = TrainedTokensTrainer if config.trained_tokens_loss else Trainer
-    trainer = trainer_class(
-        model=model,
-        args=training_arguments(config, run, device, has_eval=bool(data.eval)),
-        train_dataset=as_features(data.train),
-        eval_dataset=as_features(data.eval) if data.eval else None,
-        data_collator=PackingCollator() if config.packing else padding_collator(tokenizer),
-        optimizers=(build_optimizer(model, config), None),
-        callbacks=[events, *probing, *callbacks],
-    )
-    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; the events callback reports
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    guard = HealthGuard(run)
+    trainer, result = _train_with_recovery(config, run, model, tokenizer, data, device, resume_from,
+                                           [events, guard, *probing, *callbacks], guard)
+    if not weights_are_finite(model):  # never saved as the adapter; the guard should have caught it
+        raise UserInputError(f"training produced non-finite weights by step {trainer.state.global_step}: "
+                             f"lower learning_rate (was {config.learning_rate:g})")
 
     model.save_pretrained(run.adapter)
     save_tokenizer_with_system_prompt(tokenizer, config.system_prompt, run.adapter)

@@ -7,7 +7,10 @@ import pytest
 import yaml
 
 from core.config import FIELDS, HEADLESS_ONLY, config_from_dict
-from core.paths import PROJECT_ROOT, resolve_dataset
+from core.data import load_dataset
+from core.events import RunFolder
+from core.paths import DEMO_DIR, PROJECT_ROOT, resolve_dataset
+from core.probes import Probe, save_probes
 from core.runs import list_runs
 from tests.webui_helpers import DEADLINE_S, dataset, form, wait_for  # noqa: F401 - dataset is a fixture
 from webui import i18n
@@ -76,6 +79,63 @@ def test_length_analysis_and_use_suggested_cutoff(dataset, tiny_model_dir):
     assert out["suggested"] is None and "cutoff_len" in out["length_problems"]
 
 
+def augment_options(dataset, **overrides) -> dict:
+    """The Augment panel's inputs (data.AUGMENT_INPUTS by name): the rules generator, 4 per turn."""
+    values = {"dataset": str(dataset), "dataset_format": "auto", "aug_generator": "rules", "aug_per_turn": 4,
+              "aug_model": "", "aug_base_url": "", "aug_api_key_env": "OPENAI_API_KEY", "seed": 42,
+              "probes": "none", "lang": "en", **overrides}
+    assert set(values) == set(data.AUGMENT_INPUTS)
+    return values
+
+
+def test_augment_preview_with_rules_lists_new_phrasings_per_fact(dataset):
+    out = data.augment_preview(aug_fact="", **augment_options(dataset))
+    assert out["aug_error"] == "" and out["aug_table"]["visible"] is True
+    table = out["aug_table"]["value"]
+    assert list(table.columns) == ["fact (the answer)", "phrasings in the data", "new phrasings"]
+    for fact, originals, new in table.itertuples(index=False):  # one row per fact, each asked 3 times alike
+        code = fact.removeprefix("The code is ")[0]
+        assert originals.split("\n") == [f"What is the code {code}?"] * 3
+        phrasings = new.split("\n")
+        assert len(phrasings) >= 3 and all(code in p and p != originals.split("\n")[0] for p in phrasings)
+    assert len(table) == 4
+    assert "12 → " in out["aug_summary"] and "with the rules generator" in out["aug_report"]["value"]
+
+    one = data.augment_preview(aug_fact="33", **augment_options(dataset))  # filtered as a probe's expect matches
+    assert list(one["aug_table"]["value"].iloc[:, 0]) == ["The code is 33."]
+    none = data.augment_preview(aug_fact="99", **augment_options(dataset))
+    assert none["aug_table"]["visible"] is False and "No answer" in none["aug_error"] and "99" in none["aug_error"]
+
+
+def test_writing_the_augmented_dataset_creates_and_selects_it(ctx, dataset):
+    before = dataset.read_bytes()
+    out = data.augment_write(ctx, **augment_options(dataset))
+    written = dataset.parent / "qa.augmented.jsonl"  # a user's own file: written next to it
+    assert out["aug_error"] == "" and out["dataset"]["value"] == str(written) and written.is_file()
+    assert str(written) in out["dataset"]["choices"] and f"Wrote **{written}**" in out["aug_summary"]
+    assert dataset.read_bytes() == before  # the source is never changed
+    augmented = load_dataset(written).conversations
+    assert len(augmented) > 12 and augmented[:12] == load_dataset(dataset).conversations
+    assert f"12 → {len(augmented)} conversations" in out["aug_summary"]
+    # A dataset the project ships is not written next to: its copy goes where an upload of it would.
+    demo = data.augmented_path(ctx, DEMO_DIR / "persona_en.jsonl")
+    assert demo.parent.parent == ctx.runs_dir / "uploads" and demo.name == "persona_en.augmented.jsonl"
+
+
+def test_an_unreachable_endpoint_shows_a_clear_error(ctx, dataset):
+    options = augment_options(dataset, aug_generator="openai", aug_base_url="http://127.0.0.1:9/v1", aug_model="m")
+    out = data.augment_preview(aug_fact="", **options)
+    error = out["aug_error"]
+    assert "Augmentation failed" in error and "cannot connect" in error and "127.0.0.1:9" in error
+    assert "Traceback" not in error and out["aug_table"]["visible"] is False
+    assert "cannot connect" in data.augment_write(ctx, **options)["aug_error"]
+    missing = data.augment_preview(aug_fact="", **augment_options(dataset, aug_generator="openai"))
+    assert "augment_base_url must be set when augment is openai" in missing["aug_error"]
+    shown = data.generator_options(aug_generator="openai")
+    assert shown["aug_base_url"]["visible"] and shown["aug_model"]["visible"]
+    assert not data.generator_options(aug_generator="rules")["aug_model"]["visible"]
+
+
 # ------------------------------------------------------------------------------------ train tab
 def test_every_config_field_is_on_the_page_or_headless_only(app):
     """The form comes from the field registry: a new TrainConfig field appears without page code."""
@@ -119,6 +179,74 @@ def test_live_readouts_show_the_plan_and_advice(ctx, dataset, tiny_model_dir):
     assert "⚠️" in text and out["form_ok"] is True  # few optimizer steps
     out = train.plan_view(ctx, lang="en", **form(tiny_model_dir, dataset, lora_rank=0))
     assert "must be" in out["plan"] and out["form_ok"] is False
+
+
+def test_apply_sets_the_fields_the_advice_names_and_the_note_goes(ctx, dataset, tiny_model_dir):
+    values = form(tiny_model_dir, dataset, gradient_accumulation_steps=3, max_steps=-1, num_train_epochs=2)
+    out = train.plan_view(ctx, lang="en", **values)
+    assert "Only 4 optimizer steps" in out["plan"]
+    assert out["plan_fix"] == {"num_train_epochs": "auto", "max_steps": -1}
+    assert out["apply_fix"]["visible"] is True
+    assert out["apply_fix"]["value"] == "Apply: num_train_epochs → auto, max_steps → -1"
+    applied = train.apply_fix(plan_fix=out["plan_fix"])
+    assert applied == {"num_train_epochs": "auto", "max_steps": -1}  # a number-or-auto field is a text box
+    values.update(applied)
+    after = train.plan_view(ctx, lang="en", **values)
+    assert "optimizer steps" not in after["plan"] and after["form_ok"] is True
+    assert after["plan_fix"] == {} and after["apply_fix"]["visible"] is False
+    chinese = train.plan_view(ctx, lang="zh", **form(tiny_model_dir, dataset, max_steps=4))
+    assert chinese["apply_fix"]["value"].startswith("应用：")
+
+
+def probed_run(runs_dir, dataset):
+    """A run folder as a training with probes leaves it: probes.jsonl, then a base and two adapter scorings."""
+    run = RunFolder(runs_dir / "probed")
+    run.prepare(yaml.safe_dump({"dataset": str(dataset)}))
+    save_probes([Probe("Which code is 1?", ["11"], "The code is 11."),
+                 Probe("Code 2 please", ["22"], "The code is 22."),
+                 Probe("Tell me code 3", ["33"], "The code is 33.")], run.path / "probes.jsonl")
+    run.append_event("start", total_steps=10)
+    run.append_event("probe", step=0, model="base", recall=0.0, n=3, hits=0, probe_hits=[0, 0, 0],
+                     answers=["no idea", "hm", "what?"])
+    run.append_event("probe", step=5, model="tuned", recall=0.3333, n=3, hits=1, probe_hits=[1, 0, 0],
+                     answers=["The code is 11.", "The code is 33.", "The code is 11."])
+    run.append_event("probe", step=10, model="tuned", recall=0.6667, n=3, hits=2, probe_hits=[1, 1, 0],
+                     answers=["The code is 11.", "The code is 22.", "The code is 11."])
+    return run
+
+
+def test_recall_chart_misses_and_more_phrasings_for_a_missed_fact(ctx, dataset, tmp_path, monkeypatch):
+    run = probed_run(tmp_path, dataset)
+    monkeypatch.setattr(ctx.runner, "current", lambda: run)  # the monitor shows this run
+    out = train.poll_probes(ctx, lang="en", probes_seen=None, miss_fact=None)
+    assert out["probe_box"]["visible"] is True
+    chart = out["recall_plot"]
+    assert list(chart.columns) == ["step", "recall", "series"]
+    assert [(r.step, r.recall) for r in chart.itertuples() if r.series == "tuned"] == [(5, 0.3333), (10, 0.6667)]
+    assert [(r.step, r.recall) for r in chart.itertuples() if r.series == "base"] == [(0, 0.0), (10, 0.0)]
+    misses = out["misses"]  # from the newest adapter scoring only
+    assert list(misses.columns) == ["question", "expected", "answer", "fact"]
+    assert misses.values.tolist() == [["Tell me code 3", "33", "The code is 11.", "The code is 33."]]
+    assert out["miss_fact"]["choices"] == [("The code is 33.", "33")] and out["miss_fact"]["value"] == "33"
+    assert out["miss_augment"]["interactive"] is True
+    assert train.poll_probes(ctx, lang="en", probes_seen=out["probes_seen"], miss_fact="33") == {}  # nothing new
+    assert list(train.poll_probes(ctx, lang="zh", probes_seen=out["probes_seen"], miss_fact="33")["misses"].columns) \
+        == [i18n.t(f"mon.col.{c}", "zh") for c in train.MISS_COLUMNS]
+
+    # "More phrasings for this fact": the Data tab, its Augment panel open on the run's dataset, that fact only.
+    switched = train.augment_missed_fact(ctx, miss_fact="33")
+    assert switched["tabs"]["selected"] == "tab.data" and switched["augment_panel"]["open"] is True
+    assert switched["aug_fact"] == "33" and switched["dataset"] == str(dataset)
+    preview = data.augment_preview(aug_fact=switched["aug_fact"], **augment_options(switched["dataset"]))
+    assert list(preview["aug_table"]["value"].iloc[:, 0]) == ["The code is 33."]
+
+
+def test_a_run_without_probes_hides_the_probe_view(ctx, tmp_path, monkeypatch):
+    run = RunFolder(tmp_path / "plain")
+    run.append_event("start", total_steps=3)
+    run.append_event("step", step=1, loss=2.0, epoch=0.1, lr=1e-4, elapsed_s=1.0, tokens_per_s=10.0)
+    monkeypatch.setattr(ctx.runner, "current", lambda: run)
+    assert train.poll_probes(ctx, lang="en", probes_seen=None, miss_fact=None)["probe_box"]["visible"] is False
 
 
 def test_advice_comes_in_the_page_language(ctx, dataset, tiny_model_dir):
@@ -246,14 +374,16 @@ def test_an_exposed_launch_without_auth_exits_with_a_message(args):
     assert "without a login" in result.stderr and "--auth" in result.stderr
 
 
-def test_a_worker_error_appears_with_the_log_tail(ctx, dataset, tmp_path):
-    missing = tmp_path / "no" / "such-model"
-    out = train.start_run(ctx, lang="en", **form(missing, dataset, "broken-model"))
+def test_a_worker_error_appears_with_the_log_tail(ctx, tiny_model_dir, tmp_path):
+    broken = tmp_path / "broken.jsonl"  # found at Start, refused by the worker when it reads line 2
+    broken.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
+                      '{not json\n', encoding="utf-8")
+    out = train.start_run(ctx, lang="en", **form(tiny_model_dir, broken, "broken-model"))
     assert out["train_error"] == "" and "broken-model" in out["train_msg"]
     assert ctx.runner.wait(DEADLINE_S)
     out = train.poll(ctx, lang="en", seen=None, form_ok=True)
-    assert "failed" in out["failure"] and "Model folder not found" in out["failure"]
-    assert "Model folder not found" in out["log"]  # the worker's own report, from train.log
+    assert "failed" in out["failure"] and "not valid JSON" in out["failure"]
+    assert "not valid JSON" in out["log"]  # the worker's own report, from train.log
     assert out["start"]["interactive"] is True and out["stop"]["interactive"] is False and out["loss_plot"] is None
     runs.confirm_delete(ctx, runs_select="broken-model", lang="en")
     out = train.poll(ctx, lang="en", seen=None, form_ok=True)

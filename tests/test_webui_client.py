@@ -67,7 +67,8 @@ def test_start_poll_stop_through_the_client(server, dataset, tiny_model_dir):
 
 def test_listen_wires_handlers_by_component_name(tmp_path):
     """ctx.listen: inputs by name as keyword arguments, outputs by name; a name the handler leaves
-    out keeps its value; generators stream; a name that is not registered is refused at wiring."""
+    out keeps its value; generators stream; a `progress` parameter gets gradio's progress bar; a
+    name that is not registered is refused at wiring."""
     with gr.Blocks() as demo:
         ctx = AppContext(runs_dir=tmp_path, runner=None, chat=None, page=demo)
         for name in ("word", "count", "echo", "kept"):
@@ -80,8 +81,14 @@ def test_listen_wires_handlers_by_component_name(tmp_path):
             for i in range(1, len(word) + 1):
                 yield {"echo": word[:i]}
 
+        def count_up(word, progress=None):  # the wiring hands it the event's progress bar
+            for i in range(len(word)):
+                progress((i + 1, len(word)), desc="counting")
+            return {"echo": f"{len(word)} letters"}
+
         ctx.listen(ctx.c["word"].submit, shout, inputs=["word", "count"], outputs=["echo", "kept"], api_name="shout")
         ctx.listen(ctx.c["word"].change, spell, inputs=["word"], outputs=["echo"], api_name="spell")
+        ctx.listen(ctx.c["word"].input, count_up, inputs=["word"], outputs=["echo"], api_name="count_up")
         with pytest.raises(KeyError, match="nowhere"):
             ctx.listen(ctx.c["word"].blur, shout, inputs=["word", "nowhere"], outputs=["echo"])
     port = free_port()
@@ -91,5 +98,6 @@ def test_listen_wires_handlers_by_component_name(tmp_path):
         echo, kept = client.predict(count=2, word="hi", api_name="/shout")
         assert echo == "HIHI" and kept == {"__type__": "update"}
         assert client.predict(word="abc", api_name="/spell") == "abc"  # the last of a, ab, abc
+        assert client.predict(word="abc", api_name="/count_up") == "3 letters"  # progress= is gradio's, not an input
     finally:
         demo.close()

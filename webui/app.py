@@ -31,6 +31,7 @@ CSS = """
 #lt-start-why p { margin: 0; color: var(--body-text-color-subdued); }
 #lt-length-report table { font-size: 0.85em; }
 #lt-length-report th, #lt-length-report td { padding: 4px 8px; white-space: nowrap; }
+#lt-aug-table .cell-wrap, #lt-aug-table .cell-wrap span { white-space: pre-line; }  /* a phrasing a line */
 """
 
 # System fonts only: the page must render offline and without requests to font CDNs.
@@ -44,7 +45,7 @@ def build_app(runs_dir: str | Path = "runs") -> tuple[gr.Blocks, AppContext]:
     with gr.Blocks(title="LoRA Tailor", analytics_enabled=False) as demo:
         ctx = AppContext.create(runs_dir, page=demo)
         top.build(ctx)
-        with gr.Tabs():
+        with ctx.add("tabs", gr.Tabs()):  # named: a button may switch tabs (gr.update(selected=key))
             for key, module in TABS.items():
                 with ctx.text(gr.Tab(i18n.t(key), id=key, elem_id=f"lt-{key.replace('.', '-')}"), key):
                     module.build(ctx)

@@ -25,6 +25,7 @@ from webui import i18n
 from webui.runner import Runner
 
 Updates = dict[str, Any]  # what a handler returns: component name -> value or gr.update(...)
+PROGRESS_BAR = gr.Progress()  # the default by which gradio knows a parameter wants each event's progress bar
 
 
 @dataclass
@@ -57,23 +58,27 @@ class AppContext:
         """A component that only carries a text (a heading, a tab): registered under its i18n key."""
         return self.add(key, component, text=key)
 
-    def field(self, name: str, value: Any, component: type | None = None, **props):
+    def field(self, name: str, value: Any, component: type | None = None, register_as: str | None = None,
+              **props):
         """A TrainConfig field's component, from its registry entry: label, a help line that starts
         with the config key, choices, and elem_id lt-<name>. `component` and `props` override the
-        kind the field's type picks (a dropdown for choices, a checkbox for bools, a number, a text)."""
+        kind the field's type picks (a dropdown for choices, a checkbox for bools, a number, a text).
+        `register_as` registers it under another name (elem_id lt-<register_as>): a second component
+        for a key the Train tab's form already holds, e.g. the data tab's augmentation options."""
         spec, kind = SPECS[name], TYPES[name]
+        register_as = register_as or name
         if component is None:
             component = gr.Dropdown if spec.choices else gr.Checkbox if kind is bool else \
                 gr.Number if kind in (int, float) else gr.Textbox
         defaults: dict[str, Any] = {"label": i18n.field_label(name), "info": i18n.field_info(name),
-                                    "value": value, "elem_id": f"lt-{name}"}
+                                    "value": value, "elem_id": f"lt-{register_as}"}
         if spec.choices:
             defaults["choices"] = list(spec.choices)
         if kind is int and component is gr.Number:
             defaults["precision"] = 0
-        self.add(name, component(**{**defaults, **props}))
-        self.labels[name] = ("field", name)
-        return self.c[name]
+        self.add(register_as, component(**{**defaults, **props}))
+        self.labels[register_as] = ("field", name)
+        return self.c[register_as]
 
     # ------------------------------------------------------------------------------------- wiring
     def listen(self, event: Callable | Sequence[Callable], handler: Callable, inputs: Sequence[str] = (),
@@ -82,9 +87,10 @@ class AppContext:
 
         The handler is called with the values of `inputs` as keyword arguments and returns, or
         yields one after another to stream, a dict keyed by names in `outputs`; a name it leaves out
-        keeps its value. `event_kwargs` go to gradio (api_name, trigger_mode, ...). The API takes
-        the inputs by name too: gradio_client's predict(lang="en", ..., api_name=...). Returns the
-        event, for .then().
+        keeps its value. A handler (not a generator) with a `progress` parameter gets the event's
+        progress bar there, a gr.Progress (call it with (done, total) and a desc). `event_kwargs` go
+        to gradio (api_name, trigger_mode, ...). The API takes the inputs by name too:
+        gradio_client's predict(lang="en", ..., api_name=...). Returns the event, for .then().
         """
         unknown = [name for name in (*inputs, *outputs) if name not in self.c]
         if unknown:
@@ -104,6 +110,9 @@ class AppContext:
             def fn(**values):
                 for updates in handler(**values):
                     yield by_component(updates)
+        elif "progress" in inspect.signature(handler).parameters:
+            def fn(progress=PROGRESS_BAR, **values):
+                return by_component(handler(progress=progress, **values))
         else:
             def fn(**values):
                 return by_component(handler(**values))

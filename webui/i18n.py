@@ -65,6 +65,46 @@ TEXT: dict[str, tuple[str, str]] = {
                          "| cutoff_len | 被截断 | 被丢弃 | 丢失的回答 token | 填充占比 |"),
     "data.suggestion": ("**Suggested cutoff_len: {value}** (now {current}). {reason}",
                         "**建议 cutoff_len：{value}**（当前 {current}）。{reason}"),
+    # --- data tab: augmentation
+    "aug.panel": ("Augment phrasings", "扩充问法"),
+    "aug.help": (
+        "A fact bot must give a fact however the customer asks for it: this writes new phrasings of every "
+        "user turn (the answers stay as they are), keeps every number, name and code, drops copies and "
+        "near-duplicates and balances the facts. **Preview** shows them per fact; **Write** saves "
+        "`<name>.augmented.jsonl` (the original is never changed) and selects it. To make augmentation "
+        "part of a run instead, set *augment* on the Train tab: the run then holds its probe questions out "
+        "first, so none leaks into the phrasings (a file written here and trained with *probes: auto* can "
+        "leak).",
+        "事实型机器人要能回答客户各种问法的同一个事实：这里为每个用户问题写出新的问法（回答保持不变），保留所有数字、"
+        "名称和编号，去掉重复和近似重复，并让各个事实的问法数量均衡。**预览** 按事实列出新问法；**写入** 保存为 "
+        "`<名称>.augmented.jsonl`（原文件不会改动）并选中它。若想把扩充作为训练的一部分，请在「训练」页设置 "
+        "*augment*：训练会先留出探针问题，新问法不会泄漏到探针里（这里写出的文件配合 *probes: auto* 训练可能泄漏）。"),
+    "aug.generator": ("Generator", "生成方式"),
+    "aug.generator.info": ("rules: offline, English and Chinese · openai: an OpenAI-compatible endpoint "
+                           "(OpenAI, Ollama, vLLM, LM Studio) · local: a local instruct model (1-3B, on a GPU)",
+                           "rules：离线规则，支持中英文 · openai：OpenAI 兼容接口（OpenAI、Ollama、vLLM、LM Studio）"
+                           " · local：本地指令模型（1–3B，需要 GPU）"),
+    "aug.fact": ("Only the fact whose answer contains", "只看回答中包含以下内容的事实"),
+    "aug.fact.info": ("Parts joined by ' + ' must all occur (numbers, amounts and times match in any "
+                      "writing). Empty = every fact. Filters the preview; Write augments every fact.",
+                      "用 ' + ' 连接的各部分都须出现（数字、金额、时间的不同写法都算）。留空 = 所有事实。"
+                      "只筛选预览；写入时扩充所有事实。"),
+    "aug.preview": ("Preview phrasings", "预览新问法"),
+    "aug.write": ("Write augmented dataset", "写入扩充后的数据集"),
+    "aug.table": ("New phrasings per fact", "每个事实的新问法"),
+    "aug.col.fact": ("fact (the answer)", "事实（回答）"),
+    "aug.col.originals": ("phrasings in the data", "数据中的问法"),
+    "aug.col.new": ("new phrasings", "新问法"),
+    "aug.counts": ("**{before} → {after} conversations** (+{kept} new phrasings of {turns} user turns) · removed "
+                   "{copies} copies, {near} near-duplicates, {lost} that lost a fact, {leaked} close to a probe question",
+                   "**{before} → {after} 段对话**（{turns} 个用户问题新增 {kept} 个问法）· 去掉 {copies} 个重复、"
+                   "{near} 个近似重复、{lost} 个丢失事实的、{leaked} 个与探针问题过于相近的"),
+    "aug.report": ("Report (phrasings per fact, before → after)", "报告（每个事实的问法数，扩充前 → 扩充后）"),
+    "aug.progress": ("Writing phrasings, user turn by user turn", "正在逐个用户问题生成问法"),
+    "aug.failed": ("Augmentation failed:", "扩充失败："),
+    "aug.partial": ("Some user turns got no new phrasings:", "部分用户问题没有得到新问法："),
+    "aug.no_fact": ("No answer in {dataset} contains {fact}.", "{dataset} 中没有回答包含 {fact}。"),
+    "aug.written": ("Wrote **{path}** and selected it as the dataset.", "已写入 **{path}** 并选为数据集。"),
     # --- train tab
     "train.run_name": ("Run name", "运行名称"),
     "train.run_name.info": ("Folder under the runs directory; empty = date and time.",
@@ -88,6 +128,17 @@ TEXT: dict[str, tuple[str, str]] = {
                            "**有效批大小 {batch}** · 加载数据集后显示步数"),
     "train.invalid": ("Fix these values first:", "请先修正以下取值："),
     "train.chart": ("Loss", "损失曲线"),
+    "train.apply": ("Apply: {changes}", "应用：{changes}"),
+    "train.recall_chart": ("Fact recall (probes answered right)", "事实召回率（探针答对的比例）"),
+    "train.misses": ("Probes the newest adapter missed", "最新适配器答错的探针"),
+    "train.miss_fact": ("Missed fact", "答错的事实"),
+    "train.miss_fact.info": ("Pick one and get more phrasings of it on the Data tab.",
+                             "选一个，到「数据」页为它生成更多问法。"),
+    "train.miss_augment": ("More phrasings for this fact", "为这个事实生成更多问法"),
+    "mon.col.question": ("question", "问题"),
+    "mon.col.expected": ("expected", "应包含"),
+    "mon.col.answer": ("answer", "回答"),
+    "mon.col.fact": ("fact", "事实"),
     "train.log": ("Last lines of train.log", "train.log 最后几行"),
     "msg.started": ("Started run **{run}**. The first step appears after the model has loaded.",
                     "已开始运行 **{run}**。模型加载完成后会出现第一步。"),

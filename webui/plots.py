@@ -1,4 +1,4 @@
-"""Chart data for the page: loss frames for gr.LinePlot, the token-length histogram as SVG.
+"""Chart data for the page: loss and probe-recall frames for gr.LinePlot, the token-length histogram as SVG.
 
 The histogram is drawn here (inline SVG) rather than with a plotting library because it needs two
 labelled vertical markers, the current and the suggested cutoff, which gr.BarPlot cannot draw.
@@ -13,35 +13,51 @@ import pandas as pd
 from core.runs import loss_points
 from webui import i18n
 
-LOSS_COLUMNS = ["step", "loss", "series"]
+RECALL_SERIES = ("tuned", "base")  # the adapter's probe scorings, and the base model's as a reference line
 
 
-def _typed(rows: list[dict[str, Any]], colour: str) -> pd.DataFrame:
+def _typed(rows: list[dict[str, Any]], y: str, colour: str) -> pd.DataFrame:
     """Explicit dtypes: an empty frame would otherwise hold 'object' columns, which gradio sends as
-    nominal data, and the chart would then draw steps and losses as categories."""
-    frame = pd.DataFrame(rows, columns=["step", "loss", colour])
-    return frame.astype({"step": "int64", "loss": "float64", colour: "str"})
+    nominal data, and the chart would then draw steps and values as categories."""
+    frame = pd.DataFrame(rows, columns=["step", y, colour])
+    return frame.astype({"step": "int64", y: "float64", colour: "str"})
 
 
 def loss_frame(events: list[dict[str, Any]]) -> pd.DataFrame:
     """step, loss, series ('train' | 'eval'): what the train tab's LinePlot draws."""
-    return _typed(loss_points(events), "series")
+    return _typed(loss_points(events), "loss", "series")
+
+
+def recall_frame(events: list[dict[str, Any]]) -> pd.DataFrame:
+    """step, recall, series: the adapter's probe recall at each scoring ('tuned'; a resumed run's
+    later scoring of a step wins) and the base model's, scored once before training, as a flat
+    'base' line over the same steps."""
+    probes = [e for e in events if e["type"] == "probe"]
+    tuned = {e["step"]: e["recall"] for e in probes if e["model"] == "tuned"}
+    rows = [{"step": step, "recall": recall, "series": "tuned"} for step, recall in sorted(tuned.items())]
+    base = next((e["recall"] for e in probes if e["model"] == "base"), None)
+    if base is not None:
+        rows += [{"step": step, "recall": base, "series": "base"} for step in sorted({0, max(tuned, default=0)})]
+    return _typed(rows, "recall", "series")
 
 
 def name_every_series(frame: pd.DataFrame, series: tuple[str, ...] = ("train", "eval")) -> pd.DataFrame:
-    """The loss frame plus, for each series without a point yet, one row with no step and no loss.
+    """The frame (step, value, series) plus, for each series without a point yet, one row with no
+    step and no value.
 
     gradio 6's LinePlot takes its colour scale from the series in the first data it draws and later
     only swaps the data, so a series that appears later (eval, at the first eval step) would be drawn
     without a colour: invisible. Naming every series from the start keeps each line in its colour
-    and puts both in the legend; the chart does not draw a row without a step. (step becomes the nullable Int64 for that row.)
+    and puts all of them in the legend; the chart does not draw a row without a step. (step becomes
+    the nullable Int64 for that row.)
     """
-    missing = [name for name in series if name not in set(frame["series"])]
+    step, value, colour = frame.columns
+    missing = [name for name in series if name not in set(frame[colour])]
     if not missing:
         return frame
-    empty = pd.DataFrame({"step": pd.array([None] * len(missing), dtype="Int64"),
-                          "loss": [float("nan")] * len(missing), "series": missing})
-    return pd.concat([frame.astype({"step": "Int64"}), empty], ignore_index=True)
+    empty = pd.DataFrame({step: pd.array([None] * len(missing), dtype="Int64"),
+                          value: [float("nan")] * len(missing), colour: missing})
+    return pd.concat([frame.astype({step: "Int64"}), empty], ignore_index=True)
 
 
 def overlay_frame(curves: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
@@ -51,7 +67,7 @@ def overlay_frame(curves: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
         for point in loss_points(events):
             label = name if point["series"] == "train" else f"{name} (eval)"
             rows.append({"step": point["step"], "loss": point["loss"], "run": label})
-    return _typed(rows, "run")
+    return _typed(rows, "loss", "run")
 
 
 def histogram_svg(edges: list[float], counts: list[int], current: int | None, suggested: int | None,

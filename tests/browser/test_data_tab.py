@@ -1,4 +1,5 @@
-"""Data tab in a real browser: the first visit, the token-length analysis, a broken upload."""
+"""Data tab in a real browser: the first visit, the token-length analysis, a broken upload, the
+Augment panel's preview."""
 import json
 import re
 from pathlib import Path
@@ -84,4 +85,30 @@ def test_a_malformed_upload_names_the_line_and_the_page_keeps_working(tailor, tm
     expect(page.locator("#lt-data-summary")).to_contain_text("556 conversations")
     expect(problems).to_have_text(re.compile(r"^\s*$"))
     expect(page.locator("#lt-data-preview [data-testid='user']").first).to_contain_text(first_user_message(DEMO))
+    assert tailor.page_errors == []
+
+
+def test_the_augment_panel_previews_new_phrasings_of_the_demo_facts(tailor, tmp_path):
+    page = tailor.open().page
+    page.get_by_text("Augment phrasings", exact=True).click()
+    generator = page.locator("#lt-aug-generator")
+    expect(generator.get_by_label("rules")).to_be_checked()
+    expect(page.locator("#lt-aug_base_url")).to_be_hidden()  # the endpoint is for the openai generator only
+
+    page.locator("#lt-aug-preview").click()
+    table = page.locator("#lt-aug-table")
+    expect(table).to_contain_text("Aurora costs $79", timeout=120_000)  # the demo's first fact, with its phrasings
+    expect(table).to_contain_text("Aurora price?")
+    expect(page.locator("#lt-aug-summary")).to_contain_text("556 → ")
+    expect(page.locator("#lt-aug-report textarea")).to_have_value(re.compile("with the rules generator"))
+    aurora = table.get_by_role("row").filter(has_text="Aurora costs $79").first  # fact, phrasings, new ones
+    new_phrasings = aurora.get_by_role("gridcell").nth(2).inner_text()
+    assert len([line for line in new_phrasings.splitlines() if line.strip()]) >= 3, new_phrasings
+    expect(page.locator("#lt-aug-error")).to_have_text(re.compile(r"^\s*$"))
+    table.scroll_into_view_if_needed()
+    page.locator("#lt-augment-panel").screenshot(path=str(tmp_path / "augment-panel.png"))
+
+    generator.get_by_label("openai").check()
+    expect(page.locator("#lt-aug_base_url")).to_be_visible()
+    expect(page.locator("#lt-aug_model")).to_be_visible()
     assert tailor.page_errors == []

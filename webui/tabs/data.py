@@ -1,20 +1,26 @@
-"""Data tab: pick or upload a dataset, see its conversations and problems, analyze token lengths."""
+"""Data tab: pick or upload a dataset, see its conversations and problems, analyze token lengths,
+preview and write more phrasings per fact (core.augment)."""
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import pandas as pd
 
-from core.data import Dataset, detect_format, load_dataset
+from core import augment
+from core.config import AUTO, config_from_dict
+from core.data import Conversation, Dataset, detect_format, load_dataset
 from core.errors import UserInputError
 from core.lengths import analyze_file
-from core.paths import DEMO_DIR, display_path, resolve_dataset
+from core.paths import DEMO_DIR, PROJECT_ROOT, display_path, resolve_dataset
 from core.presets import DEFAULT_PRESET
+from core.probes import load_probes, matches
 from webui import i18n
 from webui.context import AppContext, Updates, error_html, note_html
 from webui.plots import histogram_svg
@@ -96,21 +102,28 @@ def show_example(dataset: str, dataset_format: str, example: float) -> Updates:
     return {"data_preview": conversations[index]}
 
 
+def upload_folder(ctx: AppContext, source: Path) -> Path:
+    """<runs>/uploads/<content hash>: one folder per content keeps the user's file name (error
+    messages name it) while two different files of the same name never overwrite each other."""
+    return ctx.runs_dir / UPLOADS / hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+
+
+def select_dataset(ctx: AppContext, path: Path) -> dict[str, Any]:
+    """The dataset dropdown's update that offers and selects `path`."""
+    value = display_path(path)
+    return gr.update(choices=sorted(set(dataset_choices(ctx)) | {value}), value=value)
+
+
 def save_upload(ctx: AppContext, upload: str | None, lang: str) -> Updates:
     """Copy an upload under <runs>/uploads (gradio's temp copy may vanish) and select it."""
     if not upload:
         return {"data_problems": ""}
     source = Path(upload)
-    folder = ctx.runs_dir / UPLOADS
-    folder.mkdir(parents=True, exist_ok=True)
-    # One folder per content hash keeps the user's file name (error messages name it) while two
-    # different files of the same name never overwrite each other.
-    target = folder / hashlib.sha256(source.read_bytes()).hexdigest()[:12] / source.name
-    target.parent.mkdir(exist_ok=True)
+    target = upload_folder(ctx, source) / source.name
+    target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
-    value = display_path(target)
-    return {"dataset": gr.update(choices=sorted(set(dataset_choices(ctx)) | {value}), value=value),
-            "data_problems": note_html(i18n.t("data.upload_saved", lang, path=value))}
+    return {"dataset": select_dataset(ctx, target),
+            "data_problems": note_html(i18n.t("data.upload_saved", lang, path=display_path(target)))}
 
 
 def analyze(dataset: str, dataset_format: str, model_name_or_path: str, cutoff_len: float, system_prompt: str,
@@ -170,6 +183,123 @@ def use_suggested(suggested: int | None, lang: str) -> Updates:
             "length_problems": note_html(i18n.t("data.suggested_set", lang, value=int(suggested)))}
 
 
+# --------------------------------------------------------------------------------- augmentation
+AUGMENT_OPTIONS = ["aug_generator", "aug_per_turn", "aug_model", "aug_base_url", "aug_api_key_env", "seed"]
+AUGMENT_INPUTS = ["dataset", "dataset_format", *AUGMENT_OPTIONS, "probes", "lang"]  # what Write reads
+PREVIEW_INPUTS = [*AUGMENT_INPUTS, "aug_fact"]
+AUGMENT_OUTPUTS = ["aug_table", "aug_summary", "aug_report", "aug_error"]
+
+
+def generator_options(aug_generator: str) -> Updates:
+    """The options the chosen generator reads: an endpoint for openai, a model for openai and local."""
+    return {"aug_base_url": gr.update(visible=aug_generator == "openai"),
+            "aug_api_key_env": gr.update(visible=aug_generator == "openai"),
+            "aug_model": gr.update(visible=aug_generator != "rules")}
+
+
+def generator_spec(aug_generator: str, aug_per_turn: float, aug_model: str, aug_base_url: str,
+                   aug_api_key_env: str, seed: float) -> dict[str, Any]:
+    """core.augment's spec of the panel's options, checked as the Train tab's augment_* keys are."""
+    config = config_from_dict({"augment": aug_generator, "augment_per_turn": aug_per_turn,
+                               "augment_model": (aug_model or "").strip(),
+                               "augment_base_url": (aug_base_url or "").strip(),
+                               "augment_api_key_env": (aug_api_key_env or "").strip(), "seed": seed},
+                              source="the Augment panel")
+    return augment.config_spec(config)
+
+
+def probe_questions(probes: str) -> list[str]:
+    """The questions of the Train tab's probe file, which no phrasing may come close to; 'auto'
+    probes are drawn by the run itself and 'none' has none."""
+    if probes in ("none", AUTO):
+        return []
+    return [probe.question for probe in load_probes(resolve_dataset(probes))]
+
+
+def about_fact(conversations: list[Conversation], aug_fact: str) -> list[Conversation]:
+    """The conversations with an answer that holds every ' + '-separated part of `aug_fact`, matched
+    as a probe's expected strings are (core.probes.matches); all of them when it is empty."""
+    parts = [part.strip() for part in (aug_fact or "").split(" + ") if part.strip()]
+    if not parts:
+        return conversations
+    return [c for c in conversations if any(m["role"] == "assistant" and matches(m["content"], parts) for m in c)]
+
+
+def phrasings_frame(facts: list[augment.FactPhrasings], lang: str) -> pd.DataFrame:
+    rows = [[f.fact, "\n".join(f.originals), "\n".join(f.phrasings)] for f in facts]
+    return pd.DataFrame(rows, columns=[i18n.t(f"aug.col.{column}", lang) for column in ("fact", "originals", "new")])
+
+
+def augment_failed(lang: str, detail: str) -> Updates:
+    return {"aug_table": gr.update(visible=False), "aug_summary": "", "aug_report": gr.update(visible=False),
+            "aug_error": error_html(i18n.t("aug.failed", lang), detail)}
+
+
+def report_updates(report: augment.AugmentReport, lang: str, heading: str = "") -> Updates:
+    """The report's counts in a line, its whole summary (phrasings per fact before and after) in a
+    box, and the user turns that failed (the others worked) in an error box."""
+    counts = i18n.t("aug.counts", lang, before=report.source_conversations, after=report.output_conversations,
+                    kept=report.kept, turns=report.turns_augmented, copies=report.removed_copies,
+                    near=report.removed_near_duplicates, lost=report.removed_missing_facts,
+                    leaked=report.removed_leakage)
+    partial = error_html(i18n.t("aug.partial", lang), "\n".join(report.errors)) if report.errors else ""
+    return {"aug_summary": "\n\n".join(filter(None, [heading, counts])),
+            "aug_report": gr.update(value=report.summary(), visible=True), "aug_error": partial}
+
+
+def _progress_bar(progress: gr.Progress | None, lang: str) -> Callable[[int, int], None] | None:
+    """core.augment's progress(done, total) on the page's progress bar (none for a direct call)."""
+    if progress is None:
+        return None
+    return lambda done, total: progress((done, total), desc=i18n.t("aug.progress", lang))
+
+
+def augment_preview(dataset: str, dataset_format: str, aug_generator: str, aug_per_turn: float, aug_model: str,
+                    aug_base_url: str, aug_api_key_env: str, seed: float, probes: str, lang: str, aug_fact: str,
+                    progress: gr.Progress | None = None) -> Updates:
+    """The phrasings the chosen generator writes for each fact (of the one fact in aug_fact), none written."""
+    try:
+        spec = generator_spec(aug_generator, aug_per_turn, aug_model, aug_base_url, aug_api_key_env, seed)
+        conversations = about_fact(load(dataset, dataset_format).conversations, aug_fact)
+        if not conversations:
+            return augment_failed(lang, i18n.t("aug.no_fact", lang, dataset=dataset, fact=repr(aug_fact)))
+        result = augment.preview(conversations, augment.make_generator(spec), spec["per_turn"],
+                                 probe_questions(probes), spec["seed"], progress=_progress_bar(progress, lang))
+    except UserInputError as err:
+        return augment_failed(lang, str(err))
+    return {"aug_table": gr.update(value=phrasings_frame(result.facts, lang), visible=True),
+            **report_updates(result.report, lang)}
+
+
+def augmented_path(ctx: AppContext, source: Path) -> Path:
+    """Where <name>.augmented.jsonl goes: next to an upload or a file of the user's own; a file the
+    project ships (the demo datasets) is not written next to, its copy goes where an upload of it would."""
+    source, uploads = source.resolve(), (ctx.runs_dir / UPLOADS).resolve()
+    name = f"{source.stem}.augmented.jsonl"
+    if source.is_relative_to(PROJECT_ROOT) and not source.is_relative_to(uploads):
+        return upload_folder(ctx, source) / name
+    return source.parent / name
+
+
+def augment_write(ctx: AppContext, dataset: str, dataset_format: str, aug_generator: str, aug_per_turn: float,
+                  aug_model: str, aug_base_url: str, aug_api_key_env: str, seed: float, probes: str, lang: str,
+                  progress: gr.Progress | None = None) -> Updates:
+    """Write the augmented copy of the whole dataset (every fact, whatever aug_fact shows) and select it."""
+    try:
+        spec = generator_spec(aug_generator, aug_per_turn, aug_model, aug_base_url, aug_api_key_env, seed)
+        source = Path(load(dataset, dataset_format).path)
+        out = augmented_path(ctx, source)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        report = augment.augment_dataset(source, out, augment.make_generator(spec), spec["per_turn"],
+                                         probe_questions(probes), spec["seed"], progress=_progress_bar(progress, lang))
+    except UserInputError as err:
+        return augment_failed(lang, str(err))
+    except OSError as err:  # a folder the server may not write to
+        return augment_failed(lang, f"{type(err).__name__}: {err}")
+    return {"dataset": select_dataset(ctx, out),
+            **report_updates(report, lang, i18n.t("aug.written", lang, path=display_path(out)))}
+
+
 # ---------------------------------------------------------------------------------------- layout
 def build(ctx: AppContext) -> None:
     form = preset_form(DEFAULT_PRESET)
@@ -200,6 +330,34 @@ def build(ctx: AppContext) -> None:
             ctx.add("histogram", gr.HTML(elem_id="lt-histogram"))
             ctx.add("length_report", gr.Markdown(elem_id="lt-length-report"))
             ctx.add("suggested", gr.State(None))
+    build_augment_panel(ctx, form)
+
+
+def build_augment_panel(ctx: AppContext, form: dict[str, Any]) -> None:
+    """Generator and its options (the Train tab's augment_* keys, by their labels), Preview, Write."""
+    panel = gr.Accordion(i18n.t("aug.panel"), open=False, elem_id="lt-augment-panel")
+    with ctx.add("augment_panel", panel, text="aug.panel"):
+        ctx.text(gr.Markdown(i18n.t("aug.help")), "aug.help")
+        with gr.Row(equal_height=True):
+            ctx.add("aug_generator", gr.Radio(list(augment.GENERATORS), value="rules", label=i18n.t("aug.generator"),
+                                              info=i18n.t("aug.generator.info"), scale=2, elem_id="lt-aug-generator"),
+                    text="aug.generator")
+            ctx.field("augment_per_turn", form["augment_per_turn"], register_as="aug_per_turn", scale=1)
+            ctx.add("aug_fact", gr.Textbox(label=i18n.t("aug.fact"), info=i18n.t("aug.fact.info"), scale=2,
+                                           elem_id="lt-aug-fact"), text="aug.fact")
+        with gr.Row(equal_height=True):
+            for name in ("augment_base_url", "augment_model", "augment_api_key_env"):
+                ctx.field(name, form[name], register_as=name.replace("augment_", "aug_"), visible=False)
+        with gr.Row():
+            ctx.add("aug_preview", gr.Button(i18n.t("aug.preview"), variant="primary", elem_id="lt-aug-preview"),
+                    text="aug.preview")
+            ctx.add("aug_write", gr.Button(i18n.t("aug.write"), elem_id="lt-aug-write"), text="aug.write")
+        ctx.add("aug_error", gr.HTML(elem_id="lt-aug-error"))
+        ctx.add("aug_summary", gr.Markdown(elem_id="lt-aug-summary"))
+        ctx.add("aug_report", gr.Textbox(label=i18n.t("aug.report"), lines=3, max_lines=8, interactive=False,
+                                         visible=False, elem_id="lt-aug-report"), text="aug.report")
+        ctx.add("aug_table", gr.Dataframe(label=i18n.t("aug.table"), interactive=False, wrap=True, visible=False,
+                                          max_height=600, elem_id="lt-aug-table"), text="aug.table")
 
 
 PREVIEW = ["data_summary", "data_problems", "example", "data_preview"]
@@ -222,3 +380,9 @@ def wire(ctx: AppContext) -> None:
                api_name="analyze_lengths")
     ctx.listen(c["use_suggested"].click, use_suggested, inputs=["suggested", "lang"],
                outputs=["cutoff_len", "length_problems"], api_name="use_suggested_cutoff")
+    ctx.listen(c["aug_generator"].change, generator_options, inputs=["aug_generator"],
+               outputs=["aug_base_url", "aug_api_key_env", "aug_model"], api_visibility="private")
+    ctx.listen(c["aug_preview"].click, augment_preview, inputs=PREVIEW_INPUTS, outputs=AUGMENT_OUTPUTS,
+               api_name="augment_preview")
+    ctx.listen(c["aug_write"].click, partial(augment_write, ctx), inputs=AUGMENT_INPUTS,
+               outputs=["dataset", *AUGMENT_OUTPUTS], api_name="augment_write")

@@ -1,10 +1,11 @@
 """Train tab: the hyperparameter form with live read-outs, Start / Stop / Resume, and the monitor.
 
 The form is laid out from the field registry (core.config): one component per TrainConfig field,
-named by its config key, in its group and declaration order. The monitor is polled by a gr.Timer
-every second. What it shows comes from the runner (the server's one job) and the run folder, never
-from the browser session, so a reloaded page or a second browser sees the same job. A tick that
-finds nothing new sends nothing.
+named by its config key, in its group and declaration order. The plan read-out offers the
+advisor's fixes as one Apply button. The monitor (the loss; the fact probes' recall and misses when
+the run scores probes) is polled by a gr.Timer every second. What it shows comes from the runner
+(the server's one job) and the run folder, never from the browser session, so a reloaded page or a
+second browser sees the same job. A tick that finds nothing new sends nothing.
 """
 from __future__ import annotations
 
@@ -14,18 +15,20 @@ from functools import partial
 from typing import Any
 
 import gradio as gr
+import pandas as pd
 
 from core import advisor
 from core.config import GROUPS, SPECS, TrainConfig, config_from_dict, config_to_yaml, fields_in_group
 from core.data import eval_count
 from core.errors import UserInputError
 from core.events import RunFolder
-from core.paths import resolve_dataset
+from core.paths import display_path, resolve_dataset
 from core.presets import DEFAULT_PRESET
+from core.probes import RUN_PROBES_FILE, Probe, load_probes
 from core.runs import RunState, RunStatus, list_runs, progress_of, run_path, run_state
 from webui import i18n
 from webui.context import AppContext, Updates, error_html
-from webui.plots import loss_frame, name_every_series
+from webui.plots import RECALL_SERIES, loss_frame, name_every_series, recall_frame
 from webui.runner import JobRunning
 from webui.tabs import data as data_tab
 from webui.tabs.top import PAGE_FIELDS, preset_form
@@ -38,6 +41,9 @@ FIELD_PROPS = {"system_prompt": {"lines": 2}}
 # What every config-building handler receives besides the language: the run name and every field.
 FORM = ["run_name", *PAGE_FIELDS]
 MONITOR = ["loss_plot", "progress", "loss_notes", "failure", "log", "start", "start_why", "stop", "resume", "seen"]
+PROBE_MONITOR = ["probe_box", "recall_plot", "misses", "miss_fact", "miss_augment", "probes_seen"]
+MISS_COLUMNS = ["question", "expected", "answer", "fact"]
+FACT_LABEL_CHARS = 70
 LOG_LINES = 12
 POLL_INTERVAL_S = 1.0
 
@@ -66,13 +72,25 @@ def _notes(notes: list[advisor.Note]) -> list[str]:
     return [f"- {'⚠️' if note.level == 'warn' else 'ℹ️'} {note.message}" for note in notes]
 
 
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def fix_button(fix: dict[str, Any], lang: str) -> dict[str, Any]:
+    """Apply, labelled with what it changes ("Apply: num_train_epochs → auto, max_steps → -1")."""
+    changes = ", ".join(f"{name} → {_shown(value)}" for name, value in fix.items())
+    return gr.update(visible=bool(fix), value=i18n.t("train.apply", lang, changes=changes))
+
+
 def plan_view(ctx: AppContext, lang: str, **form: Any) -> Updates:
-    """Effective batch, steps and the advisor's notes, as the user types; whether the form is valid."""
+    """Effective batch, steps and the advisor's notes, as the user types; whether the form is valid;
+    the config changes the notes suggest (the first note to name a field wins) behind Apply."""
     try:
         config = form_config(ctx, form, run_name="preview")
     except UserInputError as err:
         problems = "\n".join(f"- {p}" for p in err.problems or [str(err)])
-        return {"plan": f"**{i18n.t('train.invalid', lang)}**\n\n{problems}", "form_ok": False}
+        return {"plan": f"**{i18n.t('train.invalid', lang)}**\n\n{problems}", "form_ok": False,
+                "apply_fix": gr.update(visible=False), "plan_fix": {}}
     count = data_tab.count_examples(form.get("dataset", ""), form.get("dataset_format", "auto"))
     if count:
         train_count = count - eval_count(count, config.val_size)
@@ -83,7 +101,17 @@ def plan_view(ctx: AppContext, lang: str, **form: Any) -> Updates:
         lines = [i18n.t("train.plan_no_data", lang, batch=config.effective_batch_size)]
     notes = [n for n in advisor.advise(config, count or None, lang=lang)
              if n.rule not in ("effective_batch", "steps")]  # those are in the read-out line
-    return {"plan": "\n".join(lines + _notes(notes)), "form_ok": True}
+    fix: dict[str, Any] = {}
+    for note in notes:
+        for name, value in note.fix.items():
+            fix.setdefault(name, value)
+    return {"plan": "\n".join(lines + _notes(notes)), "form_ok": True, "apply_fix": fix_button(fix, lang),
+            "plan_fix": fix}
+
+
+def apply_fix(plan_fix: dict[str, Any]) -> Updates:
+    """The suggested values into their fields; the fields' change events then recompute the plan."""
+    return {name: str(value) if SPECS[name].auto else value for name, value in plan_fix.items()}
 
 
 def preview_config(ctx: AppContext, lang: str, **form: Any) -> Updates:
@@ -220,6 +248,67 @@ def chart_value(events: list[dict[str, Any]]):
     return name_every_series(frame) if len(frame) else None
 
 
+def missed_probes(run: RunFolder, events: list[dict[str, Any]]) -> list[tuple[Probe, str]]:
+    """(probe, answer) of each probe the newest adapter scoring missed: the event's probe_hits and
+    answers are in the order of the run's probes.jsonl."""
+    tuned = next((e for e in reversed(events) if e["type"] == "probe" and e["model"] == "tuned"), None)
+    if tuned is None:
+        return []
+    probes = load_probes(run.path / RUN_PROBES_FILE)
+    return [(probe, answer) for probe, answer, hit in zip(probes, tuned["answers"], tuned["probe_hits"])
+            if not hit]
+
+
+def fact_of(probe: Probe) -> str:
+    """A probe's fact as core.probes groups it: its label, else its expected strings."""
+    return probe.fact or " + ".join(probe.expect)
+
+
+def misses_frame(misses: list[tuple[Probe, str]], lang: str) -> pd.DataFrame:
+    rows = [[probe.question, " + ".join(probe.expect), answer, fact_of(probe)] for probe, answer in misses]
+    return pd.DataFrame(rows, columns=[i18n.t(f"mon.col.{column}", lang) for column in MISS_COLUMNS])
+
+
+def probe_view(run: RunFolder | None, events: list[dict[str, Any]], miss_fact: str | None, lang: str) -> Updates:
+    """The recall chart, the misses table and the missed facts to augment; hidden without probe events.
+
+    A missed fact is offered by its expected strings joined with ' + ', which is what the Data tab's
+    fact filter reads (the answers that hold all of them); the chosen one stays chosen while missed."""
+    frame = recall_frame(events)
+    if frame.empty:
+        return {"probe_box": gr.update(visible=False)}
+    misses = missed_probes(run, events)
+    facts: dict[str, str] = {}  # the filter value -> the fact's label, in the order of the misses
+    for probe, _ in misses:
+        facts.setdefault(" + ".join(probe.expect), fact_of(probe))
+    choices = [(label if len(label) <= FACT_LABEL_CHARS else label[:FACT_LABEL_CHARS] + "…", value)
+               for value, label in facts.items()]
+    chosen = miss_fact if miss_fact in facts else next(iter(facts), None)
+    return {"probe_box": gr.update(visible=True), "recall_plot": name_every_series(frame, RECALL_SERIES),
+            "misses": misses_frame(misses, lang), "miss_fact": gr.update(choices=choices, value=chosen),
+            "miss_augment": gr.update(interactive=bool(facts))}
+
+
+def poll_probes(ctx: AppContext, lang: str, probes_seen: Any, miss_fact: str | None) -> Updates:
+    """The timer's other tick: probe_view of the monitored run, sent only when a scoring came in."""
+    run = ctx.runner.current()
+    events = ctx.runner.events(run) if run is not None else []
+    signature = (run and str(run.path), sum(e["type"] == "probe" for e in events), lang)
+    if signature == probes_seen:
+        return {}
+    return {**probe_view(run, events, miss_fact, lang), "probes_seen": signature}
+
+
+def augment_missed_fact(ctx: AppContext, miss_fact: str | None) -> Updates:
+    """'More phrasings for this fact': the Data tab's Augment panel, open, filtered to the fact, on
+    the dataset the monitored run trained on."""
+    run = ctx.runner.current()
+    dataset = run_state(run.path).config.get("dataset") if run is not None else None
+    updates = {"tabs": gr.update(selected="tab.data"), "augment_panel": gr.update(open=True),
+               "aug_fact": miss_fact or ""}
+    return {**updates, "dataset": display_path(dataset)} if dataset else updates
+
+
 # ---------------------------------------------------------------------------------------- layout
 def _field(ctx: AppContext, name: str, value: Any) -> None:
     if SPECS[name].auto:  # a number or "auto": a text box takes both
@@ -266,6 +355,8 @@ def build(ctx: AppContext) -> None:
             ctx.add("train_msg", gr.Markdown(elem_id="lt-train-msg"))
             ctx.add("train_error", gr.HTML(elem_id="lt-train-error"))
             ctx.add("plan", gr.Markdown(elem_id="lt-plan"))
+            ctx.add("apply_fix", gr.Button(variant="secondary", size="sm", visible=False, elem_id="lt-apply-fix"))
+            ctx.add("plan_fix", gr.State({}))  # the config changes Apply makes (plan_view decides)
             ctx.add("progress", gr.Markdown(i18n.t("mon.no_run"), elem_id="lt-progress"))
             ctx.add("failure", gr.HTML(elem_id="lt-failure"))
             # No height: a fixed one clips the legend, which gradio draws below the chart.
@@ -274,6 +365,21 @@ def build(ctx: AppContext) -> None:
                                              color_map={"train": "#3b6fd6", "eval": "#e07b28"},
                                              elem_id="lt-loss-plot"), text="train.chart")
             ctx.add("loss_notes", gr.Markdown(elem_id="lt-loss-notes"))
+            with ctx.add("probe_box", gr.Column(visible=False, elem_id="lt-probe-box")):
+                ctx.add("recall_plot", gr.LinePlot(None, x="step", y="recall", color="series", color_title="",
+                                                   y_lim=[0, 1], label=i18n.t("train.recall_chart"),
+                                                   color_map={"tuned": "#2e9e5b", "base": "#9a9a9a"},
+                                                   elem_id="lt-recall-plot"), text="train.recall_chart")
+                ctx.add("misses", gr.Dataframe(label=i18n.t("train.misses"), interactive=False, wrap=True,
+                                               max_height=320, column_widths=["28%", "12%", "35%", "25%"],
+                                               elem_id="lt-misses"), text="train.misses")
+                with gr.Row(equal_height=True):
+                    ctx.add("miss_fact", gr.Dropdown(label=i18n.t("train.miss_fact"), scale=3,
+                                                     info=i18n.t("train.miss_fact.info"), elem_id="lt-miss-fact"),
+                            text="train.miss_fact")
+                    ctx.add("miss_augment", gr.Button(i18n.t("train.miss_augment"), interactive=False, scale=1,
+                                                      elem_id="lt-miss-augment"), text="train.miss_augment")
+                ctx.add("probes_seen", gr.State(None))  # what the probe view last sent
             ctx.add("log", gr.Textbox(label=i18n.t("train.log"), lines=LOG_LINES, max_lines=LOG_LINES, autoscroll=True,
                                       interactive=False, elem_id="lt-log"), text="train.log")
             ctx.add("seen", gr.State(None))  # what the monitor last sent: a tick with nothing new sends nothing
@@ -286,7 +392,8 @@ def wire(ctx: AppContext) -> None:
     c = ctx.c
     inputs = ["lang", *FORM]
     ctx.listen([*(c[name].change for name in inputs), ctx.page.load], partial(plan_view, ctx), inputs=inputs,
-               outputs=["plan", "form_ok"], trigger_mode="always_last", api_name="plan")
+               outputs=["plan", "form_ok", "apply_fix", "plan_fix"], trigger_mode="always_last", api_name="plan")
+    ctx.listen(c["apply_fix"].click, apply_fix, inputs=["plan_fix"], outputs=PAGE_FIELDS, api_name="apply_fix")
     ctx.listen(c["preview"].click, partial(preview_config, ctx), inputs=inputs, outputs=["config_yaml", "train_error"],
                api_name="preview_config")
     ctx.listen(c["start"].click, partial(start_run, ctx), inputs=inputs, outputs=["train_msg", "train_error"],
@@ -297,3 +404,9 @@ def wire(ctx: AppContext) -> None:
                api_name="resume")
     ctx.listen(c["timer"].tick, partial(poll, ctx), inputs=["lang", "seen", "form_ok"], outputs=MONITOR,
                api_name="poll", concurrency_limit=None, show_progress="hidden")
+    ctx.listen(c["timer"].tick, partial(poll_probes, ctx), inputs=["lang", "probes_seen", "miss_fact"],
+               outputs=PROBE_MONITOR, api_name="poll_probes", concurrency_limit=None, show_progress="hidden")
+    switched = ctx.listen(c["miss_augment"].click, partial(augment_missed_fact, ctx), inputs=["miss_fact"],
+                          outputs=["tabs", "augment_panel", "aug_fact", "dataset"], api_visibility="private")
+    ctx.listen(switched.then, data_tab.augment_preview, inputs=data_tab.PREVIEW_INPUTS,
+               outputs=data_tab.AUGMENT_OUTPUTS, api_visibility="private")

@@ -27,8 +27,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from core.config import TrainConfig, load_config, parse_overrides
-from core.events import RunFolder, TERMINAL_EVENTS, last_event
+from core.config import TrainConfig, load_config
+from core.events import TERMINAL_EVENTS, RunFolder, last_event
 from core.models import load_model, load_tokenizer, resolve_model
 from core.paths import DEMO_DIR, PRESETS_DIR
 from core.probes import greedy_answers

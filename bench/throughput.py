@@ -214,9 +214,9 @@ def run_baseline(config, meter) -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
 
+    from core.engine import as_features, prepare_data
     from core.models import best_device, load_tokenizer, resolve_model
     from core.template import IGNORE_INDEX
-    from core.engine import as_features, prepare_data
 
     device = best_device()
     source = resolve_model(config.model_name_or_path)
@@ -400,8 +400,8 @@ def main(argv: list[str] | None = None) -> int:
 
     folder = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     dataset = dataset_file(args.dataset, args.model, folder)
-    from core.models import load_tokenizer, resolve_model
     from core.engine import prepare_data
+    from core.models import load_tokenizer, resolve_model
 
     tokenizer = load_tokenizer(resolve_model(args.model))
     stats = prepare_data(bench_config(args, dataset, folder / "stats"), tokenizer).stats
@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     if not variants or any(v not in VARIANTS for v in variants):
         sys.exit(f"error: --variants takes names from {', '.join(VARIANTS)}")
     runs: dict[str, list[dict]] = {v: [] for v in variants}
-    for round_index in range(args.rounds):
+    for _ in range(args.rounds):
         for variant, result in lockstep(args, dataset, variants, folder).items():
             runs[variant].append(result)
     report(args, dataset, runs, stats)

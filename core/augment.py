@@ -31,7 +31,7 @@ import tempfile
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -893,7 +893,7 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
-@lru_cache(maxsize=None)
+@cache
 def _lsh_params(threshold: float) -> tuple[int, int]:
     """Bands and rows for a threshold; datasketch optimises them by numeric integration (~10 ms),
     too slow to repeat for one index per fact."""

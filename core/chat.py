@@ -153,6 +153,6 @@ class ChatModels:
     def reply(self, conversation: Conversation, settings: GenerationSettings, **kwargs) -> str:
         """The whole reply at once (tests, scripts)."""
         text = ""
-        for text in self.stream(conversation, settings, **kwargs):
+        for text in self.stream(conversation, settings, **kwargs):  # noqa: B007 - the last one is the whole reply
             pass
         return text

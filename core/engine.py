@@ -21,9 +21,9 @@ import dataclasses
 import json
 import logging
 import math
-import shutil
 import random
 import re
+import shutil
 import sys
 import time
 import warnings
@@ -42,18 +42,17 @@ warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", categ
 import torch  # noqa: E402
 from transformers import Trainer, TrainerCallback  # noqa: E402
 
-from core.augment import augment_conversations, config_spec, make_generator, write_jsonl_atomically
 from core.advisor import advise, template_injects_system, training_plan
+from core.augment import augment_conversations, config_spec, make_generator, write_jsonl_atomically
 from core.config import TrainConfig
 from core.data import Dataset, eval_count, load_dataset
 from core.errors import UserInputError
 from core.events import RunFolder
+from core.health import MAX_ROLLBACKS, ROLLBACK_LR_FACTOR, HealthGuard, is_out_of_memory, reset_lora, weights_are_finite
 from core.lora_dropout import fuse_lora_dropout
 from core.models import best_device, load_model, load_tokenizer, resolve_model
-from core.probes import RUN_PROBES_FILE, Probe, probes_for_run, save_probes, score_probes
 from core.packing import PackingCollator, TrainedTokensTrainer, use_packed_attention
-from core.health import MAX_ROLLBACKS, ROLLBACK_LR_FACTOR, HealthGuard, is_out_of_memory, reset_lora, \
-    weights_are_finite
+from core.probes import RUN_PROBES_FILE, Probe, probes_for_run, save_probes, score_probes
 from core.stop import StopSignals
 from core.template import IGNORE_INDEX, ChatEncoder, Encoded, truncate
 

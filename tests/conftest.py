@@ -29,3 +29,21 @@ def qa_records(count: int = 12) -> list[dict]:
     return [{"messages": [{"role": "user", "content": f"What is the code {i % 4}?"},
                           {"role": "assistant", "content": f"The code is {i % 4}{i % 4}."}]}
             for i in range(count)]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """Twelve short Q&A chats a tiny model fits in a few steps."""
+    return write_jsonl(tmp_path_factory.mktemp("data") / "qa.jsonl", qa_records(12))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """The tiny model's matmuls are too small to split between threads; on a shared 2-core machine
+    two spinning OpenMP threads made a step ~30x slower. One thread here and in the subprocesses."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

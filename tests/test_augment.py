@@ -15,10 +15,25 @@ from pathlib import Path
 import pytest
 
 from core import augment
-from core.augment import (FAMILIES, NEAR_DUPLICATE_JACCARD, JunkOutput, LocalGenerator,
-                          NearDuplicates, OpenAIGenerator, RulesGenerator, assign_quotas, augment_dataset,
-                          detect_lang, embedded_clause, find_facts, make_generator, missing_facts,
-                          parse_phrasings, preview, user_turns)
+from core.augment import (
+    FAMILIES,
+    NEAR_DUPLICATE_JACCARD,
+    JunkOutput,
+    LocalGenerator,
+    NearDuplicates,
+    OpenAIGenerator,
+    RulesGenerator,
+    assign_quotas,
+    augment_dataset,
+    detect_lang,
+    embedded_clause,
+    find_facts,
+    make_generator,
+    missing_facts,
+    parse_phrasings,
+    preview,
+    user_turns,
+)
 from core.data import load_dataset
 from core.errors import UserInputError
 from tests.conftest import write_jsonl
@@ -370,7 +385,7 @@ def test_make_generator_reports_every_problem(spec, messages):
     ('["When do you open?", "What time do you open?"]', ["When do you open?", "What time do you open?"]),
     ('Sure!\n```json\n["a one", "b two", "a one"]\n```', ["a one", "b two"]),
     ('{"rewrites": ["x y", 3, ""]}', ["x y"]),
-    ("Here you go:\n1. When do you open?\n2) What time do you open?\n- Opening time?", 
+    ("Here you go:\n1. When do you open?\n2) What time do you open?\n- Opening time?",
      ["When do you open?", "What time do you open?", "Opening time?"]),
     ("1. 你们几点开门？\n2. \"几点营业？\"", ["你们几点开门？", "几点营业？"]),
     ("I cannot help with that.", []),

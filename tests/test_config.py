@@ -6,8 +6,16 @@ import dataclasses
 import pytest
 import yaml
 
-from core.config import (FIELDS, TrainConfig, config_from_dict, config_to_yaml, field_help, load_config,
-                         parse_overrides, save_config)
+from core.config import (
+    FIELDS,
+    TrainConfig,
+    config_from_dict,
+    config_to_yaml,
+    field_help,
+    load_config,
+    parse_overrides,
+    save_config,
+)
 from core.errors import UserInputError
 
 

@@ -90,7 +90,7 @@ def test_wrong_extension(tmp_path):
 
 def test_not_utf8(tmp_path):
     path = tmp_path / "latin.jsonl"
-    good = '{"instruction": "cafe", "output": "x"}\n'.encode()
+    good = b'{"instruction": "cafe", "output": "x"}\n'
     path.write_bytes(good + '{"instruction": "caf\u00e9", "output": "x"}\n'.encode("latin-1"))
     assert str(error_of(path)) == (f"latin.jsonl is not UTF-8 text (line 2: bad byte 0xe9 at offset "
                                    f"{len(good) + 20}); save it as UTF-8")

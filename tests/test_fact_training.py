@@ -25,13 +25,7 @@ FACTS = {"The Aurora costs $79.": ["What does the Aurora cost?", "Aurora price?"
                                                      "Where can I write to support?", "email?"],
          "Refunds take 5 days.": ["How long do refunds take?", "When is my refund paid?", "refund time?"]}
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

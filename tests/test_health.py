@@ -14,21 +14,9 @@ import torch
 from core import engine
 from core.health import MAX_ROLLBACKS, HealthGuard
 from core.train import main
-from tests.conftest import qa_records, write_jsonl
 from tests.run_helpers import events_by_type, load_adapter, write_config
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return write_jsonl(tmp_path_factory.mktemp("data") / "qa.jsonl", qa_records(12))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def strict_events(run_dir) -> list[dict]:

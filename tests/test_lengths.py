@@ -11,11 +11,10 @@ import pytest
 
 from core.config import TrainConfig
 from core.data import load_dataset
-from core.errors import UserInputError
-from core.lengths import (ESTIMATE_MAX_POSITIONS, analyze_conversations, analyze_file, exact_counts,
-                          model_max_positions)
-from core.template import ChatEncoder, Encoded, with_system_prompt
 from core.engine import encode_dataset
+from core.errors import UserInputError
+from core.lengths import ESTIMATE_MAX_POSITIONS, analyze_conversations, analyze_file, exact_counts, model_max_positions
+from core.template import ChatEncoder, Encoded, with_system_prompt
 from tests.conftest import qa_records, write_jsonl
 from tests.tiny import CHATML
 

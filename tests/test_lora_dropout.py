@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from core.config import TrainConfig
-from core.lora_dropout import DroppedInputLinear, fuse_lora_dropout
 from core.engine import build_model, run_training
+from core.lora_dropout import DroppedInputLinear, fuse_lora_dropout
 from tests.conftest import qa_records, write_jsonl
 
 

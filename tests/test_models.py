@@ -8,8 +8,7 @@ import torch
 
 from core import models
 from core.errors import UserInputError
-from core.models import (ModelSource, compute_dtype, load_model, load_tokenizer, quantization_config,
-                         resolve_model)
+from core.models import ModelSource, compute_dtype, load_model, load_tokenizer, quantization_config, resolve_model
 
 
 def one_line_error(name: str) -> str:

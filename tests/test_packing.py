@@ -6,11 +6,17 @@ import pytest
 import torch
 
 from core.config import TrainConfig
-from core.head_loss import plain_frozen_head
-from core.packing import (PACKED_ATTENTION, PackingCollator, TrainedTokensTrainer, example_lengths,
-                          trained_tokens_loss, use_packed_attention)
-from core.template import IGNORE_INDEX, Encoded
 from core.engine import as_features, build_model, padding_collator
+from core.head_loss import plain_frozen_head
+from core.packing import (
+    PACKED_ATTENTION,
+    PackingCollator,
+    TrainedTokensTrainer,
+    example_lengths,
+    trained_tokens_loss,
+    use_packed_attention,
+)
+from core.template import IGNORE_INDEX, Encoded
 
 TOL = 1e-4
 
@@ -195,9 +201,9 @@ def test_engine_runs_the_same_with_and_without_packing(tmp_path, tiny_model_dir)
     events.jsonl's tokens_per_s divides) is the real-token count either way."""
     from transformers import TrainerCallback
 
+    from core.engine import encode_dataset, run_training
     from core.events import RunFolder
     from core.models import ModelSource, load_tokenizer
-    from core.engine import encode_dataset, run_training
     from tests.conftest import qa_records, write_jsonl
 
     dataset = write_jsonl(tmp_path / "qa.jsonl", qa_records(12))

@@ -15,8 +15,19 @@ import torch
 from core.config import TrainConfig, save_config
 from core.errors import UserInputError
 from core.models import ModelSource, load_model
-from core.probes import (Probe, auto_probes, distinctive_parts, greedy_answers, load_probes, main, matches,
-                         normalise, report_from_answers, save_probes, score_probes)
+from core.probes import (
+    Probe,
+    auto_probes,
+    distinctive_parts,
+    greedy_answers,
+    load_probes,
+    main,
+    matches,
+    normalise,
+    report_from_answers,
+    save_probes,
+    score_probes,
+)
 from core.template import ChatEncoder
 from tests.conftest import write_jsonl
 

@@ -30,31 +30,17 @@ from core.lock import LOCK_FILE, LockHeld, LockOwner, RunLock, lock_holder, read
 from core.runs import logged_status
 from core.template import ChatEncoder
 from core.train import main
-from tests.conftest import qa_records, write_jsonl
+from tests.conftest import write_jsonl
 from tests.run_helpers import events_by_type, load_adapter, write_config
 from tests.tiny import build_tiny_model
 
 REPO = Path(__file__).resolve().parent.parent
 STEP_FIELDS = {"type", "time", "step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s"}
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 # ------------------------------------------------------------------------------------ helpers
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The tiny model's matmuls are too small to split between threads; on a shared 2-core machine
-    two spinning OpenMP threads made a step ~30x slower. One thread here and in the subprocesses."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    """12 short, repetitive conversations: a tiny model's loss falls on them within 20 steps."""
-    return write_jsonl(tmp_path_factory.mktemp("data") / "qa.jsonl", qa_records(12))
-
-
 @pytest.fixture(scope="module")
 def tiny4_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny4"), num_layers=4)

@@ -12,7 +12,7 @@ from core.events import RunFolder
 from core.paths import DEMO_DIR, PROJECT_ROOT, resolve_dataset
 from core.probes import Probe, save_probes
 from core.runs import list_runs
-from tests.webui_helpers import DEADLINE_S, dataset, form, wait_for  # noqa: F401 - dataset is a fixture
+from tests.webui_helpers import DEADLINE_S, form, wait_for
 from webui import i18n
 from webui.__main__ import check_launch, is_loopback, read_auth
 from webui.app import build_app

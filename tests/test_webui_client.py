@@ -5,7 +5,7 @@ import gradio as gr
 import pytest
 from gradio_client import Client
 
-from tests.webui_helpers import DEADLINE_S, dataset, form, free_port, output_names, wait_for  # noqa: F401
+from tests.webui_helpers import DEADLINE_S, form, free_port, output_names, wait_for
 from webui.app import build_app, launch
 from webui.context import AppContext
 

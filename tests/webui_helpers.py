@@ -6,10 +6,7 @@ import socket
 import time
 from typing import Any
 
-import pytest
-
 from core.config import TrainConfig
-from tests.conftest import qa_records, write_jsonl
 from webui.tabs import train
 
 DEADLINE_S = 240  # a tiny run's first steps on two busy cores, or the server's start
@@ -22,12 +19,6 @@ def form(model, dataset, run_name: str = "", **overrides) -> dict[str, Any]:
                          cutoff_len=64, lora_rank=4, lora_alpha=8, save_steps=1000).to_dict()
     values.update(model_name_or_path=str(model), dataset=str(dataset), run_name=run_name, **overrides)
     return {name: values[name] for name in train.FORM}
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """Twelve short Q&A chats a tiny model fits in a few steps."""
-    return write_jsonl(tmp_path_factory.mktemp("data") / "qa.jsonl", qa_records(12))
 
 
 def free_port() -> int:

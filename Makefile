@@ -21,8 +21,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m webui $(ARGS)
 
-# -rs prints why tests were skipped, e.g. the browser tests (tests/browser) where chromium is missing.
+# ruff (ruff.toml) checks lint and formatting first: seconds. -rs prints why tests were skipped, e.g. the browser tests (tests/browser) where chromium is missing.
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
 
 clean:

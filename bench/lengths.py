@@ -12,6 +12,7 @@ times, on it and on the demo set:
 and prints examples/s and the speed-up of exact over the baseline, measured in the same run.
 --profile prints the top of a cProfile of the exact mode. A benchmark, not a test: run it by hand.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,8 +73,10 @@ def generate(path: Path, examples: int, seed: int = SEED) -> Path:
         for _ in range(examples):
             messages = [{"role": "system", "content": _turn(rng, 12)}] if rng.random() < 0.2 else []
             for _ in range(rng.choice((1, 1, 1, 2, 2, 3, 4))):
-                messages += [{"role": "user", "content": _turn(rng, 10)},
-                             {"role": "assistant", "content": _turn(rng, 28)}]
+                messages += [
+                    {"role": "user", "content": _turn(rng, 10)},
+                    {"role": "assistant", "content": _turn(rng, 28)},
+                ]
             out.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
     return path
 
@@ -84,9 +87,10 @@ def naive_count(tokenizer, conversation: list[dict]) -> tuple[int, int]:
     trained = 0
     for index, message in enumerate(conversation):
         if message["role"] == "assistant":
-            prompt = tokenizer.apply_chat_template(conversation[:index], tokenize=True, return_dict=False,
-                                                   add_generation_prompt=True)
-            through = tokenizer.apply_chat_template(conversation[:index + 1], tokenize=True, return_dict=False)
+            prompt = tokenizer.apply_chat_template(
+                conversation[:index], tokenize=True, return_dict=False, add_generation_prompt=True
+            )
+            through = tokenizer.apply_chat_template(conversation[: index + 1], tokenize=True, return_dict=False)
             trained += len(through) - len(prompt)
     return len(ids), trained
 
@@ -109,20 +113,30 @@ def bench_file(path: Path, model: str, baseline_examples: int, tokenizer) -> Non
     _timed(f"exact: analyze_file(model={model!r})", n, lambda: analyze_file(path, model))
     _timed("estimate, analysis only (data loaded)", n, lambda: analyze_conversations(dataset.conversations, None))
     encoder = ChatEncoder(tokenizer)
-    report, exact_s, exact_cpu = _timed("exact, analysis only (data, tokenizer loaded)", n,
-                                        lambda: analyze_conversations(dataset.conversations, encoder))
+    report, exact_s, exact_cpu = _timed(
+        "exact, analysis only (data, tokenizer loaded)",
+        n,
+        lambda: analyze_conversations(dataset.conversations, encoder),
+    )
     tokens = int(report.summary["total"]["mean"] * n)
-    print(f"  exact tokens: ~{tokens:,} ({report.summary['total']['mean']:.0f} per conversation, max "
-          f"{report.summary['total']['max']:,}); suggested cutoff_len {report.suggested_cutoff} ({report.reason})")
+    print(
+        f"  exact tokens: ~{tokens:,} ({report.summary['total']['mean']:.0f} per conversation, max "
+        f"{report.summary['total']['max']:,}); suggested cutoff_len {report.suggested_cutoff} ({report.reason})"
+    )
     subset = dataset.conversations[:baseline_examples]
-    counts, naive_s, naive_cpu = _timed(f"naive baseline on the first {len(subset):,}", len(subset),
-                                        lambda: [naive_count(tokenizer, c) for c in subset])
+    counts, naive_s, naive_cpu = _timed(
+        f"naive baseline on the first {len(subset):,}", len(subset), lambda: [naive_count(tokenizer, c) for c in subset]
+    )
     same = [total for total, _ in counts] == [len(e.input_ids) for e in encoder.encode(subset)]
     scale = n / len(subset)
-    print(f"  naive baseline extrapolated to {n:,}: {naive_s * scale:.1f} s wall, {naive_cpu * scale:.1f} s CPU "
-          f"(its totals equal the exact mode's: {same})")
-    print(f"  speed-up of exact analysis over the naive baseline: {naive_s * scale / exact_s:.1f}x wall, "
-          f"{naive_cpu * scale / exact_cpu:.1f}x CPU")
+    print(
+        f"  naive baseline extrapolated to {n:,}: {naive_s * scale:.1f} s wall, {naive_cpu * scale:.1f} s CPU "
+        f"(its totals equal the exact mode's: {same})"
+    )
+    print(
+        f"  speed-up of exact analysis over the naive baseline: {naive_s * scale / exact_s:.1f}x wall, "
+        f"{naive_cpu * scale / exact_cpu:.1f}x CPU"
+    )
 
 
 def main() -> None:
@@ -132,15 +146,19 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--profile", action="store_true", help="cProfile the exact mode on the generated set")
     args = parser.parse_args()
-    print(f"CPU: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start "
-          f"(the machine may be shared: timings are as measured)")
+    print(
+        f"CPU: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start "
+        f"(the machine may be shared: timings are as measured)"
+    )
     tokenizer = load_tokenizer(resolve_model(args.model))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.jsonl"
         start = time.perf_counter()
         generate(path, args.examples)
-        print(f"\nGenerated {args.examples:,} conversations (seed {SEED}, {path.stat().st_size / 1e6:.0f} MB) "
-              f"in {time.perf_counter() - start:.1f} s")
+        print(
+            f"\nGenerated {args.examples:,} conversations (seed {SEED}, {path.stat().st_size / 1e6:.0f} MB) "
+            f"in {time.perf_counter() - start:.1f} s"
+        )
         bench_file(path, args.model, args.baseline_examples, tokenizer)
         if DEMO.is_file():
             print(f"\nDemo set {DEMO.name}")

@@ -16,6 +16,7 @@ when it contains the fact's key string.
 it) and a held-out half (report it; do not tune on its misses). Too slow for the test suite: a
 benchmark, run by hand; figures go to bench/README.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,8 +70,9 @@ def small_faq(lang: str, items: list[dict], facts: set[str]) -> tuple[list[dict]
         if len(owners) == 1:
             by_fact[owners[0]].append(chat)
     rng = random.Random(FAQ_SEED)
-    chats = [chat for fact in sorted(by_fact) for chat in rng.sample(by_fact[fact], min(FAQ_PHRASINGS,
-                                                                                      len(by_fact[fact])))]
+    chats = [
+        chat for fact in sorted(by_fact) for chat in rng.sample(by_fact[fact], min(FAQ_PHRASINGS, len(by_fact[fact])))
+    ]
     rng.shuffle(chats)
     return chats, set(by_fact)
 
@@ -114,8 +116,9 @@ def main() -> int:
 
     train_s = None
     if not args.skip_train:
-        train_s = train(PRESETS_DIR / f"{args.preset}.yaml",
-                        [f"dataset={dataset}", f"output_dir={run.path}", *args.overrides])
+        train_s = train(
+            PRESETS_DIR / f"{args.preset}.yaml", [f"dataset={dataset}", f"output_dir={run.path}", *args.overrides]
+        )
     config: TrainConfig = load_config(run.config)
     final = last_event(run.all_events(), *TERMINAL_EVENTS) or {}
 
@@ -134,24 +137,30 @@ def main() -> int:
 
     tuned_acc, per_fact = score(items, tuned)
     base_acc, _ = score(items, base)
-    print(f"\n{args.set} set ({dataset.name}, {sum(1 for _ in open(dataset, encoding='utf-8'))} chats), facts "
-          f"{args.facts} ({len(facts)}), {len(items)} held-out questions ({args.lang}), preset {args.preset} "
-          f"{' '.join(args.overrides)}")
+    print(
+        f"\n{args.set} set ({dataset.name}, {sum(1 for _ in open(dataset, encoding='utf-8'))} chats), facts "
+        f"{args.facts} ({len(facts)}), {len(items)} held-out questions ({args.lang}), preset {args.preset} "
+        f"{' '.join(args.overrides)}"
+    )
     for fact, (hits, total) in sorted(per_fact.items()):
         print(f"  {fact:24} {hits}/{total}")
     if args.facts != "held-out":  # the held-out half's misses are not for reading while tuning
-        misses = [(item, answer) for item, answer in zip(items, tuned)
-                  if item["key_fact"].lower() not in answer.lower()]
+        misses = [
+            (item, answer) for item, answer in zip(items, tuned) if item["key_fact"].lower() not in answer.lower()
+        ]
         print(f"missed ({len(misses)}): question [expected key fact] -> tuned answer")
         for item, answer in misses:
             print(f"  Q: {item['question']}  [{item['key_fact']}]\n     {answer.strip()[:160]}")
     print(f"base model accuracy  {base_acc:6.1%}")
     print(f"tuned model accuracy {tuned_acc:6.1%}  ({round(tuned_acc * len(items))}/{len(items)})")
     if train_s is not None:
-        print(f"training wall time   {train_s:6.0f} s (incl. model load; train_runtime_s "
-              f"{final.get('train_runtime_s')})")
-    print(f"final train loss     {final.get('final_loss')}, {final.get('tokens_per_s')} tokens/s, "
-          f"steps {final.get('step')}")
+        print(
+            f"training wall time   {train_s:6.0f} s (incl. model load; train_runtime_s {final.get('train_runtime_s')})"
+        )
+    print(
+        f"final train loss     {final.get('final_loss')}, {final.get('tokens_per_s')} tokens/s, "
+        f"steps {final.get('step')}"
+    )
     print(f"eval wall time       {eval_s:6.0f} s")
     return 0
 

@@ -25,6 +25,7 @@ memory together (bench/README.md has their peaks); --variants picks fewer.
 Datasets: `persona` = datasets_demo/persona_en.jsonl (short chats); `long` = conversations of
 512-2,048 tokens (uniform), generated deterministically here; or a path to a .json/.jsonl file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,14 +51,16 @@ PRESETS = {"persona": (10, 2, 2, 4, 1024), "long": (3, 1, 2, 2, 2048)}
 VARIANTS = ("baseline", "ours", "ours+gc")
 LONG_RANGE = (512, 2048)  # tokens per generated conversation, uniform
 LONG_COUNT = 48
-WORDS = ("order shipping return refund kettle toaster warranty replace broken lid handle cable plug "
-         "colour size delivery address change cancel discount code coupon member points gift wrap receipt "
-         "invoice tax price weekend store hours open close express tracking link package parcel courier "
-         "customer service please thank you could would should which when where why how what because "
-         "the a an is are was were will be to of in on for with at by from this that it not no yes "
-         "morning evening today tomorrow week month year steel glass black white red blue green small "
-         "large boils water tea coffee minutes seconds litre power cord base light switch button clean "
-         "descale filter limescale vinegar rinse dry safe child lock temperature degrees keep warm").split()
+WORDS = (
+    "order shipping return refund kettle toaster warranty replace broken lid handle cable plug "
+    "colour size delivery address change cancel discount code coupon member points gift wrap receipt "
+    "invoice tax price weekend store hours open close express tracking link package parcel courier "
+    "customer service please thank you could would should which when where why how what because "
+    "the a an is are was were will be to of in on for with at by from this that it not no yes "
+    "morning evening today tomorrow week month year steel glass black white red blue green small "
+    "large boils water tea coffee minutes seconds litre power cord base light switch button clean "
+    "descale filter limescale vinegar rinse dry safe child lock temperature degrees keep warm"
+).split()
 
 
 # -------------------------------------------------------------------------------------- datasets
@@ -77,8 +80,10 @@ def long_conversations(tokenizer, count: int = LONG_COUNT, seed: int = 0) -> lis
         target = rng.randint(*LONG_RANGE)
         messages: list[dict] = []
         while True:
-            messages += [{"role": "user", "content": _words(rng, rng.randint(10, 60))},
-                         {"role": "assistant", "content": _words(rng, rng.randint(40, 250))}]
+            messages += [
+                {"role": "user", "content": _words(rng, rng.randint(10, 60))},
+                {"role": "assistant", "content": _words(rng, rng.randint(40, 250))},
+            ]
             length = len(encoder.encode([messages])[0].input_ids)
             if length >= target:
                 break
@@ -140,6 +145,7 @@ def meter_callback(channel, warmup: int):
                 batch = collate(features)
                 self.collated.append((sum(len(f["input_ids"]) for f in features), batch["input_ids"].numel()))
                 return batch
+
             return collate_and_count
 
         def _consume(self, module, args, kwargs):
@@ -172,8 +178,9 @@ def meter_callback(channel, warmup: int):
 
         def on_step_end(self, args, state, control, **kwargs):
             wall, cpu = time.perf_counter() - self.t_wall, time.process_time() - self.t_cpu
-            self.steps.append({"wall_s": wall, "cpu_s": cpu, "real_tokens": self.step_tokens[0],
-                               "positions": self.step_tokens[1]})
+            self.steps.append(
+                {"wall_s": wall, "cpu_s": cpu, "real_tokens": self.step_tokens[0], "positions": self.step_tokens[1]}
+            )
             channel.write(f"step {wall:.3f}\n")
             channel.flush()
 
@@ -185,7 +192,8 @@ def meter_callback(channel, warmup: int):
                 "all_real_tokens": sum(s["real_tokens"] for s in self.steps),
                 "trainer_tokens": state.num_input_tokens_seen - self.tokens_seen_start,
                 "losses": [h["loss"] for h in state.log_history if "loss" in h],
-                "start_rss_mb": self.start_rss_mb, "train_peak_rss_mb": _rss_mb("VmHWM"),
+                "start_rss_mb": self.start_rss_mb,
+                "train_peak_rss_mb": _rss_mb("VmHWM"),
                 "peak_vram_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
             }
 
@@ -195,10 +203,17 @@ def meter_callback(channel, warmup: int):
 def bench_config(args, dataset: Path, output_dir: Path):
     from core.config import TrainConfig
 
-    return TrainConfig(model_name_or_path=args.model, dataset=str(dataset), cutoff_len=args.cutoff,
-                       per_device_train_batch_size=args.batch, gradient_accumulation_steps=args.accum,
-                       max_steps=args.warmup + args.steps, output_dir=str(output_dir), save_steps=10**6,
-                       logging_steps=1)
+    return TrainConfig(
+        model_name_or_path=args.model,
+        dataset=str(dataset),
+        cutoff_len=args.cutoff,
+        per_device_train_batch_size=args.batch,
+        gradient_accumulation_steps=args.accum,
+        max_steps=args.warmup + args.steps,
+        output_dir=str(output_dir),
+        save_steps=10**6,
+        logging_steps=1,
+    )
 
 
 def run_ours(config, meter) -> None:
@@ -227,21 +242,45 @@ def run_baseline(config, meter) -> None:
     model.gradient_checkpointing_enable()
     model.enable_input_require_grads()
     set_seed(config.seed)
-    model = get_peft_model(model, LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
-                                             lora_dropout=config.lora_dropout, target_modules="all-linear",
-                                             task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=config.lora_rank,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        ),
+    )
     args = TrainingArguments(
         output_dir=str(Path(config.output_dir) / "checkpoints"),
         per_device_train_batch_size=config.per_device_train_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps, max_steps=config.max_steps,
-        learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler_type,
-        warmup_steps=config.warmup_ratio, weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
-        seed=config.seed, logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True,
-        use_cpu=device == "cpu", bf16=dtype == torch.bfloat16, remove_unused_columns=False,
-        include_num_input_tokens_seen="non_padding")
-    trainer = Trainer(model=model, args=args, train_dataset=as_features(data.train), callbacks=[meter],
-                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding="longest",
-                                                           label_pad_token_id=IGNORE_INDEX, return_tensors="pt"))
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        seed=config.seed,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=device == "cpu",
+        bf16=dtype == torch.bfloat16,
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=as_features(data.train),
+        callbacks=[meter],
+        data_collator=DataCollatorForSeq2Seq(
+            tokenizer, padding="longest", label_pad_token_id=IGNORE_INDEX, return_tensors="pt"
+        ),
+    )
     trainer.train()
 
 
@@ -279,26 +318,36 @@ def report(args, dataset: Path, runs: dict[str, list[dict]], stats: dict) -> Non
     def tps(r):
         return r["real_tokens"] / r["wall_s"]
 
-    rows = [("real tokens/s (median)", tps, "{:.1f}", True),
-            ("  per run", None, None, False),
-            ("real tokens per CPU-second", lambda r: r["real_tokens"] / r["cpu_s"], "{:.1f}", True),
-            ("padding share", lambda r: 1 - r["real_tokens"] / r["positions"], "{:.1%}", False),
-            ("RSS at training start (MiB)", lambda r: r["start_rss_mb"], "{:.0f}", False),
-            ("peak RSS, training phase (MiB)", lambda r: r["train_peak_rss_mb"], "{:.0f}", True),
-            ("peak RSS, whole process (MiB)", lambda r: r["peak_rss_mb"], "{:.0f}", True),
-            ("peak VRAM (MiB)", lambda r: r["peak_vram_mb"], "{:.0f}", True),
-            ("final loss (median)", lambda r: r["losses"][-1] if r["losses"] else None, "{:.4f}", False),
-            ("training seconds per run (median)", lambda r: r["wall_s"], "{:.1f}", False)]
-    print(f"\nThroughput: {args.dataset} ({dataset}), model {args.model}, device "
-          f"{'cuda' if torch.cuda.is_available() else 'cpu'} ({torch.get_num_threads()} threads), "
-          f"{args.rounds} lockstep run(s), optimizer steps alternating between variants")
-    print(f"  {stats['train_examples']} examples, mean {stats['mean_length']} / max {stats['max_length']} tokens; "
-          f"{args.steps} timed optimizer steps (after {args.warmup} warm-up) x {args.batch * args.accum} examples "
-          f"(per-device batch {args.batch} x accumulation {args.accum}), cutoff_len {args.cutoff}")
-    print("  baseline: transformers Trainer + peft LoRA, pad-to-longest, random order, full logits,\n"
-          "            gradient checkpointing ON (LLaMA-Factory's default, CPU included)")
-    print("  ours:     core.engine.run_training (python -m core.train), same TrainConfig, "
-          "no gradient checkpointing (its default)")
+    rows = [
+        ("real tokens/s (median)", tps, "{:.1f}", True),
+        ("  per run", None, None, False),
+        ("real tokens per CPU-second", lambda r: r["real_tokens"] / r["cpu_s"], "{:.1f}", True),
+        ("padding share", lambda r: 1 - r["real_tokens"] / r["positions"], "{:.1%}", False),
+        ("RSS at training start (MiB)", lambda r: r["start_rss_mb"], "{:.0f}", False),
+        ("peak RSS, training phase (MiB)", lambda r: r["train_peak_rss_mb"], "{:.0f}", True),
+        ("peak RSS, whole process (MiB)", lambda r: r["peak_rss_mb"], "{:.0f}", True),
+        ("peak VRAM (MiB)", lambda r: r["peak_vram_mb"], "{:.0f}", True),
+        ("final loss (median)", lambda r: r["losses"][-1] if r["losses"] else None, "{:.4f}", False),
+        ("training seconds per run (median)", lambda r: r["wall_s"], "{:.1f}", False),
+    ]
+    print(
+        f"\nThroughput: {args.dataset} ({dataset}), model {args.model}, device "
+        f"{'cuda' if torch.cuda.is_available() else 'cpu'} ({torch.get_num_threads()} threads), "
+        f"{args.rounds} lockstep run(s), optimizer steps alternating between variants"
+    )
+    print(
+        f"  {stats['train_examples']} examples, mean {stats['mean_length']} / max {stats['max_length']} tokens; "
+        f"{args.steps} timed optimizer steps (after {args.warmup} warm-up) x {args.batch * args.accum} examples "
+        f"(per-device batch {args.batch} x accumulation {args.accum}), cutoff_len {args.cutoff}"
+    )
+    print(
+        "  baseline: transformers Trainer + peft LoRA, pad-to-longest, random order, full logits,\n"
+        "            gradient checkpointing ON (LLaMA-Factory's default, CPU included)"
+    )
+    print(
+        "  ours:     core.engine.run_training (python -m core.train), same TrainConfig, "
+        "no gradient checkpointing (its default)"
+    )
     print("  ours+gc:  the same with gradient_checkpointing: true\n")
     names = list(runs)
     others = [n for n in names if n != "baseline"] if "baseline" in runs else []
@@ -313,25 +362,35 @@ def report(args, dataset: Path, runs: dict[str, list[dict]], stats: dict) -> Non
             continue
         line = "".join(f"{fmt.format(values[n]) if values[n] is not None else '-':>13}" for n in names)
         if ratio and values.get("baseline"):
-            line += "".join(f"{values[n] / values['baseline']:>13.2f}x" if values[n] is not None else f"{'':>14}"
-                            for n in others)
+            line += "".join(
+                f"{values[n] / values['baseline']:>13.2f}x" if values[n] is not None else f"{'':>14}" for n in others
+            )
         print(f"  {label:35}{line}")
     for name in others:  # step k of both saw the same examples, seconds apart: same machine weather
-        ratios = [(o["real_tokens"] / o["wall_s"]) / (b["real_tokens"] / b["wall_s"])
-                  for rb, ro in zip(runs["baseline"], runs[name])
-                  for b, o in zip(rb["steps"][args.warmup:], ro["steps"][args.warmup:])]
-        print(f"  {name}/baseline speed, step by step: {' '.join(f'{x:.2f}' for x in ratios)} "
-              f"(median {statistics.median(ratios):.2f}x)")
+        ratios = [
+            (o["real_tokens"] / o["wall_s"]) / (b["real_tokens"] / b["wall_s"])
+            for rb, ro in zip(runs["baseline"], runs[name])
+            for b, o in zip(rb["steps"][args.warmup :], ro["steps"][args.warmup :])
+        ]
+        print(
+            f"  {name}/baseline speed, step by step: {' '.join(f'{x:.2f}' for x in ratios)} "
+            f"(median {statistics.median(ratios):.2f}x)"
+        )
     print("\n  loss per optimizer step, first round:")
     for name in names:
         print(f"    {name:9}" + " ".join(f"{x:.3f}" for x in runs[name][0]["losses"]))
     if others:
-        gaps = [max(abs(a - b) for a, b in zip(rb["losses"], ro["losses"]))
-                for n in others for rb, ro in zip(runs["baseline"], runs[n])]
+        gaps = [
+            max(abs(a - b) for a, b in zip(rb["losses"], ro["losses"]))
+            for n in others
+            for rb, ro in zip(runs["baseline"], runs[n])
+        ]
         print(f"    largest |baseline - other| over the steps, per run: {' '.join(f'{g:.4f}' for g in gaps)}")
     counted = {n: [r["trainer_tokens"] / r["all_real_tokens"] for r in runs[n]] for n in names}
-    print("  tokens counted by Trainer (what events.jsonl's tokens_per_s divides) / real tokens: "
-          + ", ".join(f"{n} {' '.join(f'{x:.3f}' for x in counted[n])}" for n in names))
+    print(
+        "  tokens counted by Trainer (what events.jsonl's tokens_per_s divides) / real tokens: "
+        + ", ".join(f"{n} {' '.join(f'{x:.3f}' for x in counted[n])}" for n in names)
+    )
 
 
 def lockstep(args, dataset: Path, variants: list[str], folder: Path) -> dict[str, dict]:
@@ -339,13 +398,38 @@ def lockstep(args, dataset: Path, variants: list[str], folder: Path) -> dict[str
     procs, logs = {}, {}
     for variant in variants:
         logs[variant] = folder / f"{variant.replace('+', '-')}.log"
-        command = [sys.executable, "-m", "bench.throughput", "--worker", variant, "--dataset", args.dataset,
-                   "--dataset-file", str(dataset), "--model", args.model, "--steps", str(args.steps),
-                   "--warmup", str(args.warmup),
-                   "--batch", str(args.batch), "--accum", str(args.accum), "--cutoff", str(args.cutoff)]
-        procs[variant] = subprocess.Popen(command, cwd=PROJECT_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=logs[variant].open("w"), text=True,
-                                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        command = [
+            sys.executable,
+            "-m",
+            "bench.throughput",
+            "--worker",
+            variant,
+            "--dataset",
+            args.dataset,
+            "--dataset-file",
+            str(dataset),
+            "--model",
+            args.model,
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--batch",
+            str(args.batch),
+            "--accum",
+            str(args.accum),
+            "--cutoff",
+            str(args.cutoff),
+        ]
+        procs[variant] = subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=logs[variant].open("w"),
+            text=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
 
     def expect(variant: str, word: str) -> str:
         line = procs[variant].stdout.readline()
@@ -353,9 +437,11 @@ def lockstep(args, dataset: Path, variants: list[str], folder: Path) -> dict[str
             for proc in procs.values():
                 proc.kill()
             print(logs[variant].read_text()[-4000:], file=sys.stderr)
-            sys.exit(f"error: the {variant} worker failed (expected {word!r}, got {line.strip()!r}); "
-                     f"its log: {logs[variant]}")
-        return line[len(word):].strip()
+            sys.exit(
+                f"error: the {variant} worker failed (expected {word!r}, got {line.strip()!r}); "
+                f"its log: {logs[variant]}"
+            )
+        return line[len(word) :].strip()
 
     for variant in variants:  # loaded and ready, all of them
         expect(variant, "ready")
@@ -385,8 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, help="per-device batch (default 2)")
     parser.add_argument("--accum", type=int, help="gradient accumulation (default: 4 persona, 2 long)")
     parser.add_argument("--cutoff", type=int, help="cutoff_len (default: 1024 persona, 2048 long)")
-    parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help=f"comma-separated (default {','.join(VARIANTS)})")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"comma-separated (default {','.join(VARIANTS)})"
+    )
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--dataset-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -19,6 +19,7 @@ a per-fact quota keeps the facts balanced.
         [--families a,b] [--probes PROBES.jsonl] [--base-url URL --model NAME --api-key-env VAR]
         [--seed N] [--json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -92,25 +93,31 @@ PRIVATE_USE = re.compile(r"[\ue000-\uf8ff]")  # a masked fact is one private-use
 NAME_BASE, OTHER_BASE = 0xE000, 0xE800  # names get their own range: a rule may swap two names
 
 _A = r"A-Za-z0-9"  # ASCII edges: Chinese characters are \w in Python, so \b fails in "Pebble厨房"
-_FACT = re.compile("|".join((
-    rf"(?P<email>[{_A}._%+-]+@[{_A}-]+(?:\.[{_A}-]+)+)",
-    rf"(?P<url>https?://[{_A}./?=&%#_~:-]+|(?<![{_A}.@-])[a-z0-9-]+(?:\.[a-z0-9-]+)*"
-    rf"\.(?:com|net|org|io|co|cn|de|uk|eu|shop|app)(?![{_A}])(?:/[{_A}./?=&%#_-]*)?)",
-    rf"(?P<code>#[{_A}-]+|(?<![{_A}.])(?=[{_A}-]*[0-9])(?=[{_A}-]*[A-Z])[{_A}]+(?:-[{_A}]+)*(?![{_A}])"
-    rf"|(?<![{_A}])[A-Z]{{2,}}(?![{_A}]))",
-    rf"(?P<number>[$€£¥]?(?<![{_A}.])\d+(?:[.,:]\d+)*%?|[一二两三四五六七八九十百千万]+(?=[天个年月日号点元块分秒周次件台]))",
-    rf"(?P<name>(?<![{_A}'’])(?:[A-Z][a-z][A-Za-z]*|[a-z]+[A-Z][A-Za-z]*|[A-Z])(?![{_A}]))",
-)))
+_FACT = re.compile(
+    "|".join(
+        (
+            rf"(?P<email>[{_A}._%+-]+@[{_A}-]+(?:\.[{_A}-]+)+)",
+            rf"(?P<url>https?://[{_A}./?=&%#_~:-]+|(?<![{_A}.@-])[a-z0-9-]+(?:\.[a-z0-9-]+)*"
+            rf"\.(?:com|net|org|io|co|cn|de|uk|eu|shop|app)(?![{_A}])(?:/[{_A}./?=&%#_-]*)?)",
+            rf"(?P<code>#[{_A}-]+|(?<![{_A}.])(?=[{_A}-]*[0-9])(?=[{_A}-]*[A-Z])[{_A}]+(?:-[{_A}]+)*(?![{_A}])"
+            rf"|(?<![{_A}])[A-Z]{{2,}}(?![{_A}]))",
+            rf"(?P<number>[$€£¥]?(?<![{_A}.])\d+(?:[.,:]\d+)*%?|[一二两三四五六七八九十百千万]+(?=[天个年月日号点元块分秒周次件台]))",
+            rf"(?P<name>(?<![{_A}'’])(?:[A-Z][a-z][A-Za-z]*|[a-z]+[A-Z][A-Za-z]*|[A-Z])(?![{_A}]))",
+        )
+    )
+)
 # A capitalised word that starts a sentence is a name unless it is one of these; an unknown word is
 # kept as written (never lowercased or typo'd), the safe side for a product name like "Aurora".
-SENTENCE_STARTERS = frozenset("""
+SENTENCE_STARTERS = frozenset(
+    """
 a about after also am an and any anyone anything are as at be before book but buy by call can cancel
 change check could dear did do does email find for from get give good great greetings have has hello
 help hey hi how i if in is it just let may maybe me might morning my need no not now of ok okay on one or
 order our please quick reset return send ship should show so sorry still tell thank thanks that the
 their there these they this those to today tomorrow track update want was we well were what whats
 when where which who why will with would write yes yesterday you your
-""".split())
+""".split()
+)
 
 
 def detect_lang(text: str) -> str:
@@ -175,6 +182,7 @@ class Masked:
         def fact(match: re.Match) -> str:
             code = ord(match.group())
             return self.facts[code - (NAME_BASE if code < OTHER_BASE else OTHER_BASE)].text
+
         return PRIVATE_USE.sub(fact, text)
 
 
@@ -225,23 +233,31 @@ def _around_question(text: str) -> tuple[str, str, str] | None:
     at = max((i for i in content if split_end(parts[i])[1][:1] in ("?", "？")), default=content[-1])
     space = "" if CJK.search(text) else " "
     before = "".join(p + space for p in parts[:at])
-    after = "".join(space + p for p in parts[at + 1:])
+    after = "".join(space + p for p in parts[at + 1 :])
     return before, parts[at], after
 
 
 # ------------------------------------------------------------------------------ family: wrap
-GREETINGS = {"en": ("Hi, ", "Hello, ", "Hey, ", "Hi there, ", "Good morning, "),
-             "zh": ("你好，", "您好，", "在吗？", "哈喽，", "打扰一下，")}
-CLOSINGS = {"en": ("Thanks!", "Thank you.", "Thanks in advance!", "Cheers!"),
-            "zh": ("谢谢", "谢谢！", "麻烦了", "多谢！")}
+GREETINGS = {
+    "en": ("Hi, ", "Hello, ", "Hey, ", "Hi there, ", "Good morning, "),
+    "zh": ("你好，", "您好，", "在吗？", "哈喽，", "打扰一下，"),
+}
+CLOSINGS = {
+    "en": ("Thanks!", "Thank you.", "Thanks in advance!", "Cheers!"),
+    "zh": ("谢谢", "谢谢！", "麻烦了", "多谢！"),
+}
 HAS_GREETING = re.compile(r"(?i)^(?:hi|hello|hey|good (?:morning|afternoon|evening)|dear|你好|您好|在吗|哈喽)")
 GREETING_WORDS = {"en": ("Hi", "Hello", "Hey", "Good morning"), "zh": ("你好", "您好", "哈喽")}
 HAS_CLOSING = re.compile(r"(?i)(?:thanks|thank you|cheers|thx|谢谢|多谢|麻烦了)\W*$")
 _ONLY_PUNCT = r"[\s!?.,~！？。，～]*$"  # not \W: that would also match a masked name ("Hi Tilly!")
-ONLY_GREETING = re.compile(rf"(?i)^(?:hi|hello|hey|good (?:morning|afternoon|evening))(?: there)?{_ONLY_PUNCT}"
-                           rf"|^(?:你好|您好|在吗|哈喽){_ONLY_PUNCT}")
-GREETING_TURNS = {"en": ("Hi!", "Hello!", "Hey there!", "Good morning!", "Hi, anyone there?"),
-                  "zh": ("你好！", "您好！", "在吗？", "哈喽！", "有人吗？")}
+ONLY_GREETING = re.compile(
+    rf"(?i)^(?:hi|hello|hey|good (?:morning|afternoon|evening))(?: there)?{_ONLY_PUNCT}"
+    rf"|^(?:你好|您好|在吗|哈喽){_ONLY_PUNCT}"
+)
+GREETING_TURNS = {
+    "en": ("Hi!", "Hello!", "Hey there!", "Good morning!", "Hi, anyone there?"),
+    "zh": ("你好！", "您好！", "在吗？", "哈喽！", "有人吗？"),
+}
 
 
 def _with_closing(text: str, closing: str, lang: str) -> str:
@@ -256,8 +272,9 @@ def wrap(text: str, lang: str) -> list[str]:
         return [g for g in GREETING_TURNS[lang] if normalise(g) != normalise(text)]
     greeting = HAS_GREETING.match(text)
     if greeting:  # "Hello Tilly!" -> "Hi Tilly!"
-        greeted = [word + text[greeting.end():] for word in GREETING_WORDS[lang]
-                   if word.lower() != greeting.group().lower()]
+        greeted = [
+            word + text[greeting.end() :] for word in GREETING_WORDS[lang] if word.lower() != greeting.group().lower()
+        ]
     else:
         greeted = [g + (lower_first(text) if lang == "en" else text) for g in GREETINGS[lang]]
     if HAS_CLOSING.search(text):
@@ -274,14 +291,21 @@ PREPOSITIONS = frozenset("on in at for during from to with by after before withi
 MODALS = frozenset("can could will would should shall may might".split())
 # Base-form verbs a support question uses after "does"/"can" + subject: they mark where a subject of
 # more than one word ends ("When does the Ember kettle ship?").
-VERBS = frozenset("""
+VERBS = frozenset(
+    """
 accept apply arrive be book buy call cancel change charge check clean close come connect contact
 cost cover deliver do email exchange expire find get give go have help hold include install keep
 know last leave make mean need offer open order pay pick place reach receive refund register reset
 return run see sell send set ship sign start stay stop support take talk track update use work write
-""".split())
-INDIRECT_FRAMES = ("I was wondering {}.", "Could you tell me {}?", "Do you know {}?",
-                   "Can you tell me {}?", "I'd like to know {}.")
+""".split()
+)
+INDIRECT_FRAMES = (
+    "I was wondering {}.",
+    "Could you tell me {}?",
+    "Do you know {}?",
+    "Can you tell me {}?",
+    "I'd like to know {}.",
+)
 KEEP_QUESTION_FRAMES = ("Quick question: {}", "I was wondering: {}", "Can I ask something? {}")
 REQUEST_FRAMES = ("I need some help. {}", "{} Can you help me with that?")
 ZH_WH = re.compile(r"什么|多少|几|哪|怎么|怎样|如何|谁|为什么|为何|多久|多长")
@@ -327,8 +351,11 @@ def embedded_clause(question: str) -> str | None:
     """'What are your hours on Sunday' -> 'what your hours are on Sunday'; 'Do you ship to Canada'
     -> 'if you ship to Canada'. None when the question's shape is not one handled safely."""
     question = re.sub(r"(?i)^(what|where|when|how|who)['’]s\b", r"\1 is", question)
-    match = re.match(rf"(?i)^(?:(?P<wh>(?:{WH})(?: {_WORD})?) )?(?P<aux>is|are|was|were|do|does|did|"
-                     rf"{'|'.join(sorted(MODALS))}) (?P<rest>.+)$", question)
+    match = re.match(
+        rf"(?i)^(?:(?P<wh>(?:{WH})(?: {_WORD})?) )?(?P<aux>is|are|was|were|do|does|did|"
+        rf"{'|'.join(sorted(MODALS))}) (?P<rest>.+)$",
+        question,
+    )
     if match is None or match["rest"].split()[-1].lower() in PREPOSITIONS | {"of"}:
         return None  # "What is it made of": a stranded preposition does not survive the move
     wh = lower_first(match["wh"]) if match["wh"] else "if"
@@ -349,7 +376,7 @@ def embedded_clause(question: str) -> str | None:
     if length is None or len(words) <= length:
         return None
     if kind == "does":
-        return " ".join([wh, *words[:length], third_person(words[length].lower()), *words[length + 1:]])
+        return " ".join([wh, *words[:length], third_person(words[length].lower()), *words[length + 1 :]])
     return " ".join([wh, *words[:length], aux.lower(), *words[length:]])
 
 
@@ -357,7 +384,7 @@ def _indirect_en(question: str) -> list[str]:
     body, end = split_end(question)
     greeting = re.match(r"(?i)^(?:hi|hello|hey)(?: there)?[,!]?\s+", body)
     lead = greeting.group() if greeting else ""
-    core = body[len(lead):]
+    core = body[len(lead) :]
     clause = embedded_clause(core) if core else None
     if clause is not None:
         return [lead + (lower_first(f) if lead else f).format(clause) for f in INDIRECT_FRAMES]
@@ -405,8 +432,10 @@ def _front_trailing_phrase(text: str) -> list[str]:
 def _swap_names(text: str) -> list[str]:
     """'on Saturday and Sunday' -> 'on Sunday and Saturday': only masked names, whose order carries
     no fact (swapping two amounts could pair a price with the wrong product)."""
-    return [text[:m.start()] + f"{m[2]} and {m[1]}" + text[m.end():]
-            for m in re.finditer(r"([\ue000-\ue7ff]) and ([\ue000-\ue7ff])", text)]
+    return [
+        text[: m.start()] + f"{m[2]} and {m[1]}" + text[m.end() :]
+        for m in re.finditer(r"([\ue000-\ue7ff]) and ([\ue000-\ue7ff])", text)
+    ]
 
 
 def _swap_clauses(text: str, lang: str) -> list[str]:
@@ -447,46 +476,74 @@ def reorder(text: str, lang: str) -> list[str]:
 # a replacement, because "my order" (noun) must not become "my buy".
 SYNONYMS = {
     "en": (
-        (r"\bprice\b", ("cost",)), (r"\bthe cost\b", ("the price",)),
+        (r"\bprice\b", ("cost",)),
+        (r"\bthe cost\b", ("the price",)),
         (r"^how much is\b", ("what's the price of", "what do you charge for")),
-        (r"\bbuy\b", ("purchase", "order")), (r"\bbought\b", ("purchased", "ordered")),
-        (r"\bpurchase\b(?= (?:a|an|the|it|one)\b)", ("buy",)), (r"\bpurchased\b", ("bought",)),
-        (r"\bship\b", ("deliver", "send")), (r"\bships\b", ("delivers",)),
-        (r"\bshipped\b", ("delivered", "sent")), (r"\bdeliver\b", ("ship",)),
-        (r"\bshipping\b", ("delivery",)), (r"\bdelivery\b", ("shipping",)),
-        (r"\b(get|want|need) a refund\b", (r"\1 my money back",)), (r"\bmy money back\b", ("a refund",)),
-        (r"\b(your|the|our|support|store|office|weekend) hours\b",
-         (r"\1 opening times", r"\1 business hours")),
+        (r"\bbuy\b", ("purchase", "order")),
+        (r"\bbought\b", ("purchased", "ordered")),
+        (r"\bpurchase\b(?= (?:a|an|the|it|one)\b)", ("buy",)),
+        (r"\bpurchased\b", ("bought",)),
+        (r"\bship\b", ("deliver", "send")),
+        (r"\bships\b", ("delivers",)),
+        (r"\bshipped\b", ("delivered", "sent")),
+        (r"\bdeliver\b", ("ship",)),
+        (r"\bshipping\b", ("delivery",)),
+        (r"\bdelivery\b", ("shipping",)),
+        (r"\b(get|want|need) a refund\b", (r"\1 my money back",)),
+        (r"\bmy money back\b", ("a refund",)),
+        (r"\b(your|the|our|support|store|office|weekend) hours\b", (r"\1 opening times", r"\1 business hours")),
         (r"\bopening (?:hours|times)\b", ("business hours", "opening times")),
         (r"\bcancel\b", ("stop",)),
         (r"\breturn (it|them|this|that)\b", (r"send \1 back",)),
         (r"\breturn (?=(?:a|an|the|my|this|these|those|an)\b)", ("send back ",)),
-        (r"\bhelp me\b", ("assist me",)), (r"\bneed help\b", ("need assistance",)),
+        (r"\bhelp me\b", ("assist me",)),
+        (r"\bneed help\b", ("need assistance",)),
         (r"\bassist\b", ("help",)),
         (r"\bcontact (?=(?:you|support|your|the|customer)\b)", ("reach ", "get in touch with ")),
         (r"\breach (?=(?:you|support|your|the|customer)\b)", ("contact ",)),
         (r"\bdiscount code\b", ("promo code", "coupon code")),
         (r"\bcoupon(?: code)?\b", ("promo code", "discount code")),
-        (r"\bpromo code\b", ("discount code", "coupon")), (r"\bdiscount\b(?! code)", ("coupon", "promo code")),
+        (r"\bpromo code\b", ("discount code", "coupon")),
+        (r"\bdiscount\b(?! code)", ("coupon", "promo code")),
         (r"\bmy order\b", ("my purchase", "my package")),
-        (r"\bitem\b", ("product",)), (r"\bproduct\b", ("item",)),
-        (r"\bwant to\b", ("would like to",)), (r"\bwould like to\b", ("want to",)),
+        (r"\bitem\b", ("product",)),
+        (r"\bproduct\b", ("item",)),
+        (r"\bwant to\b", ("would like to",)),
+        (r"\bwould like to\b", ("want to",)),
         (r"^can i\b", ("is it possible to",)),
         (r"\bhow long\b", ("how much time",)),
         (r"\btell me\b", ("let me know",)),
     ),
     "zh": (
-        (r"多少钱", ("价格是多少", "卖多少钱")), (r"价格是多少", ("多少钱",)), (r"价格(?!是多少)", ("价钱", "售价")),
-        (r"退款", ("退钱",)), (r"退钱", ("退款",)),
-        (r"发货", ("寄出", "发出")), (r"寄出", ("发货",)),
-        (r"营业时间", ("开门时间", "上班时间")), (r"几点开门", ("什么时候开门", "营业时间是几点")),
-        (r"取消", ("撤销",)), (r"(?<=[么何想要能以])退货", ("退回商品", "把东西退回去")),  # the verb, not 退货流程
-        (r"联系", ("联络", "找到")), (r"帮忙", ("帮助",)),
-        (r"优惠券", ("折扣码", "优惠码")), (r"折扣码", ("优惠券", "优惠码")), (r"优惠码", ("优惠券", "折扣码")),
-        (r"折扣(?!码)", ("优惠",)), (r"购买", ("买",)), (r"(?<!购)买", ("购买",)),
-        (r"运费", ("邮费", "快递费")), (r"邮费", ("运费",)), (r"快递", ("物流",)),
-        (r"怎么", ("如何", "怎样")), (r"如何", ("怎么",)), (r"什么时候", ("何时", "啥时候")),
-        (r"可以", ("能",)), (r"多久", ("多长时间",)), (r"多长时间", ("多久",)), (r"送到", ("寄到", "配送到")),
+        (r"多少钱", ("价格是多少", "卖多少钱")),
+        (r"价格是多少", ("多少钱",)),
+        (r"价格(?!是多少)", ("价钱", "售价")),
+        (r"退款", ("退钱",)),
+        (r"退钱", ("退款",)),
+        (r"发货", ("寄出", "发出")),
+        (r"寄出", ("发货",)),
+        (r"营业时间", ("开门时间", "上班时间")),
+        (r"几点开门", ("什么时候开门", "营业时间是几点")),
+        (r"取消", ("撤销",)),
+        (r"(?<=[么何想要能以])退货", ("退回商品", "把东西退回去")),  # the verb, not 退货流程
+        (r"联系", ("联络", "找到")),
+        (r"帮忙", ("帮助",)),
+        (r"优惠券", ("折扣码", "优惠码")),
+        (r"折扣码", ("优惠券", "优惠码")),
+        (r"优惠码", ("优惠券", "折扣码")),
+        (r"折扣(?!码)", ("优惠",)),
+        (r"购买", ("买",)),
+        (r"(?<!购)买", ("购买",)),
+        (r"运费", ("邮费", "快递费")),
+        (r"邮费", ("运费",)),
+        (r"快递", ("物流",)),
+        (r"怎么", ("如何", "怎样")),
+        (r"如何", ("怎么",)),
+        (r"什么时候", ("何时", "啥时候")),
+        (r"可以", ("能",)),
+        (r"多久", ("多长时间",)),
+        (r"多长时间", ("多久",)),
+        (r"送到", ("寄到", "配送到")),
     ),
 }
 
@@ -502,7 +559,7 @@ def synonym(text: str, lang: str) -> list[str]:
         for match in re.finditer(pattern, text, flags=re.I):
             for replacement in replacements:
                 new = _same_case(match.expand(replacement), match.group())
-                forms.append(text[:match.start()] + new + text[match.end():])
+                forms.append(text[: match.start()] + new + text[match.end() :])
     return forms
 
 
@@ -534,10 +591,22 @@ def punct(text: str, lang: str) -> list[str]:
 
 # ------------------------------------------------------------------------------- family: typo
 KEYBOARD_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
-NEIGHBOURS = {row[i]: row[max(i - 1, 0):i] + row[i + 1:i + 2] for row in KEYBOARD_ROWS for i in range(len(row))}
+NEIGHBOURS = {row[i]: row[max(i - 1, 0) : i] + row[i + 1 : i + 2] for row in KEYBOARD_ROWS for i in range(len(row))}
 # Pinyin input methods write a homophone, not a neighbouring key: the common Chinese typo.
-ZH_HOMOPHONES = {"的": "得", "得": "的", "在": "再", "再": "在", "吗": "嘛", "那": "哪", "哪": "那",
-                 "做": "作", "已": "以", "账": "帐", "订": "定", "定": "订"}
+ZH_HOMOPHONES = {
+    "的": "得",
+    "得": "的",
+    "在": "再",
+    "再": "在",
+    "吗": "嘛",
+    "那": "哪",
+    "哪": "那",
+    "做": "作",
+    "已": "以",
+    "账": "帐",
+    "订": "定",
+    "定": "订",
+}
 
 
 def _typos_en(text: str) -> list[str]:
@@ -545,15 +614,15 @@ def _typos_en(text: str) -> list[str]:
     # Only lowercase words of 5+ letters: capitalised names, codes and numbers are masked anyway.
     for match in re.finditer(r"(?<![A-Za-z'’\ue000-\uf8ff])[a-z]{5,}(?![A-Za-z'’\ue000-\uf8ff])", text):
         word = match.group()
-        edits = [word[:i] + word[i + 1:] for i in range(1, len(word) - 1)]  # a dropped letter
-        edits += [word[:i] + key + word[i + 1:] for i in range(1, len(word)) for key in NEIGHBOURS[word[i]]]
-        forms += [text[:match.start()] + edit + text[match.end():] for edit in edits]
+        edits = [word[:i] + word[i + 1 :] for i in range(1, len(word) - 1)]  # a dropped letter
+        edits += [word[:i] + key + word[i + 1 :] for i in range(1, len(word)) for key in NEIGHBOURS[word[i]]]
+        forms += [text[: match.start()] + edit + text[match.end() :] for edit in edits]
     return forms
 
 
 def _typos_zh(text: str) -> list[str]:
-    forms = [text[:i] + ZH_HOMOPHONES[c] + text[i + 1:] for i, c in enumerate(text) if c in ZH_HOMOPHONES]
-    return forms + [text[:i] + text[i + 1:] for i, c in enumerate(text) if c == "的"]  # a dropped 的
+    forms = [text[:i] + ZH_HOMOPHONES[c] + text[i + 1 :] for i, c in enumerate(text) if c in ZH_HOMOPHONES]
+    return forms + [text[:i] + text[i + 1 :] for i, c in enumerate(text) if c == "的"]  # a dropped 的
 
 
 def typo(text: str, lang: str) -> list[str]:
@@ -563,8 +632,13 @@ def typo(text: str, lang: str) -> list[str]:
 
 # ----------------------------------------------------------------------------- rules generator
 FAMILY_FUNCTIONS: dict[str, Callable[[str, str], list[str]]] = {
-    "synonym": synonym, "reorder": reorder, "indirect": indirect, "wrap": wrap,
-    "casing": casing, "punct": punct, "typo": typo,
+    "synonym": synonym,
+    "reorder": reorder,
+    "indirect": indirect,
+    "wrap": wrap,
+    "casing": casing,
+    "punct": punct,
+    "typo": typo,
 }
 # The order families apply in: words, then sentence order, then the frame (reordering a framed
 # question would front its embedded clause: "When the store opens, I'd like to know"), then surface
@@ -636,12 +710,16 @@ def rewrite_messages(text: str, n: int, lang: str) -> list[Message]:
     language = "Simplified Chinese" if lang == "zh" else "English"
     return [
         {"role": "system", "content": "You write training data for a customer-service chatbot."},
-        {"role": "user", "content": (
-            f"Rewrite the customer message below in {n} different ways a real customer might write "
-            f"it. Keep its meaning and every fact exactly as written: numbers, prices, dates, emails, "
-            f"codes, product and company names. Vary the wording and the sentence shape, not the "
-            f"request. Write in {language}. Answer with only a JSON list of {n} strings.\n\n"
-            f"Customer message: {text}")},
+        {
+            "role": "user",
+            "content": (
+                f"Rewrite the customer message below in {n} different ways a real customer might write "
+                f"it. Keep its meaning and every fact exactly as written: numbers, prices, dates, emails, "
+                f"codes, product and company names. Vary the wording and the sentence shape, not the "
+                f"request. Write in {language}. Answer with only a JSON list of {n} strings.\n\n"
+                f"Customer message: {text}"
+            ),
+        },
     ]
 
 
@@ -650,7 +728,7 @@ def _json_list(reply: str) -> list[str] | None:
     if start < 0 or end <= start:
         return None
     try:
-        value = json.loads(reply[start:end + 1])
+        value = json.loads(reply[start : end + 1])
     except json.JSONDecodeError:
         return None
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else None
@@ -684,15 +762,26 @@ class OpenAIGenerator:
 
     name = "openai"
 
-    def __init__(self, base_url: str, model: str, api_key_env: str = DEFAULT_API_KEY_ENV,
-                 timeout_s: float = 60.0, max_retries: int = 2, temperature: float = 0.9):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str = DEFAULT_API_KEY_ENV,
+        timeout_s: float = 60.0,
+        max_retries: int = 2,
+        temperature: float = 0.9,
+    ):
         from openai import OpenAI
 
         self.base_url, self.model, self.api_key_env = base_url, model, api_key_env
         self.timeout_s, self.max_retries, self.temperature = timeout_s, max_retries, temperature
         self.has_key = bool(os.environ.get(api_key_env))
-        self._client = OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or PLACEHOLDER_API_KEY,
-                              timeout=timeout_s, max_retries=max_retries)
+        self._client = OpenAI(
+            base_url=base_url,
+            api_key=os.environ.get(api_key_env) or PLACEHOLDER_API_KEY,
+            timeout=timeout_s,
+            max_retries=max_retries,
+        )
 
     @property
     def where(self) -> str:
@@ -702,8 +791,11 @@ class OpenAIGenerator:
         detail = " ".join(str(getattr(err, "message", err)).split())[:200]
         hint = ""
         if err.status_code in (401, 403):
-            hint = (f"; ${self.api_key_env} holds the key" if self.has_key else
-                    f"; no key was sent (${self.api_key_env} is not set)")
+            hint = (
+                f"; ${self.api_key_env} holds the key"
+                if self.has_key
+                else f"; no key was sent (${self.api_key_env} is not set)"
+            )
         elif err.status_code == 404:
             hint = "; check base_url (it usually ends in /v1) and the model name"
         return UserInputError(f"{self.where}: HTTP {err.status_code}: {detail}{hint}")
@@ -714,13 +806,16 @@ class OpenAIGenerator:
         tries = f"{self.max_retries + 1} tr{'y' if self.max_retries == 0 else 'ies'}"
         try:
             response = self._client.chat.completions.create(
-                model=self.model, messages=messages, temperature=self.temperature, seed=seed)
+                model=self.model, messages=messages, temperature=self.temperature, seed=seed
+            )
         except openai.APITimeoutError:
             raise UserInputError(f"{self.where}: no answer within {self.timeout_s:g} s ({tries})") from None
         except openai.APIConnectionError as err:
             cause = err.__cause__ or err
-            raise UserInputError(f"{self.where}: cannot connect ({type(cause).__name__}: {cause}; {tries}); "
-                                 f"is the server running and the base_url right?") from None
+            raise UserInputError(
+                f"{self.where}: cannot connect ({type(cause).__name__}: {cause}; {tries}); "
+                f"is the server running and the base_url right?"
+            ) from None
         except openai.APIStatusError as err:
             raise self._status_error(err) from None
         except openai.APIResponseValidationError as err:
@@ -728,16 +823,19 @@ class OpenAIGenerator:
         content = _reply_content(response)
         if content is None:  # a wrong base_url (a web page, another API) answers every turn like this
             body = f": {response[:160]!r}" if isinstance(response, str) else ""
-            raise UserInputError(f"{self.where}: the response is not a chat completion "
-                                 f"(no choices[0].message.content){body}")
+            raise UserInputError(
+                f"{self.where}: the response is not a chat completion (no choices[0].message.content){body}"
+            )
         return content
 
     def generate(self, text: str, n: int, lang: str, seed: int = 0) -> list[str]:
         reply = self._ask(rewrite_messages(text, n, lang), seed)
         phrasings = parse_phrasings(reply)
         if not phrasings:
-            raise JunkOutput(f"{self.where}: the reply holds no list of rewrites (a JSON list of strings "
-                             f"or numbered lines was asked for): {reply[:160]!r}")
+            raise JunkOutput(
+                f"{self.where}: the reply holds no list of rewrites (a JSON list of strings "
+                f"or numbered lines was asked for): {reply[:160]!r}"
+            )
         return phrasings[:n]
 
 
@@ -770,10 +868,15 @@ class LocalGenerator:
         inputs = self._tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self._model.device)
         torch.manual_seed(seed)
         with torch.no_grad():
-            output = self._model.generate(**inputs, do_sample=True, temperature=self.temperature,
-                                          top_p=self.top_p, max_new_tokens=self.max_new_tokens,
-                                          pad_token_id=self._tokenizer.pad_token_id)
-        reply = self._tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            output = self._model.generate(
+                **inputs,
+                do_sample=True,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                max_new_tokens=self.max_new_tokens,
+                pad_token_id=self._tokenizer.pad_token_id,
+            )
+        reply = self._tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         phrasings = parse_phrasings(reply)
         if not phrasings:
             raise JunkOutput(f"model '{self.model_name}': the reply holds no list of rewrites: {reply[:160]!r}")
@@ -785,6 +888,7 @@ def _check_int(low: int, high: int) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
         return None if ok else f"must be a whole number from {low} to {high}"
+
     return check
 
 
@@ -792,12 +896,14 @@ def _check_number(low: float, high: float) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
         return None if ok else f"must be a number from {low:g} to {high:g}"
+
     return check
 
 
 def _check_text(pattern: str, what: str) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         return None if isinstance(value, str) and re.fullmatch(pattern, value.strip()) else f"must be {what}"
+
     return check
 
 
@@ -832,8 +938,11 @@ REQUIRED_KEYS = {"rules": (), "openai": ("base_url", "model"), "local": ("model"
 
 def _spec_problems(spec: dict[str, Any], kind: str) -> list[str]:
     allowed = COMMON_KEYS + GENERATOR_KEYS[kind]
-    problems = [f"unknown key '{key}' for generator '{kind}'; allowed keys: {', '.join(allowed)}"
-                for key in spec if key not in allowed]
+    problems = [
+        f"unknown key '{key}' for generator '{kind}'; allowed keys: {', '.join(allowed)}"
+        for key in spec
+        if key not in allowed
+    ]
     problems += [f"'{key}' is required for generator '{kind}'" for key in REQUIRED_KEYS[kind] if key not in spec]
     for key in allowed:
         problem = SPEC_CHECKS[key](spec[key]) if key in spec and key in SPEC_CHECKS else None
@@ -846,8 +955,9 @@ def config_spec(config: TrainConfig) -> dict[str, Any]:
     """The generator spec a TrainConfig's augment_* keys describe."""
     spec: dict[str, Any] = {"generator": config.augment, "per_turn": config.augment_per_turn, "seed": config.seed}
     if config.augment == "openai":
-        spec.update(base_url=config.augment_base_url, model=config.augment_model,
-                    api_key_env=config.augment_api_key_env)
+        spec.update(
+            base_url=config.augment_base_url, model=config.augment_model, api_key_env=config.augment_api_key_env
+        )
     elif config.augment == "local":
         spec["model"] = config.augment_model
     return spec
@@ -858,8 +968,9 @@ def make_generator(spec: dict[str, Any]) -> Generator:
     {"generator": "openai", "base_url": ..., "model": ..., "api_key_env": ...}. Every problem is
     reported at once; per_turn and seed are validated here and used by augment_dataset."""
     if not isinstance(spec, dict):
-        raise UserInputError(f"augmentation spec must be a mapping like {{\"generator\": \"rules\"}}, "
-                             f"got {type(spec).__name__}")
+        raise UserInputError(
+            f'augmentation spec must be a mapping like {{"generator": "rules"}}, got {type(spec).__name__}'
+        )
     kind = spec.get("generator", "rules")
     if kind not in GENERATORS:
         raise UserInputError(f"augmentation spec: 'generator' must be one of {', '.join(GENERATORS)}; got {kind!r}")
@@ -886,7 +997,7 @@ def shingles(text: str) -> set[str]:
     """Character n-grams of the normalised text: 2 for Chinese, 3 otherwise (see NEAR_DUPLICATE_JACCARD)."""
     norm = normalise(text)
     size = 2 if CJK.search(norm) else 3
-    return {norm[i:i + size] for i in range(max(len(norm) - size + 1, 1))}
+    return {norm[i : i + size] for i in range(max(len(norm) - size + 1, 1))}
 
 
 def jaccard(a: set[str], b: set[str]) -> float:
@@ -948,9 +1059,12 @@ def user_turns(conversations: Sequence[Conversation]) -> list[Turn]:
     """Every user turn with its fact. A fact is the (normalised) reply that follows the turn: for a
     single-exchange FAQ that is the conversation's final answer; in a longer chat an early
     "Hello!" asks for the greeting, not for the fact at the end."""
-    return [Turn(c, m, normalise(conversation[m + 1]["content"]))
-            for c, conversation in enumerate(conversations)
-            for m, message in enumerate(conversation) if message["role"] == "user"]
+    return [
+        Turn(c, m, normalise(conversation[m + 1]["content"]))
+        for c, conversation in enumerate(conversations)
+        for m, message in enumerate(conversation)
+        if message["role"] == "user"
+    ]
 
 
 def assign_quotas(turns: list[Turn], per_turn: int) -> None:
@@ -1043,8 +1157,13 @@ def _where(turn: Turn, conversations: Sequence[Conversation]) -> str:
 class _Filter:
     """The checks a generated phrasing passes, in order, counting what each removes."""
 
-    def __init__(self, turns: list[Turn], conversations: Sequence[Conversation],
-                 probe_questions: Sequence[str], report: AugmentReport):
+    def __init__(
+        self,
+        turns: list[Turn],
+        conversations: Sequence[Conversation],
+        probe_questions: Sequence[str],
+        report: AugmentReport,
+    ):
         self.report = report
         self.copies: dict[str, set[str]] = {}
         self.near: dict[str, NearDuplicates] = {}
@@ -1083,9 +1202,15 @@ class _Filter:
         return kept
 
 
-def _generate(conversations: Sequence[Conversation], turns: list[Turn], generator: Generator,
-              checks: _Filter, seed: int, progress: Callable[[int, int], None] | None,
-              report: AugmentReport) -> dict[int, list[str]]:
+def _generate(
+    conversations: Sequence[Conversation],
+    turns: list[Turn],
+    generator: Generator,
+    checks: _Filter,
+    seed: int,
+    progress: Callable[[int, int], None] | None,
+    report: AugmentReport,
+) -> dict[int, list[str]]:
     """Kept phrasings per turn position, for every turn with a quota. A JunkOutput skips one turn;
     any other error (endpoint down, model broken) stops, keeping what succeeded before it."""
     jobs = [position for position, turn in enumerate(turns) if turn.quota > 0]
@@ -1112,9 +1237,15 @@ def _generate(conversations: Sequence[Conversation], turns: list[Turn], generato
     return phrasings
 
 
-def _run(conversations: Sequence[Conversation], generator: Generator, per_turn: int,
-         probe_questions: Sequence[str], seed: int, progress: Callable[[int, int], None] | None,
-         report: AugmentReport) -> _Outcome:
+def _run(
+    conversations: Sequence[Conversation],
+    generator: Generator,
+    per_turn: int,
+    probe_questions: Sequence[str],
+    seed: int,
+    progress: Callable[[int, int], None] | None,
+    report: AugmentReport,
+) -> _Outcome:
     """Plan the quotas, generate and filter, and fill in the report's counts."""
     problem = SPEC_CHECKS["per_turn"](per_turn)
     if problem:
@@ -1133,8 +1264,9 @@ def _run(conversations: Sequence[Conversation], generator: Generator, per_turn: 
     return _Outcome(turns, phrasings, report)
 
 
-def _fact_counts(turns: list[Turn], phrasings: dict[int, list[str]],
-                 conversations: Sequence[Conversation]) -> list[FactCount]:
+def _fact_counts(
+    turns: list[Turn], phrasings: dict[int, list[str]], conversations: Sequence[Conversation]
+) -> list[FactCount]:
     counts: dict[str, FactCount] = {}
     for position, turn in enumerate(turns):
         if turn.fact not in counts:
@@ -1160,11 +1292,13 @@ def _new_conversations(outcome: _Outcome, conversations: Sequence[Conversation])
 
 def _check_output_path(source: Path, out: Path) -> None:
     if out.suffix.lower() != ".jsonl":
-        raise UserInputError(f"output {out}: the augmented dataset is written as OpenAI-messages JSONL; "
-                             f"use a .jsonl file name")
+        raise UserInputError(
+            f"output {out}: the augmented dataset is written as OpenAI-messages JSONL; use a .jsonl file name"
+        )
     if out.resolve() == source.resolve():
-        raise UserInputError(f"output {out} is the source dataset; the original is never changed, "
-                             f"pick another file name")
+        raise UserInputError(
+            f"output {out} is the source dataset; the original is never changed, pick another file name"
+        )
     if not out.parent.is_dir():
         raise UserInputError(f"output {out}: folder {out.parent} does not exist")
 
@@ -1183,10 +1317,15 @@ def write_jsonl_atomically(conversations: Sequence[Conversation], out: Path) -> 
         raise
 
 
-def augment_conversations(conversations: Sequence[Conversation], generator: Generator,
-                          per_turn: int = DEFAULT_PER_TURN, probe_questions: Sequence[str] = (),
-                          seed: int = DEFAULT_SEED, progress: Callable[[int, int], None] | None = None,
-                          report: AugmentReport | None = None) -> tuple[list[Conversation], AugmentReport]:
+def augment_conversations(
+    conversations: Sequence[Conversation],
+    generator: Generator,
+    per_turn: int = DEFAULT_PER_TURN,
+    probe_questions: Sequence[str] = (),
+    seed: int = DEFAULT_SEED,
+    progress: Callable[[int, int], None] | None = None,
+    report: AugmentReport | None = None,
+) -> tuple[list[Conversation], AugmentReport]:
     """The originals, then one new conversation per kept phrasing, and the report (the trainer's
     `augment` key uses this; augment_dataset writes it to a file)."""
     report = report or AugmentReport(generator.name, "(conversations)", "")
@@ -1194,27 +1333,52 @@ def augment_conversations(conversations: Sequence[Conversation], generator: Gene
     return list(conversations) + _new_conversations(outcome, conversations), report
 
 
-def augment_dataset(path: str | Path, out_path: str | Path, generator: Generator, per_turn: int = DEFAULT_PER_TURN,
-                    probe_questions: Sequence[str] = (), seed: int = DEFAULT_SEED,
-                    progress: Callable[[int, int], None] | None = None) -> AugmentReport:
+def augment_dataset(
+    path: str | Path,
+    out_path: str | Path,
+    generator: Generator,
+    per_turn: int = DEFAULT_PER_TURN,
+    probe_questions: Sequence[str] = (),
+    seed: int = DEFAULT_SEED,
+    progress: Callable[[int, int], None] | None = None,
+) -> AugmentReport:
     """Write `out_path`: the originals, then one new conversation per kept phrasing. The source is
     only read. When the generator fails midway the file holds what succeeded and the report's
     errors name the failed turns; when nothing succeeded, UserInputError and no file."""
     source, out = Path(path), Path(out_path)
     _check_output_path(source, out)
     dataset = load_dataset(source)
-    augmented, report = augment_conversations(dataset.conversations, generator, per_turn, probe_questions, seed,
-                                              progress, AugmentReport(generator.name, str(source), str(out)))
+    augmented, report = augment_conversations(
+        dataset.conversations,
+        generator,
+        per_turn,
+        probe_questions,
+        seed,
+        progress,
+        AugmentReport(generator.name, str(source), str(out)),
+    )
     write_jsonl_atomically(augmented, out)
     return report
 
 
-def preview(conversations: Sequence[Conversation], generator: Generator, per_turn: int = DEFAULT_PER_TURN,
-            probe_questions: Sequence[str] = (), seed: int = DEFAULT_SEED,
-            progress: Callable[[int, int], None] | None = None) -> AugmentPreview:
+def preview(
+    conversations: Sequence[Conversation],
+    generator: Generator,
+    per_turn: int = DEFAULT_PER_TURN,
+    probe_questions: Sequence[str] = (),
+    seed: int = DEFAULT_SEED,
+    progress: Callable[[int, int], None] | None = None,
+) -> AugmentPreview:
     """The phrasings augment_dataset would add, grouped by fact, without writing anything."""
-    outcome = _run(conversations, generator, per_turn, probe_questions, seed, progress,
-                   AugmentReport(generator.name, "(conversations)", ""))
+    outcome = _run(
+        conversations,
+        generator,
+        per_turn,
+        probe_questions,
+        seed,
+        progress,
+        AugmentReport(generator.name, "(conversations)", ""),
+    )
     groups: dict[str, FactPhrasings] = {}
     for position, turn in enumerate(outcome.turns):
         conversation = conversations[turn.conversation]
@@ -1227,8 +1391,12 @@ def preview(conversations: Sequence[Conversation], generator: Generator, per_tur
 # ========================================================================================= CLI
 def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     spec: dict[str, Any] = {"generator": args.generator, "per_turn": args.per_turn, "seed": args.seed}
-    optional = {"families": args.families, "base_url": args.base_url, "model": args.model,
-                "api_key_env": args.api_key_env}
+    optional = {
+        "families": args.families,
+        "base_url": args.base_url,
+        "model": args.model,
+        "api_key_env": args.api_key_env,
+    }
     spec.update({key: value for key, value in optional.items() if value is not None})
     return spec
 
@@ -1238,23 +1406,37 @@ def _print_progress(done: int, total: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.augment", description=(
-        "Write an augmented copy of a chat dataset: more user phrasings per fact, balanced across "
-        "facts, with copies, near-duplicates and probe-question leaks removed."),
-        epilog="exit status: 0 done, 1 done with some turns failed (see the errors), 2 bad input")
+    parser = argparse.ArgumentParser(
+        prog="python -m core.augment",
+        description=(
+            "Write an augmented copy of a chat dataset: more user phrasings per fact, balanced across "
+            "facts, with copies, near-duplicates and probe-question leaks removed."
+        ),
+        epilog="exit status: 0 done, 1 done with some turns failed (see the errors), 2 bad input",
+    )
     parser.add_argument("dataset", help="a .json or .jsonl dataset (alpaca, sharegpt or OpenAI messages)")
     parser.add_argument("--out", required=True, help="the augmented OpenAI-messages .jsonl to write")
     parser.add_argument("--generator", default="rules", choices=GENERATORS, help="(default: rules)")
-    parser.add_argument("--per-turn", type=int, default=DEFAULT_PER_TURN,
-                        help=f"most new phrasings per user turn (default: {DEFAULT_PER_TURN})")
-    parser.add_argument("--families",
-                        help=f"rules generator: comma-separated, from {','.join(FAMILIES)} (default: all)")
-    parser.add_argument("--probes", help="held-out questions, JSONL lines {\"question\": ..., \"expect\": ...}: "
-                        "phrasings close to them are removed")
+    parser.add_argument(
+        "--per-turn",
+        type=int,
+        default=DEFAULT_PER_TURN,
+        help=f"most new phrasings per user turn (default: {DEFAULT_PER_TURN})",
+    )
+    parser.add_argument(
+        "--families", help=f"rules generator: comma-separated, from {','.join(FAMILIES)} (default: all)"
+    )
+    parser.add_argument(
+        "--probes",
+        help='held-out questions, JSONL lines {"question": ..., "expect": ...}: phrasings close to them are removed',
+    )
     parser.add_argument("--base-url", help="openai generator: the endpoint, e.g. http://127.0.0.1:11434/v1")
     parser.add_argument("--model", help="openai: the model name; local: a model folder, .gguf file or hub id")
-    parser.add_argument("--api-key-env", help=f"openai: environment variable holding the key "
-                        f"(default: {DEFAULT_API_KEY_ENV}; may be unset for local servers)")
+    parser.add_argument(
+        "--api-key-env",
+        help=f"openai: environment variable holding the key "
+        f"(default: {DEFAULT_API_KEY_ENV}; may be unset for local servers)",
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"(default: {DEFAULT_SEED})")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     args = parser.parse_args(argv)
@@ -1266,8 +1448,15 @@ def main(argv: list[str] | None = None) -> int:
             from core.probes import load_probes
 
             probes = [probe.question for probe in load_probes(args.probes)]
-        report = augment_dataset(args.dataset, args.out, generator, spec["per_turn"], probes, spec["seed"],
-                                 progress=_print_progress if sys.stderr.isatty() else None)
+        report = augment_dataset(
+            args.dataset,
+            args.out,
+            generator,
+            spec["per_turn"],
+            probes,
+            spec["seed"],
+            progress=_print_progress if sys.stderr.isatty() else None,
+        )
     except UserInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

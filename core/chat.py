@@ -8,6 +8,7 @@ adapter loaded, the base model's answer comes from the same weights inside peft'
 Runs in the web server's process (training never does). Generations are serialised by a lock: the
 model object and its active adapter are shared state.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -87,8 +88,9 @@ class ChatModels:
         self._model.eval()
         self._adapter_key = key
 
-    def prepare(self, model_name_or_path: str, quantization_bit: str = "none",
-                adapter: str | Path | None = None) -> None:
+    def prepare(
+        self, model_name_or_path: str, quantization_bit: str = "none", adapter: str | Path | None = None
+    ) -> None:
         """Load (or reuse) the base model, and put `adapter` on it when given."""
         with self._lock:
             self._load_base(model_name_or_path, quantization_bit)
@@ -96,9 +98,16 @@ class ChatModels:
                 self._load_adapter(Path(adapter))
 
     # ---------------------------------------------------------------------------- generating
-    def stream(self, conversation: Conversation, settings: GenerationSettings, *,
-               model_name_or_path: str = "default", quantization_bit: str = "none",
-               adapter: str | Path | None = None, use_adapter: bool = True) -> Iterator[str]:
+    def stream(
+        self,
+        conversation: Conversation,
+        settings: GenerationSettings,
+        *,
+        model_name_or_path: str = "default",
+        quantization_bit: str = "none",
+        adapter: str | Path | None = None,
+        use_adapter: bool = True,
+    ) -> Iterator[str]:
         """Yield the reply to the conversation's last user turn, growing, as tokens arrive.
 
         `adapter` is the run's adapter folder; with use_adapter=False the same model answers as its
@@ -120,9 +129,12 @@ class ChatModels:
             eos = sorted({tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None})
             sampling = settings.temperature > 0
             generation = GenerationConfig(
-                max_new_tokens=int(settings.max_new_tokens), do_sample=sampling,
-                temperature=settings.temperature if sampling else 1.0, top_p=settings.top_p if sampling else 1.0,
-                eos_token_id=eos, pad_token_id=tokenizer.pad_token_id,
+                max_new_tokens=int(settings.max_new_tokens),
+                do_sample=sampling,
+                temperature=settings.temperature if sampling else 1.0,
+                top_p=settings.top_p if sampling else 1.0,
+                eos_token_id=eos,
+                pad_token_id=tokenizer.pad_token_id,
             )
             streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
             cancel, errors = threading.Event(), []
@@ -131,8 +143,12 @@ class ChatModels:
             def generate() -> None:
                 try:
                     with model.disable_adapter() if as_base else contextlib.nullcontext(), torch.no_grad():
-                        model.generate(**inputs, generation_config=generation, streamer=streamer,
-                                       stopping_criteria=StoppingCriteriaList([_Cancelled(cancel)]))
+                        model.generate(
+                            **inputs,
+                            generation_config=generation,
+                            streamer=streamer,
+                            stopping_criteria=StoppingCriteriaList([_Cancelled(cancel)]),
+                        )
                 except Exception as err:  # noqa: BLE001 - handed to the reader below
                     errors.append(err)
                     streamer.end()  # unblock the reader

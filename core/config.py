@@ -7,6 +7,7 @@ all read that entry, so adding a field means writing it here and nowhere else.
 
 This module imports no torch: `python -m core.train bad.yaml` reports config errors in a moment.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -58,8 +59,7 @@ class FieldSpec:
 def _f(default: Any, help_en: str, help_zh: str, label: tuple[str, str], group: str, **rules: Any) -> Any:
     """A dataclass field with its registry entry; mutable defaults are not used in this config."""
     assert group in GROUPS, group
-    return field(default=default, metadata={"spec": FieldSpec(help_en, help_zh, label[0], label[1], group,
-                                                              **rules)})
+    return field(default=default, metadata={"spec": FieldSpec(help_en, help_zh, label[0], label[1], group, **rules)})
 
 
 def _show(value: Any) -> str:
@@ -70,7 +70,6 @@ def _show(value: Any) -> str:
     return text if len(text) <= MAX_QUOTED_CHARS else f"{text[:MAX_QUOTED_CHARS]}... ({len(text)} characters)"
 
 
-
 @dataclass
 class TrainConfig:
     # --- model (top bar) and dataset (data tab) ---
@@ -78,201 +77,412 @@ class TrainConfig:
         "default",
         "'default' (embedded SmolLM2-135M-Instruct), a local HF folder, a .gguf file, or a hub id.",
         "'default'（内置 SmolLM2-135M-Instruct）、本地 HF 文件夹、.gguf 文件或 Hub 模型 ID。",
-        ("Model", "模型"), "top", non_empty=True)
+        ("Model", "模型"),
+        "top",
+        non_empty=True,
+    )
     dataset: str = _f(
-        "datasets_demo/persona_en.jsonl", "A .json or .jsonl file of chat examples.",
-        ".json 或 .jsonl 对话样本文件。", ("Dataset", "数据集"), "data_tab", non_empty=True)
+        "datasets_demo/persona_en.jsonl",
+        "A .json or .jsonl file of chat examples.",
+        ".json 或 .jsonl 对话样本文件。",
+        ("Dataset", "数据集"),
+        "data_tab",
+        non_empty=True,
+    )
     dataset_format: str = _f(
-        "auto", "'auto' (detect), 'alpaca', 'sharegpt' or 'openai' (messages).",
+        "auto",
+        "'auto' (detect), 'alpaca', 'sharegpt' or 'openai' (messages).",
         "'auto'（自动识别）、'alpaca'、'sharegpt' 或 'openai'（messages）。",
-        ("Format", "格式"), "data_tab", choices=DATASET_FORMATS)
+        ("Format", "格式"),
+        "data_tab",
+        choices=DATASET_FORMATS,
+    )
     # --- optimisation ---
     learning_rate: float = _f(
-        2e-4, "Peak learning rate of the LoRA weights (lora_A). Above 1 can only be a typo.",
+        2e-4,
+        "Peak learning rate of the LoRA weights (lora_A). Above 1 can only be a typo.",
         "LoRA 权重（lora_A）的峰值学习率。大于 1 只可能是笔误。",
-        ("Learning rate", "学习率"), "optim", gt=0, le=1)
+        ("Learning rate", "学习率"),
+        "optim",
+        gt=0,
+        le=1,
+    )
     lr_reference_batch: int = _f(
-        0, "The effective batch learning_rate was tuned for: it is then scaled to this run's effective "
-           "batch by lr_scaling_rule (0 = use learning_rate as is).",
+        0,
+        "The effective batch learning_rate was tuned for: it is then scaled to this run's effective "
+        "batch by lr_scaling_rule (0 = use learning_rate as is).",
         "learning_rate 所对应的有效批大小：按 lr_scaling_rule 缩放到本次运行的有效批大小（0 表示直接使用 learning_rate）。",
-        ("LR reference batch", "学习率参考批大小"), "optim", ge=0, le=1_000_000)
+        ("LR reference batch", "学习率参考批大小"),
+        "optim",
+        ge=0,
+        le=1_000_000,
+    )
     lr_scaling_rule: str = _f(
-        "linear", "How lr_reference_batch scales the lr: 'linear' (lr x batch / reference) or 'sqrt' (x its "
-                  "square root, the better-founded rule for Adam).",
+        "linear",
+        "How lr_reference_batch scales the lr: 'linear' (lr x batch / reference) or 'sqrt' (x its "
+        "square root, the better-founded rule for Adam).",
         "lr_reference_batch 的缩放方式：'linear'（lr × 批大小 / 参考值）或 'sqrt'（乘以其平方根，对 Adam 更有依据）。",
-        ("LR scaling rule", "学习率缩放规则"), "optim", choices=LR_SCALING_RULES)
+        ("LR scaling rule", "学习率缩放规则"),
+        "optim",
+        choices=LR_SCALING_RULES,
+    )
     num_train_epochs: float | str = _f(
-        3.0, "Passes over the training data; 'auto': whole epochs that make about target_steps optimizer "
-             "steps, so a 50-chat FAQ and a 5,000-chat set both get a sensible run.",
+        3.0,
+        "Passes over the training data; 'auto': whole epochs that make about target_steps optimizer "
+        "steps, so a 50-chat FAQ and a 5,000-chat set both get a sensible run.",
         "遍历训练数据的轮数；'auto'：取整数轮，使优化步数约为 target_steps，这样 50 条的 FAQ 和 5000 条的数据集都能得到合适的训练。",
-        ("Epochs", "训练轮数"), "optim", ge=0, le=10_000, auto=True)
+        ("Epochs", "训练轮数"),
+        "optim",
+        ge=0,
+        le=10_000,
+        auto=True,
+    )
     target_steps: int = _f(
-        200, f"With num_train_epochs: auto, about this many optimizer steps (at least 1 epoch, at most "
-             f"{MAX_AUTO_EPOCHS}).",
+        200,
+        f"With num_train_epochs: auto, about this many optimizer steps (at least 1 epoch, at most {MAX_AUTO_EPOCHS}).",
         f"num_train_epochs 为 auto 时的目标优化步数（至少 1 轮，至多 {MAX_AUTO_EPOCHS} 轮）。",
-        ("Target steps (auto epochs)", "目标步数（自动轮数）"), "optim", gt=0, le=10_000_000)
+        ("Target steps (auto epochs)", "目标步数（自动轮数）"),
+        "optim",
+        gt=0,
+        le=10_000_000,
+    )
     max_steps: int = _f(
-        -1, "Stop after this many optimizer steps (-1 = use num_train_epochs).",
-        "训练到这么多优化步后停止（-1 表示按训练轮数）。", ("Max steps", "最大步数"), "optim",
-        ge=-1, le=10_000_000)
+        -1,
+        "Stop after this many optimizer steps (-1 = use num_train_epochs).",
+        "训练到这么多优化步后停止（-1 表示按训练轮数）。",
+        ("Max steps", "最大步数"),
+        "optim",
+        ge=-1,
+        le=10_000_000,
+    )
     per_device_train_batch_size: int = _f(
-        2, "Examples per forward pass on one device.", "单个设备每次前向计算的样本数。",
-        ("Batch per device", "单设备批大小"), "optim", gt=0, le=65_536)
+        2,
+        "Examples per forward pass on one device.",
+        "单个设备每次前向计算的样本数。",
+        ("Batch per device", "单设备批大小"),
+        "optim",
+        gt=0,
+        le=65_536,
+    )
     gradient_accumulation_steps: int = _f(
-        4, "Forward passes summed into one optimizer step.", "累积多少次前向计算的梯度后更新一次参数。",
-        ("Gradient accumulation", "梯度累积步数"), "optim", gt=0, le=65_536)
+        4,
+        "Forward passes summed into one optimizer step.",
+        "累积多少次前向计算的梯度后更新一次参数。",
+        ("Gradient accumulation", "梯度累积步数"),
+        "optim",
+        gt=0,
+        le=65_536,
+    )
     lr_scheduler_type: str = _f(
-        "cosine", "cosine, linear, constant or constant_with_warmup.",
+        "cosine",
+        "cosine, linear, constant or constant_with_warmup.",
         "cosine、linear、constant 或 constant_with_warmup。",
-        ("LR scheduler", "学习率调度器"), "optim", choices=SCHEDULERS)
+        ("LR scheduler", "学习率调度器"),
+        "optim",
+        choices=SCHEDULERS,
+    )
     warmup_ratio: float = _f(
-        0.1, "Share of total steps spent warming the lr up linearly from 0.",
-        "学习率从 0 线性预热所占总步数的比例。", ("Warmup ratio", "预热比例"), "optim", ge=0, lt=1)
+        0.1,
+        "Share of total steps spent warming the lr up linearly from 0.",
+        "学习率从 0 线性预热所占总步数的比例。",
+        ("Warmup ratio", "预热比例"),
+        "optim",
+        ge=0,
+        lt=1,
+    )
     loraplus_lr_ratio: float = _f(
-        0.0, "LoRA+: lora_B learns at learning_rate x this ratio (0 = off; people use 8-16).",
+        0.0,
+        "LoRA+: lora_B learns at learning_rate x this ratio (0 = off; people use 8-16).",
         "LoRA+：lora_B 的学习率为 learning_rate × 该倍数（0 表示关闭；常用 8–16）。",
-        ("LoRA+ lr ratio", "LoRA+ 学习率倍数"), "optim", ge=0, le=10_000)
+        ("LoRA+ lr ratio", "LoRA+ 学习率倍数"),
+        "optim",
+        ge=0,
+        le=10_000,
+    )
     seed: int = _f(
-        42, "Random seed for data order, split and LoRA init (0 to 2^32 - 1, what torch accepts).",
+        42,
+        "Random seed for data order, split and LoRA init (0 to 2^32 - 1, what torch accepts).",
         "数据顺序、划分和 LoRA 初始化的随机种子（0 到 2^32 - 1，torch 接受的范围）。",
-        ("Seed", "随机种子"), "optim", ge=0, le=2**32 - 1)
+        ("Seed", "随机种子"),
+        "optim",
+        ge=0,
+        le=2**32 - 1,
+    )
     # --- data and prompt ---
     cutoff_len: int = _f(
-        1024, "Maximum tokens per example; longer examples are truncated.",
-        "每个样本的最大 token 数；更长的样本会被截断。", ("Cutoff length", "截断长度"), "data",
-        gt=0, le=1_048_576)
+        1024,
+        "Maximum tokens per example; longer examples are truncated.",
+        "每个样本的最大 token 数；更长的样本会被截断。",
+        ("Cutoff length", "截断长度"),
+        "data",
+        gt=0,
+        le=1_048_576,
+    )
     val_size: float = _f(
-        0.0, "Share of examples held out for eval loss (0 = none, e.g. 0.1).",
+        0.0,
+        "Share of examples held out for eval loss (0 = none, e.g. 0.1).",
         "留作验证集（计算 eval loss）的样本比例（0 表示不留，例如 0.1）。",
-        ("Validation share", "验证集比例"), "data", ge=0, lt=1)
+        ("Validation share", "验证集比例"),
+        "data",
+        ge=0,
+        lt=1,
+    )
     system_prompt: str = _f(
         "",
         "System prompt put in front of every conversation that has none, in training AND chat. "
         "Empty: the chat template's own default (SmolLM2 and Qwen inject one).",
         "放在每段没有系统提示词的对话前，训练和对话时都使用。留空：使用对话模板自带的默认提示词"
         "（SmolLM2 和 Qwen 会注入一个）。",
-        ("System prompt", "系统提示词"), "data")
+        ("System prompt", "系统提示词"),
+        "data",
+    )
     # --- facts: probes and augmentation ---
     probes: str = _f(
-        "none", "Fact probes scored during training: 'auto' (hold out about a fifth of the phrasings of "
-                "each answer that has 3 or more, by seed), a JSONL file of {question, expect}, or 'none'.",
+        "none",
+        "Fact probes scored during training: 'auto' (hold out about a fifth of the phrasings of "
+        "each answer that has 3 or more, by seed), a JSONL file of {question, expect}, or 'none'.",
         "训练中评测的事实探针：'auto'（对有 3 个及以上问法的回答，按随机种子留出约五分之一的问法）、"
         "{question, expect} 格式的 JSONL 文件，或 'none'。",
-        ("Fact probes", "事实探针"), "facts", non_empty=True)
+        ("Fact probes", "事实探针"),
+        "facts",
+        non_empty=True,
+    )
     probe_steps: int = _f(
-        0, "Score the probes every this many optimizer steps (0 = only before and after training).",
+        0,
+        "Score the probes every this many optimizer steps (0 = only before and after training).",
         "每隔多少优化步评测一次探针（0 表示只在训练前后评测）。",
-        ("Probe every (steps)", "探针评测间隔（步）"), "facts", ge=0, le=10_000_000)
+        ("Probe every (steps)", "探针评测间隔（步）"),
+        "facts",
+        ge=0,
+        le=10_000_000,
+    )
     probe_best_adapter: bool = _f(
-        True, "Keep the adapter of the probe scoring with the best recall as the run's adapter.",
+        True,
+        "Keep the adapter of the probe scoring with the best recall as the run's adapter.",
         "把探针召回率最高的那次评测时的适配器作为本次运行的适配器。",
-        ("Keep best-recall adapter", "保留召回率最佳的适配器"), "facts")
+        ("Keep best-recall adapter", "保留召回率最佳的适配器"),
+        "facts",
+    )
     probe_patience: int = _f(
-        0, "Stop early when probe recall has not improved for this many scorings (0 = never).",
+        0,
+        "Stop early when probe recall has not improved for this many scorings (0 = never).",
         "探针召回率连续这么多次评测没有提高时提前停止（0 表示从不）。",
-        ("Early-stop patience", "提前停止耐心值"), "facts", ge=0, le=10_000)
+        ("Early-stop patience", "提前停止耐心值"),
+        "facts",
+        ge=0,
+        le=10_000,
+    )
     augment: str = _f(
-        "none", "Add new phrasings of every user turn before training: 'rules' (offline, English and Chinese), "
-                "'openai' (an OpenAI-compatible endpoint: augment_base_url, augment_model) or 'local' (a local "
-                "instruct model: augment_model). Probe questions never leak into them.",
+        "none",
+        "Add new phrasings of every user turn before training: 'rules' (offline, English and Chinese), "
+        "'openai' (an OpenAI-compatible endpoint: augment_base_url, augment_model) or 'local' (a local "
+        "instruct model: augment_model). Probe questions never leak into them.",
         "训练前为每个用户问题生成新的问法：'rules'（离线规则，中英文）、'openai'（OpenAI 兼容接口：augment_base_url、"
         "augment_model）或 'local'（本地指令模型：augment_model）。探针问题不会泄漏进去。",
-        ("Augment phrasings", "问法扩充"), "facts", choices=AUGMENT_GENERATORS)
+        ("Augment phrasings", "问法扩充"),
+        "facts",
+        choices=AUGMENT_GENERATORS,
+    )
     augment_per_turn: int = _f(
-        8, "New phrasings per user turn at most (facts with few phrasings get the most).",
+        8,
+        "New phrasings per user turn at most (facts with few phrasings get the most).",
         "每个用户问题最多生成的新问法数（问法少的事实得到最多）。",
-        ("Phrasings per turn", "每个问题的新问法数"), "facts", gt=0, le=64)
+        ("Phrasings per turn", "每个问题的新问法数"),
+        "facts",
+        gt=0,
+        le=64,
+    )
     augment_model: str = _f(
-        "", "augment: openai: the endpoint's model name; augment: local: a model folder or hub id.",
+        "",
+        "augment: openai: the endpoint's model name; augment: local: a model folder or hub id.",
         "augment 为 openai 时：接口的模型名；为 local 时：模型文件夹或 Hub ID。",
-        ("Paraphrase model", "改写模型"), "facts")
+        ("Paraphrase model", "改写模型"),
+        "facts",
+    )
     augment_base_url: str = _f(
-        "", "augment: openai: the endpoint, e.g. http://127.0.0.1:11434/v1 (Ollama).",
+        "",
+        "augment: openai: the endpoint, e.g. http://127.0.0.1:11434/v1 (Ollama).",
         "augment 为 openai 时的接口地址，例如 http://127.0.0.1:11434/v1（Ollama）。",
-        ("Endpoint URL", "接口地址"), "facts")
+        ("Endpoint URL", "接口地址"),
+        "facts",
+    )
     augment_api_key_env: str = _f(
-        "OPENAI_API_KEY", "augment: openai: the environment variable holding the API key (local servers need none).",
+        "OPENAI_API_KEY",
+        "augment: openai: the environment variable holding the API key (local servers need none).",
         "augment 为 openai 时存放 API 密钥的环境变量名（本地服务不需要）。",
-        ("API key variable", "API 密钥环境变量"), "facts", non_empty=True)
+        ("API key variable", "API 密钥环境变量"),
+        "facts",
+        non_empty=True,
+    )
     # --- LoRA ---
     lora_rank: int = _f(
-        8, "Rank r of the LoRA update matrices.", "LoRA 更新矩阵的秩 r。", ("LoRA rank", "LoRA 秩"), "lora",
-        gt=0, le=65_536)
+        8,
+        "Rank r of the LoRA update matrices.",
+        "LoRA 更新矩阵的秩 r。",
+        ("LoRA rank", "LoRA 秩"),
+        "lora",
+        gt=0,
+        le=65_536,
+    )
     lora_alpha: int = _f(
-        16, "LoRA scaling numerator: the update is scaled by alpha / r.", "LoRA 缩放分子：更新量乘以 alpha / r。",
-        ("LoRA alpha", "LoRA alpha"), "lora", gt=0, le=1_000_000)
+        16,
+        "LoRA scaling numerator: the update is scaled by alpha / r.",
+        "LoRA 缩放分子：更新量乘以 alpha / r。",
+        ("LoRA alpha", "LoRA alpha"),
+        "lora",
+        gt=0,
+        le=1_000_000,
+    )
     lora_dropout: float = _f(
-        0.05, "Dropout on the LoRA input.", "LoRA 输入上的 dropout。", ("LoRA dropout", "LoRA dropout"), "lora",
-        ge=0, lt=1)
+        0.05,
+        "Dropout on the LoRA input.",
+        "LoRA 输入上的 dropout。",
+        ("LoRA dropout", "LoRA dropout"),
+        "lora",
+        ge=0,
+        lt=1,
+    )
     lora_target: str = _f(
-        "all", "'all' (every linear layer but the head) or comma-separated module names (q_proj,v_proj).",
+        "all",
+        "'all' (every linear layer but the head) or comma-separated module names (q_proj,v_proj).",
         "'all'（除输出头外的所有线性层）或逗号分隔的模块名（q_proj,v_proj）。",
-        ("LoRA target modules", "LoRA 目标模块"), "lora", non_empty=True)
+        ("LoRA target modules", "LoRA 目标模块"),
+        "lora",
+        non_empty=True,
+    )
     quantization_bit: str = _f(
-        "none", "Load the base model quantized: 'none', '4' (QLoRA nf4, double quant) or '8' (LLM.int8).",
+        "none",
+        "Load the base model quantized: 'none', '4' (QLoRA nf4, double quant) or '8' (LLM.int8).",
         "以量化方式加载基础模型：'none'、'4'（QLoRA nf4，双重量化）或 '8'（LLM.int8）。",
-        ("Quantization", "量化"), "lora", choices=QUANTIZATION_BITS)
+        ("Quantization", "量化"),
+        "lora",
+        choices=QUANTIZATION_BITS,
+    )
     # --- advanced ---
     train_on_prompt: bool = _f(
-        False, "Train on every token, not only the assistant replies.", "在所有 token 上计算损失，而不仅是助手的回复。",
-        ("Train on prompt", "在提示词上也训练"), "advanced")
+        False,
+        "Train on every token, not only the assistant replies.",
+        "在所有 token 上计算损失，而不仅是助手的回复。",
+        ("Train on prompt", "在提示词上也训练"),
+        "advanced",
+    )
     weight_decay: float = _f(
-        0.0, "AdamW weight decay.", "AdamW 权重衰减。", ("Weight decay", "权重衰减"), "advanced", ge=0, le=100)
+        0.0, "AdamW weight decay.", "AdamW 权重衰减。", ("Weight decay", "权重衰减"), "advanced", ge=0, le=100
+    )
     max_grad_norm: float = _f(
-        1.0, "Clip the gradient norm to this value (0 = no clipping).", "把梯度范数裁剪到该值（0 表示不裁剪）。",
-        ("Max grad norm", "梯度裁剪阈值"), "advanced", ge=0)
+        1.0,
+        "Clip the gradient norm to this value (0 = no clipping).",
+        "把梯度范数裁剪到该值（0 表示不裁剪）。",
+        ("Max grad norm", "梯度裁剪阈值"),
+        "advanced",
+        ge=0,
+    )
     layerwise_lr: str = _f(
-        "none", "'cosine': scale each LoRA layer's lr by a cosine of its depth (bottom smallest).",
+        "none",
+        "'cosine': scale each LoRA layer's lr by a cosine of its depth (bottom smallest).",
         "'cosine'：按层深用余弦曲线缩放每层 LoRA 的学习率（底层最小）。",
-        ("Layer-wise lr", "分层学习率"), "advanced", choices=LAYERWISE_LR)
+        ("Layer-wise lr", "分层学习率"),
+        "advanced",
+        choices=LAYERWISE_LR,
+    )
     gradient_checkpointing: bool = _f(
-        False, "Recompute activations in backward: less memory, slower.", "反向传播时重新计算激活：省显存，但更慢。",
-        ("Gradient checkpointing", "梯度检查点"), "advanced")
+        False,
+        "Recompute activations in backward: less memory, slower.",
+        "反向传播时重新计算激活：省显存，但更慢。",
+        ("Gradient checkpointing", "梯度检查点"),
+        "advanced",
+    )
     packing: bool = _f(
-        True, "Concatenate each batch's examples into one row without padding, with per-example causal "
-              "attention: faster, same loss. Turn off for a model whose own code ignores position_ids.",
+        True,
+        "Concatenate each batch's examples into one row without padding, with per-example causal "
+        "attention: faster, same loss. Turn off for a model whose own code ignores position_ids.",
         "把每个批次的样本拼接成一行、不做填充，每个样本只关注自身：更快，损失相同。"
         "若模型自身代码忽略 position_ids，请关闭。",
-        ("Packing", "样本拼接（packing）"), "advanced")
+        ("Packing", "样本拼接（packing）"),
+        "advanced",
+    )
     trained_tokens_loss: bool = _f(
-        True, "Project onto the vocabulary only the positions that predict a trained token, a chunk at a "
-              "time: same loss and gradients, less memory and time. Off: the model's own full-logits loss.",
+        True,
+        "Project onto the vocabulary only the positions that predict a trained token, a chunk at a "
+        "time: same loss and gradients, less memory and time. Off: the model's own full-logits loss.",
         "只把预测训练 token 的位置分块投影到词表上：损失和梯度相同，更省内存和时间。关闭：使用模型自带的全量 logits 损失。",
-        ("Trained-tokens loss", "仅训练 token 的损失"), "advanced")
+        ("Trained-tokens loss", "仅训练 token 的损失"),
+        "advanced",
+    )
     fused_lora_dropout: bool = _f(
-        True, "On the CPU, apply LoRA dropout inside lora_A as a bool mask: same maths, less memory. "
-              "Off: peft's own dropout module.",
+        True,
+        "On the CPU, apply LoRA dropout inside lora_A as a bool mask: same maths, less memory. "
+        "Off: peft's own dropout module.",
         "在 CPU 上把 LoRA dropout 以布尔掩码融合进 lora_A：计算相同，更省内存。关闭：使用 peft 自带的 dropout。",
-        ("Fused LoRA dropout", "融合 LoRA dropout"), "advanced")
+        ("Fused LoRA dropout", "融合 LoRA dropout"),
+        "advanced",
+    )
     logging_steps: int = _f(
-        1, "Write a step event every this many optimizer steps.", "每隔多少优化步记录一次 step 事件。",
-        ("Logging steps", "日志间隔步数"), "advanced", gt=0, le=10_000_000)
+        1,
+        "Write a step event every this many optimizer steps.",
+        "每隔多少优化步记录一次 step 事件。",
+        ("Logging steps", "日志间隔步数"),
+        "advanced",
+        gt=0,
+        le=10_000_000,
+    )
     eval_steps: int = _f(
-        20, "Evaluate on the held-out split every this many steps.", "每隔多少步在验证集上评估一次。",
-        ("Eval steps", "评估间隔步数"), "advanced", gt=0, le=10_000_000)
+        20,
+        "Evaluate on the held-out split every this many steps.",
+        "每隔多少步在验证集上评估一次。",
+        ("Eval steps", "评估间隔步数"),
+        "advanced",
+        gt=0,
+        le=10_000_000,
+    )
     save_steps: int = _f(
-        50, "Save a resumable checkpoint every this many steps.", "每隔多少步保存一次可继续训练的检查点。",
-        ("Save steps", "保存间隔步数"), "advanced", gt=0, le=10_000_000)
+        50,
+        "Save a resumable checkpoint every this many steps.",
+        "每隔多少步保存一次可继续训练的检查点。",
+        ("Save steps", "保存间隔步数"),
+        "advanced",
+        gt=0,
+        le=10_000_000,
+    )
     save_total_limit: int = _f(
-        2, "Keep at most this many checkpoints.", "最多保留多少个检查点。",
-        ("Checkpoints kept", "保留检查点数"), "advanced", gt=0, le=10_000)
+        2,
+        "Keep at most this many checkpoints.",
+        "最多保留多少个检查点。",
+        ("Checkpoints kept", "保留检查点数"),
+        "advanced",
+        gt=0,
+        le=10_000,
+    )
     # --- run folder (set by the page itself) ---
     output_dir: str = _f(
-        "runs/run", "The run folder: config, events, log, checkpoints, adapter.",
-        "运行文件夹：配置、事件、日志、检查点和适配器。", ("Run folder", "运行文件夹"), "advanced", non_empty=True)
+        "runs/run",
+        "The run folder: config, events, log, checkpoints, adapter.",
+        "运行文件夹：配置、事件、日志、检查点和适配器。",
+        ("Run folder", "运行文件夹"),
+        "advanced",
+        non_empty=True,
+    )
     resume: bool = _f(
-        False, "Continue from the newest complete checkpoint in output_dir.", "从 output_dir 中最新的完整检查点继续训练。",
-        ("Resume", "继续训练"), "advanced")
+        False,
+        "Continue from the newest complete checkpoint in output_dir.",
+        "从 output_dir 中最新的完整检查点继续训练。",
+        ("Resume", "继续训练"),
+        "advanced",
+    )
 
     def validate(self) -> None:
         """Raise UserInputError listing every problem, or return."""
         problems = [p for name in FIELDS for p in _field_problems(name, getattr(self, name))]
         if self.max_steps <= 0 and self.num_train_epochs != AUTO and not self.num_train_epochs > 0:
-            problems.append(f"num_train_epochs must be > 0 when max_steps is not set, "
-                            f"got {_show(self.num_train_epochs)}")
+            problems.append(
+                f"num_train_epochs must be > 0 when max_steps is not set, got {_show(self.num_train_epochs)}"
+            )
         needs = {"openai": ("augment_base_url", "augment_model"), "local": ("augment_model",)}
-        problems += [f"{name} must be set when augment is {self.augment}"
-                     for name in needs.get(self.augment, ()) if not getattr(self, name).strip()]
+        problems += [
+            f"{name} must be set when augment is {self.augment}"
+            for name in needs.get(self.augment, ())
+            if not getattr(self, name).strip()
+        ]
         if self.max_steps == 0 or self.max_steps < -1:
             problems.append(f"max_steps must be -1 (use epochs) or >= 1, got {self.max_steps}")
         if problems:
@@ -290,8 +500,10 @@ class TrainConfig:
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(TrainConfig)}
 SPECS: dict[str, FieldSpec] = {name: f.metadata["spec"] for name, f in FIELDS.items()}
 # A field's value type; for a field that also takes "auto" (`float | str`), the number type.
-TYPES: dict[str, type] = {name: typing.get_args(hint)[0] if typing.get_args(hint) else hint
-                          for name, hint in typing.get_type_hints(TrainConfig).items()}
+TYPES: dict[str, type] = {
+    name: typing.get_args(hint)[0] if typing.get_args(hint) else hint
+    for name, hint in typing.get_type_hints(TrainConfig).items()
+}
 
 
 def field_help(name: str, lang: str = "en") -> str:
@@ -322,8 +534,12 @@ def _field_problems(name: str, value: Any) -> list[str]:
         return [f"{name} must not be empty"]
     if spec.ge is not None and spec.lt is not None and not spec.ge <= value < spec.lt:
         return [f"{name} must be in [{_show(spec.ge)}, {_show(spec.lt)}), got {_show(value)}"]
-    for bound, ok, word in ((spec.gt, lambda b: value > b, ">"), (spec.ge, lambda b: value >= b, ">="),
-                            (spec.lt, lambda b: value < b, "<"), (spec.le, lambda b: value <= b, "<=")):
+    for bound, ok, word in (
+        (spec.gt, lambda b: value > b, ">"),
+        (spec.ge, lambda b: value >= b, ">="),
+        (spec.lt, lambda b: value < b, "<"),
+        (spec.le, lambda b: value <= b, "<="),
+    ):
         if bound is not None and not ok(bound):
             why = " (a larger value can only be a typo)" if word in ("<", "<=") and bound > 1 else ""
             return [f"{name} must be {word} {_show(bound)}, got {_show(value)}{why}"]
@@ -437,8 +653,9 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None,
-                ignore_keys: tuple[str, ...] = ("description",)) -> TrainConfig:
+def load_config(
+    path: str | Path, overrides: dict[str, Any] | None = None, ignore_keys: tuple[str, ...] = ("description",)
+) -> TrainConfig:
     """Load a YAML config. A preset file is a valid config too: its `description` is for people."""
     values = {k: v for k, v in read_yaml_mapping(path).items() if k not in ignore_keys}
     values.update(overrides or {})

@@ -5,6 +5,7 @@ with roles system (optional, first), then user / assistant alternating, ending o
 problems in a file are collected with their record number (the line number in a .jsonl file) and
 raised together, so one pass over a bad file tells the user everything to fix.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,7 @@ from core.paths import path_errors, shown_path
 Message = dict[str, str]
 Conversation = list[Message]
 
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "system": "system"}
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 OPENAI_ROLES = ("system", "user", "assistant")
 
 
@@ -50,8 +50,10 @@ def _read_records(path: Path) -> list[tuple[str, Any]]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1  # where to look in an editor
-        raise UserInputError(f"{path.name} is not UTF-8 text (line {line}: bad byte 0x{raw[err.start]:02x} "
-                             f"at offset {err.start}); save it as UTF-8") from None
+        raise UserInputError(
+            f"{path.name} is not UTF-8 text (line {line}: bad byte 0x{raw[err.start]:02x} "
+            f"at offset {err.start}); save it as UTF-8"
+        ) from None
     if not text.strip():
         raise UserInputError(f"{path.name} is empty: no examples to train on")
     if path.suffix.lower() == ".jsonl":
@@ -71,8 +73,9 @@ def _read_records(path: Path) -> list[tuple[str, Any]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise UserInputError(f"{path.name}: not valid JSON ({err.msg} at line {err.lineno}, "
-                             f"column {err.colno})") from None
+        raise UserInputError(
+            f"{path.name}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})"
+        ) from None
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
@@ -114,8 +117,11 @@ def _from_alpaca(record: dict, where: str, problems: list[str]) -> Conversation:
         problems.append(f"{where}: field 'history' must be a list of [user, assistant] pairs")
         history = []
     for turn, pair in enumerate(history, start=1):
-        if (not isinstance(pair, (list, tuple)) or len(pair) != 2
-                or not all(isinstance(t, str) and t.strip() for t in pair)):
+        if (
+            not isinstance(pair, (list, tuple))
+            or len(pair) != 2
+            or not all(isinstance(t, str) and t.strip() for t in pair)
+        ):
             problems.append(f"{where}: history[{turn}] must be a pair of non-empty strings [user, assistant]")
             continue
         conversation += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
@@ -127,8 +133,9 @@ def _from_alpaca(record: dict, where: str, problems: list[str]) -> Conversation:
     return conversation
 
 
-def _from_turns(record: dict, where: str, problems: list[str], key: str, role_key: str,
-                content_key: str, roles: dict[str, str]) -> Conversation:
+def _from_turns(
+    record: dict, where: str, problems: list[str], key: str, role_key: str, content_key: str, roles: dict[str, str]
+) -> Conversation:
     turns = record.get(key)
     if not isinstance(turns, list) or not turns:
         problems.append(f"{where}: field '{key}' must be a non-empty list of turns")
@@ -144,8 +151,7 @@ def _from_turns(record: dict, where: str, problems: list[str], key: str, role_ke
             continue
         role = roles.get(str(turn.get(role_key, "")).strip().lower())
         if role is None:
-            problems.append(f"{at}: '{role_key}' must be one of {', '.join(sorted(roles))}; "
-                            f"got {turn.get(role_key)!r}")
+            problems.append(f"{at}: '{role_key}' must be one of {', '.join(sorted(roles))}; got {turn.get(role_key)!r}")
             continue
         content = turn.get(content_key)
         if not isinstance(content, str) or not content.strip():
@@ -166,8 +172,10 @@ def _check_order(conversation: Conversation, where: str, problems: list[str]) ->
     expected = ["user", "assistant"] * (len(roles) // 2 + 1)
     for index, (role, want) in enumerate(zip(roles, expected), start=1):
         if role != want:
-            problems.append(f"{where}: roles out of order: turn {index} is '{role}', expected '{want}' "
-                            f"(system first, then user and assistant alternating)")
+            problems.append(
+                f"{where}: roles out of order: turn {index} is '{role}', expected '{want}' "
+                f"(system first, then user and assistant alternating)"
+            )
             return
     if roles[-1] != "assistant":
         problems.append(f"{where}: the last turn must be an assistant reply (nothing to train on)")
@@ -183,8 +191,7 @@ def normalise(record: Any, fmt: str, where: str, problems: list[str]) -> Convers
     elif fmt == "sharegpt":
         conversation = _from_turns(record, where, problems, "conversations", "from", "value", SHAREGPT_ROLES)
     else:
-        conversation = _from_turns(record, where, problems, "messages", "role", "content",
-                                   {r: r for r in OPENAI_ROLES})
+        conversation = _from_turns(record, where, problems, "messages", "role", "content", {r: r for r in OPENAI_ROLES})
     if len(problems) == before:
         _check_order(conversation, where, problems)
     return conversation

@@ -15,6 +15,7 @@ One readable path, top to bottom:
 own OS process, so the server never holds the model being trained. The run folder is prepared by
 whoever launches the run (core.runs.prepare_run): this module only trains.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -72,8 +73,9 @@ class PreparedData:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def encode_dataset(config: TrainConfig, tokenizer, dataset: Dataset | None = None) -> tuple[list[Encoded],
-                                                                                          dict[str, Any]]:
+def encode_dataset(
+    config: TrainConfig, tokenizer, dataset: Dataset | None = None
+) -> tuple[list[Encoded], dict[str, Any]]:
     """Render and tokenize the dataset (by default: config.dataset's file), then cut to cutoff_len.
 
     An example whose trained tokens all fall beyond the cutoff would teach nothing (and divide the
@@ -91,39 +93,53 @@ def encode_dataset(config: TrainConfig, tokenizer, dataset: Dataset | None = Non
             dropped += 1
             continue
         examples.append(cut)
-    stats = {"dataset": config.dataset, "format": dataset.format,
-             "examples": len(conversations), "truncated": truncated, "dropped": dropped}
+    stats = {
+        "dataset": config.dataset,
+        "format": dataset.format,
+        "examples": len(conversations),
+        "truncated": truncated,
+        "dropped": dropped,
+    }
     return examples, stats
 
 
 def prepare_data(config: TrainConfig, tokenizer, dataset: Dataset | None = None) -> PreparedData:
     examples, stats = encode_dataset(config, tokenizer, dataset)
     if not examples:
-        raise UserInputError(f"No example of {config.dataset} has a trained token within cutoff_len="
-                             f"{config.cutoff_len}: raise cutoff_len.")
+        raise UserInputError(
+            f"No example of {config.dataset} has a trained token within cutoff_len="
+            f"{config.cutoff_len}: raise cutoff_len."
+        )
     order = list(range(len(examples)))
     random.Random(config.seed).shuffle(order)
     n_eval = eval_count(len(examples), config.val_size)
-    data = PreparedData(train=[examples[i] for i in order[n_eval:]],
-                        eval=[examples[i] for i in order[:n_eval]], stats=stats)
+    data = PreparedData(
+        train=[examples[i] for i in order[n_eval:]], eval=[examples[i] for i in order[:n_eval]], stats=stats
+    )
     lengths = [len(e.input_ids) for e in data.train]
-    stats.update(train_examples=len(data.train), eval_examples=len(data.eval),
-                 train_tokens=sum(lengths), trained_tokens=int(sum(e.trained.sum() for e in data.train)),
-                 max_length=max(lengths), mean_length=round(sum(lengths) / len(lengths), 1))
+    stats.update(
+        train_examples=len(data.train),
+        eval_examples=len(data.eval),
+        train_tokens=sum(lengths),
+        trained_tokens=int(sum(e.trained.sum() for e in data.train)),
+        max_length=max(lengths),
+        mean_length=round(sum(lengths) / len(lengths), 1),
+    )
     return data
 
 
 def as_features(examples: list[Encoded]) -> list[dict[str, list[int]]]:
-    return [{"input_ids": e.input_ids.tolist(), "labels": e.labels().tolist(),
-             "attention_mask": [1] * len(e.input_ids)} for e in examples]
+    return [
+        {"input_ids": e.input_ids.tolist(), "labels": e.labels().tolist(), "attention_mask": [1] * len(e.input_ids)}
+        for e in examples
+    ]
 
 
 def padding_collator(tokenizer):
     """Pads each batch to its longest example; padded labels are IGNORE_INDEX."""
     from transformers import DataCollatorForSeq2Seq
 
-    return DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=IGNORE_INDEX,
-                                  return_tensors="pt")
+    return DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=IGNORE_INDEX, return_tensors="pt")
 
 
 # ---------------------------------------------------------------------------------------- model
@@ -141,11 +157,19 @@ def build_model(config: TrainConfig, device: str):
     elif config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
-    target = "all-linear" if config.lora_target.strip() == "all" else [
-        t.strip() for t in config.lora_target.split(",") if t.strip()]
+    target = (
+        "all-linear"
+        if config.lora_target.strip() == "all"
+        else [t.strip() for t in config.lora_target.split(",") if t.strip()]
+    )
     set_seed(config.seed)  # LoRA A init is random: same seed, same adapter start
-    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=target, task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=target,
+        task_type="CAUSAL_LM",
+    )
     try:
         model = get_peft_model(model, lora)
     except ValueError as err:  # peft names the missing target modules
@@ -173,8 +197,12 @@ def build_optimizer(model, config: TrainConfig) -> torch.optim.Optimizer:
     trainable = [p for p in model.parameters() if p.requires_grad]
     if config.loraplus_lr_ratio > 0:
         groups = create_loraplus_optimizer(
-            model, torch.optim.AdamW, lr=config.learning_rate, loraplus_lr_ratio=config.loraplus_lr_ratio,
-            loraplus_weight_decay=config.weight_decay).param_groups
+            model,
+            torch.optim.AdamW,
+            lr=config.learning_rate,
+            loraplus_lr_ratio=config.loraplus_lr_ratio,
+            loraplus_weight_decay=config.weight_decay,
+        ).param_groups
         groups = [{k: v for k, v in g.items() if k in ("params", "lr", "weight_decay")} for g in groups]
     else:
         groups = [{"params": trainable, "lr": config.learning_rate, "weight_decay": config.weight_decay}]
@@ -187,8 +215,9 @@ def build_optimizer(model, config: TrainConfig) -> torch.optim.Optimizer:
             by_scale: dict[float, list] = {}
             for param in group["params"]:
                 by_scale.setdefault(layer_scale(names[id(param)], num_layers), []).append(param)
-            split += [{**group, "params": params, "lr": group["lr"] * scale}
-                      for scale, params in sorted(by_scale.items())]
+            split += [
+                {**group, "params": params, "lr": group["lr"] * scale} for scale, params in sorted(by_scale.items())
+            ]
         groups = split
     return torch.optim.AdamW(groups, lr=config.learning_rate)
 
@@ -197,17 +226,25 @@ def augment_for_run(config: TrainConfig, run: RunFolder, conversations: list, pr
     """The training conversations with new phrasings (core.augment), none close to a probe question.
     Written to <run>/augmented.jsonl (whole or not at all) and summed up in an `augment` event."""
     generator = make_generator(config_spec(config))
-    augmented, report = augment_conversations(conversations, generator, config.augment_per_turn,
-                                              [p.question for p in probes], config.seed)
+    augmented, report = augment_conversations(
+        conversations, generator, config.augment_per_turn, [p.question for p in probes], config.seed
+    )
     write_jsonl_atomically(augmented, run.path / AUGMENTED_FILE)
-    run.append_event("augment", generator=report.generator, source_conversations=report.source_conversations,
-                     output_conversations=report.output_conversations, removed_copies=report.removed_copies,
-                     removed_near_duplicates=report.removed_near_duplicates,
-                     removed_leakage=report.removed_leakage, errors=report.errors[:20])
+    run.append_event(
+        "augment",
+        generator=report.generator,
+        source_conversations=report.source_conversations,
+        output_conversations=report.output_conversations,
+        removed_copies=report.removed_copies,
+        removed_near_duplicates=report.removed_near_duplicates,
+        removed_leakage=report.removed_leakage,
+        errors=report.errors[:20],
+    )
     log.info("augment: %s", report.summary())
     if report.errors:  # partial: training goes on with what was generated, and says so
-        run.append_event("warning", message=f"augment: {len(report.errors)} user turn(s) got no new phrasings "
-                                            f"({report.errors[0]})")
+        run.append_event(
+            "warning", message=f"augment: {len(report.errors)} user turn(s) got no new phrasings ({report.errors[0]})"
+        )
     return augmented
 
 
@@ -222,7 +259,8 @@ def save_tokenizer_with_system_prompt(tokenizer, system_prompt: str, folder: Pat
         # One top-level `set` (inside an `if` block it would not reach the template below).
         tokenizer.chat_template = (
             f"{{%- set messages = ([{{'role': 'system', 'content': {quoted}}}] + messages) if (not messages or "
-            f"messages[0]['role'] != 'system') else messages -%}}" + template)
+            f"messages[0]['role'] != 'system') else messages -%}}" + template
+        )
     try:
         tokenizer.save_pretrained(folder)
     finally:
@@ -240,8 +278,12 @@ def keep_best_adapter(probing: ProbeCallback, run: RunFolder, final_step: int) -
         for name in ("adapter_model.safetensors", "adapter_config.json"):
             shutil.copy2(probing.best_adapter / name, run.adapter / name)
     shutil.rmtree(probing.best_adapter, ignore_errors=True)
-    return {"probe_recall": recall, "adapter_step": step if kept else final_step,
-            "early_stopped": probing.early_stopped, "probe_cost_s": round(probing.cost_s, 1)}
+    return {
+        "probe_recall": recall,
+        "adapter_step": step if kept else final_step,
+        "early_stopped": probing.early_stopped,
+        "probe_cost_s": round(probing.cost_s, 1),
+    }
 
 
 # ------------------------------------------------------------------------------------- training
@@ -313,11 +355,21 @@ class ProbeCallback(TrainerCallback):
         finally:
             model.train(was_training)
         self.cost_s += report.elapsed_s
-        log.info("probes at step %d (%s): recall %.3f in %.1f s", step, "base" if base else "tuned",
-                 report.recall, report.elapsed_s)
+        log.info(
+            "probes at step %d (%s): recall %.3f in %.1f s",
+            step,
+            "base" if base else "tuned",
+            report.recall,
+            report.elapsed_s,
+        )
         # the answers travel with the event, cut short, so the page can list the misses as they come
-        return self.run.append_event("probe", step=step, model="base" if base else "tuned", **report.to_event(),
-                                     answers=[answer[:ANSWER_CHARS] for answer in report.answers])
+        return self.run.append_event(
+            "probe",
+            step=step,
+            model="base" if base else "tuned",
+            **report.to_event(),
+            answers=[answer[:ANSWER_CHARS] for answer in report.answers],
+        )
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if state.global_step == 0 and not self.base_scored:  # (a rollback to the start comes here again)
@@ -335,9 +387,12 @@ class ProbeCallback(TrainerCallback):
                 model.save_pretrained(self.best_adapter)
         if self.config.probe_patience and self.since_best >= self.config.probe_patience:
             self.early_stopped = control.should_training_stop = True
-            self.run.append_event("warning", message=f"early stop at step {state.global_step}: probe recall "
-                                                     f"has not risen for {self.since_best} scorings (best "
-                                                     f"{self.best[0]:.1%} at step {self.best[1]})")
+            self.run.append_event(
+                "warning",
+                message=f"early stop at step {state.global_step}: probe recall "
+                f"has not risen for {self.since_best} scorings (best "
+                f"{self.best[0]:.1%} at step {self.best[1]})",
+            )
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         steps = self.config.probe_steps
@@ -352,8 +407,14 @@ class ProbeCallback(TrainerCallback):
 class EventsCallback(TrainerCallback):
     """Turns Trainer callbacks into events.jsonl lines, and STOP / SIGTERM into a clean stop."""
 
-    def __init__(self, run: RunFolder, config: TrainConfig, stats: dict, show_progress: bool,
-                 stop_signals: StopSignals | None = None):
+    def __init__(
+        self,
+        run: RunFolder,
+        config: TrainConfig,
+        stats: dict,
+        show_progress: bool,
+        stop_signals: StopSignals | None = None,
+    ):
         self.run, self.config, self.stats = run, config, stats
         self.show_progress = show_progress
         self.stop_signals = stop_signals
@@ -365,9 +426,14 @@ class EventsCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.first_tokens = self.last_tokens = state.num_input_tokens_seen  # non-zero when resuming
         self.started = self.last_time = time.monotonic()
-        self.run.append_event("start", total_steps=state.max_steps, resumed_from_step=state.global_step,
-                              num_train_epochs=self.config.num_train_epochs,
-                              effective_batch_size=self.config.effective_batch_size, **self.stats)
+        self.run.append_event(
+            "start",
+            total_steps=state.max_steps,
+            resumed_from_step=state.global_step,
+            num_train_epochs=self.config.num_train_epochs,
+            effective_batch_size=self.config.effective_batch_size,
+            **self.stats,
+        )
         if self.show_progress:
             from tqdm import tqdm
 
@@ -391,8 +457,9 @@ class EventsCallback(TrainerCallback):
         logs = logs or {}
         now = time.monotonic()
         if "eval_loss" in logs:
-            self.run.append_event("eval", step=state.global_step, epoch=round(state.epoch or 0, 4),
-                                  eval_loss=round(logs["eval_loss"], 5))
+            self.run.append_event(
+                "eval", step=state.global_step, epoch=round(state.epoch or 0, 4), eval_loss=round(logs["eval_loss"], 5)
+            )
             log.info("step %d eval_loss %.4f", state.global_step, logs["eval_loss"])
             return
         if "loss" not in logs:
@@ -403,14 +470,26 @@ class EventsCallback(TrainerCallback):
         lr = logs.get("learning_rate", 0.0)
         if optimizer is not None and optimizer.param_groups[0].get("initial_lr"):
             lr = lr / optimizer.param_groups[0]["initial_lr"] * self.config.learning_rate
-        event = {"step": state.global_step, "epoch": round(state.epoch or 0, 4),
-                 "loss": round(logs["loss"], 5), "lr": lr, "grad_norm": round(float(logs.get("grad_norm", 0.0)), 5),
-                 "tokens_per_s": round(tokens / max(now - self.last_time, 1e-9), 1),
-                 "elapsed_s": round(now - self.started, 2), "total_steps": state.max_steps}
+        event = {
+            "step": state.global_step,
+            "epoch": round(state.epoch or 0, 4),
+            "loss": round(logs["loss"], 5),
+            "lr": lr,
+            "grad_norm": round(float(logs.get("grad_norm", 0.0)), 5),
+            "tokens_per_s": round(tokens / max(now - self.last_time, 1e-9), 1),
+            "elapsed_s": round(now - self.started, 2),
+            "total_steps": state.max_steps,
+        }
         self.last_time, self.last_tokens = now, state.num_input_tokens_seen
         self.run.append_event("step", **event)
-        log.info("step %d/%d loss %.4f lr %.3g tokens/s %.0f", state.global_step, state.max_steps,
-                 logs["loss"], lr, event["tokens_per_s"])
+        log.info(
+            "step %d/%d loss %.4f lr %.3g tokens/s %.0f",
+            state.global_step,
+            state.max_steps,
+            logs["loss"],
+            lr,
+            event["tokens_per_s"],
+        )
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{logs['loss']:.4f}")
 
@@ -419,8 +498,13 @@ class EventsCallback(TrainerCallback):
             self.bar.close()
 
 
-def run_training(config: TrainConfig, show_progress: bool = False, print_advice: bool = False,
-                 callbacks: tuple = (), stop_signals: StopSignals | None = None) -> dict[str, Any]:
+def run_training(
+    config: TrainConfig,
+    show_progress: bool = False,
+    print_advice: bool = False,
+    callbacks: tuple = (),
+    stop_signals: StopSignals | None = None,
+) -> dict[str, Any]:
     """Train and return the final event (done or stopped). Errors are raised to the caller.
 
     `callbacks`: extra TrainerCallbacks (bench.throughput meters a run with one). `stop_signals`:
@@ -450,8 +534,17 @@ class EngineTrainer(TrainedTokensTrainer):
         return loss
 
 
-def _train_with_recovery(config: TrainConfig, run: RunFolder, model, tokenizer, data: PreparedData, device: str,
-                         resume_from: Path | None, callbacks: list, guard: HealthGuard):
+def _train_with_recovery(
+    config: TrainConfig,
+    run: RunFolder,
+    model,
+    tokenizer,
+    data: PreparedData,
+    device: str,
+    resume_from: Path | None,
+    callbacks: list,
+    guard: HealthGuard,
+):
     """trainer.train(), again after a divergence (from the last healthy checkpoint, lr lowered) or
     an out-of-memory error (per-device batch halved, accumulation doubled: the same effective batch,
     from the last checkpoint). Returns the last trainer and its result."""
@@ -460,7 +553,9 @@ def _train_with_recovery(config: TrainConfig, run: RunFolder, model, tokenizer, 
     lr_scale, rollbacks = 1.0, 0
     while True:
         trainer = EngineTrainer(
-            model=model, guard=guard, trained_tokens_loss=config.trained_tokens_loss,
+            model=model,
+            guard=guard,
+            trained_tokens_loss=config.trained_tokens_loss,
             args=training_arguments(config, run, device, has_eval=bool(data.eval)),
             train_dataset=as_features(data.train),
             eval_dataset=as_features(data.eval) if data.eval else None,
@@ -475,29 +570,42 @@ def _train_with_recovery(config: TrainConfig, run: RunFolder, model, tokenizer, 
         except Exception as err:  # noqa: BLE001 - only out-of-memory is retried; anything else re-raised
             if not is_out_of_memory(err) or config.per_device_train_batch_size == 1:
                 raise
-            config = dataclasses.replace(config, per_device_train_batch_size=config.per_device_train_batch_size // 2,
-                                         gradient_accumulation_steps=config.gradient_accumulation_steps * 2)
+            config = dataclasses.replace(
+                config,
+                per_device_train_batch_size=config.per_device_train_batch_size // 2,
+                gradient_accumulation_steps=config.gradient_accumulation_steps * 2,
+            )
             resume_from = _restart_point(model, run.latest_checkpoint())
-            run.append_event("warning", message=(
-                f"out of memory at step {trainer.state.global_step + 1}: per_device_train_batch_size "
-                f"{config.per_device_train_batch_size}, gradient_accumulation_steps "
-                f"{config.gradient_accumulation_steps} (the same effective batch), continuing from "
-                f"{resume_from.name if resume_from else 'the start'}"))
+            run.append_event(
+                "warning",
+                message=(
+                    f"out of memory at step {trainer.state.global_step + 1}: per_device_train_batch_size "
+                    f"{config.per_device_train_batch_size}, gradient_accumulation_steps "
+                    f"{config.gradient_accumulation_steps} (the same effective batch), continuing from "
+                    f"{resume_from.name if resume_from else 'the start'}"
+                ),
+            )
             _free_memory(device)
             continue
         if guard.diverged_at is None:
             return trainer, result
         if rollbacks == MAX_ROLLBACKS:
-            raise UserInputError(f"diverged at step {guard.diverged_at}: lower learning_rate (tried "
-                                 f"{config.learning_rate:g} and {rollbacks} rollback(s) down to "
-                                 f"{config.learning_rate * lr_scale:g})")
+            raise UserInputError(
+                f"diverged at step {guard.diverged_at}: lower learning_rate (tried "
+                f"{config.learning_rate:g} and {rollbacks} rollback(s) down to "
+                f"{config.learning_rate * lr_scale:g})"
+            )
         rollbacks += 1
         lr_scale *= ROLLBACK_LR_FACTOR
         resume_from = _restart_point(model, guard.good_checkpoint())
-        run.append_event("warning", message=(
-            f"diverged at step {guard.diverged_at}: back to "
-            f"{resume_from.name if resume_from else 'the start'} with learning_rate "
-            f"{config.learning_rate * lr_scale:g} (rollback {rollbacks} of {MAX_ROLLBACKS})"))
+        run.append_event(
+            "warning",
+            message=(
+                f"diverged at step {guard.diverged_at}: back to "
+                f"{resume_from.name if resume_from else 'the start'} with learning_rate "
+                f"{config.learning_rate * lr_scale:g} (rollback {rollbacks} of {MAX_ROLLBACKS})"
+            ),
+        )
 
 
 def _restart_point(model, checkpoint: Path | None) -> Path | None:
@@ -516,14 +624,16 @@ def _free_memory(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def _run_training(config: TrainConfig, show_progress: bool, print_advice: bool,
-                  stop_signals: StopSignals, callbacks: tuple = ()) -> dict[str, Any]:
+def _run_training(
+    config: TrainConfig, show_progress: bool, print_advice: bool, stop_signals: StopSignals, callbacks: tuple = ()
+) -> dict[str, Any]:
     run = RunFolder(config.output_dir)
     device = best_device()
     resume_from = run.latest_checkpoint() if config.resume else None
     if config.resume and resume_from is None:
-        run.append_event("warning", message="resume: true but no complete checkpoint in "
-                                            f"{run.checkpoints}; starting from scratch")
+        run.append_event(
+            "warning", message=f"resume: true but no complete checkpoint in {run.checkpoints}; starting from scratch"
+        )
     model, tokenizer = build_model(config, device)
     dataset = load_dataset(config.dataset, config.dataset_format)
     conversations, probes = probes_for_run(config.probes, dataset.conversations, config.seed)
@@ -532,12 +642,18 @@ def _run_training(config: TrainConfig, show_progress: bool, print_advice: bool,
     if config.augment != "none":
         conversations = augment_for_run(config, run, conversations, probes)
     data = prepare_data(config, tokenizer, dataclasses.replace(dataset, conversations=conversations))
-    stats = {**data.stats, "device": device, "quantization_bit": config.quantization_bit,
-             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    stats = {
+        **data.stats,
+        "device": device,
+        "quantization_bit": config.quantization_bit,
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
     log.info("data: %s", stats)
     if data.stats["truncated"] or data.stats["dropped"]:
-        message = (f"{data.stats['truncated']} example(s) truncated at cutoff_len={config.cutoff_len}; "
-                   f"{data.stats['dropped']} dropped (no trained token left)")
+        message = (
+            f"{data.stats['truncated']} example(s) truncated at cutoff_len={config.cutoff_len}; "
+            f"{data.stats['dropped']} dropped (no trained token left)"
+        )
         run.append_event("warning", message=message)
         log.warning(message)
 
@@ -553,8 +669,9 @@ def _run_training(config: TrainConfig, show_progress: bool, print_advice: bool,
     plan = training_plan(config, len(data.train))
     stats["plan"] = plan
     stats["probes"] = len(probes)
-    config = dataclasses.replace(config, num_train_epochs=plan["num_train_epochs"],
-                                 learning_rate=plan["learning_rate"], lr_reference_batch=0)
+    config = dataclasses.replace(
+        config, num_train_epochs=plan["num_train_epochs"], learning_rate=plan["learning_rate"], lr_reference_batch=0
+    )
 
     # Each optimisation has its switch, and the start event records what was applied, so a
     # regression can be narrowed to one of them by turning it off.
@@ -569,22 +686,31 @@ def _run_training(config: TrainConfig, show_progress: bool, print_advice: bool,
     events = EventsCallback(run, config, stats, show_progress, stop_signals)
     probing = [ProbeCallback(run, config, probes, tokenizer)] if probes else []
     guard = HealthGuard(run)
-    trainer, result = _train_with_recovery(config, run, model, tokenizer, data, device, resume_from,
-                                           [events, guard, *probing, *callbacks], guard)
+    trainer, result = _train_with_recovery(
+        config, run, model, tokenizer, data, device, resume_from, [events, guard, *probing, *callbacks], guard
+    )
     if not weights_are_finite(model):  # never saved as the adapter; the guard should have caught it
-        raise UserInputError(f"training produced non-finite weights by step {trainer.state.global_step}: "
-                             f"lower learning_rate (was {config.learning_rate:g})")
+        raise UserInputError(
+            f"training produced non-finite weights by step {trainer.state.global_step}: "
+            f"lower learning_rate (was {config.learning_rate:g})"
+        )
 
     model.save_pretrained(run.adapter)
     save_tokenizer_with_system_prompt(tokenizer, config.system_prompt, run.adapter)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
-    final = {"step": trainer.state.global_step, "total_steps": trainer.state.max_steps,
-             "final_loss": losses[-1] if losses else None, "final_eval_loss": evals[-1] if evals else None,
-             "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 2),
-             "tokens_per_s": round((trainer.state.num_input_tokens_seen - events.first_tokens)
-                                   / max(time.monotonic() - events.started, 1e-9), 1),
-             "adapter": str(run.adapter)}
+    final = {
+        "step": trainer.state.global_step,
+        "total_steps": trainer.state.max_steps,
+        "final_loss": losses[-1] if losses else None,
+        "final_eval_loss": evals[-1] if evals else None,
+        "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 2),
+        "tokens_per_s": round(
+            (trainer.state.num_input_tokens_seen - events.first_tokens) / max(time.monotonic() - events.started, 1e-9),
+            1,
+        ),
+        "adapter": str(run.adapter),
+    }
     if probing:
         final.update(keep_best_adapter(probing[0], run, trainer.state.global_step))
     if events.stop_reason:

@@ -3,6 +3,7 @@
 The CLI and the web UI catch it and show its message as is: it always names the file, record,
 field or key, and the allowed values, so a user can fix the input without reading a traceback.
 """
+
 from __future__ import annotations
 
 

@@ -9,6 +9,7 @@
 <run>/STOP           created by whoever wants the run to stop after the current step
 <run>/train.lock     held by the process training the run (core.lock)
 """
+
 from __future__ import annotations
 
 import json
@@ -90,8 +91,11 @@ class RunFolder:
         """Newest checkpoint that was written completely (trainer_state.json is written last)."""
         if not self.checkpoints.is_dir():
             return None
-        complete = [p for p in self.checkpoints.glob("checkpoint-*")
-                    if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
+        complete = [
+            p
+            for p in self.checkpoints.glob("checkpoint-*")
+            if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
+        ]
         return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
     def log_tail(self, lines: int = 20) -> str:

@@ -4,6 +4,7 @@
 <run>/merged/                    base model with the adapter merged in (merge_and_unload) + tokenizer:
                                  loads with AutoModelForCausalLM.from_pretrained, no peft needed
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,9 @@ from core.models import ModelSource, load_model, load_tokenizer, resolve_model
 def _adapter_of(run_dir: str | Path) -> RunFolder:
     run = RunFolder(run_dir)
     if not (run.adapter / "adapter_config.json").is_file():
-        raise UserInputError(f"Run {run.path.name} has no adapter yet: it saves one when it finishes "
-                             f"or is stopped after its first step.")
+        raise UserInputError(
+            f"Run {run.path.name} has no adapter yet: it saves one when it finishes or is stopped after its first step."
+        )
     return run
 
 

@@ -8,6 +8,7 @@ computes it in the forward pass, chunk by chunk, and keeps only that [positions,
 (2.3 KB per position on the default model) for backward: the same value and gradients, no logits
 kept, no extra matrix product (the backward product is done in the forward pass instead).
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,8 +23,7 @@ class _HeadCrossEntropySum(torch.autograd.Function):
     """sum_i CE(hidden_i @ weight.T, target_i) for hidden [n, d], frozen weight [vocab, d], targets [n]."""
 
     @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                chunk: int) -> torch.Tensor:
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
         for start in range(0, hidden.shape[0], chunk):
@@ -45,8 +45,9 @@ class _HeadCrossEntropySum(torch.autograd.Function):
         return grad_hidden * grad_total.to(grad_hidden.dtype), None, None, None
 
 
-def head_cross_entropy_sum(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                           chunk: int | None = None) -> torch.Tensor:
+def head_cross_entropy_sum(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int | None = None
+) -> torch.Tensor:
     """Summed next-token cross-entropy (float32 scalar) of `hidden` [n, d] through the frozen output
     layer `weight` [vocab, d] against `targets` [n], with gradients for `hidden` only; `chunk`
     positions at a time (default CHUNK_POSITIONS)."""
@@ -58,6 +59,10 @@ def plain_frozen_head(model) -> tuple[torch.nn.Module, torch.Tensor] | None:
     with a frozen, bias-free nn.Linear head; None otherwise (then the caller lets the model project)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     head = base.get_output_embeddings()
-    plain = (base.config.model_type in PLAIN_HEAD_MODEL_TYPES and type(head) is torch.nn.Linear
-             and head.bias is None and not head.weight.requires_grad)
+    plain = (
+        base.config.model_type in PLAIN_HEAD_MODEL_TYPES
+        and type(head) is torch.nn.Linear
+        and head.bias is None
+        and not head.weight.requires_grad
+    )
     return (base.get_decoder(), head.weight) if plain else None

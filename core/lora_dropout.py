@@ -11,6 +11,7 @@ probability 1 - p, but keeps x itself (which the layer's other LoRA branches sha
 one-byte keep mask, and rebuilds the dropped input in backward. fuse_lora_dropout installs it
 on CPU models only; without autograd (or moved off the CPU) it runs torch's dropout, then linear.
 """
+
 from __future__ import annotations
 
 import torch
@@ -69,8 +70,14 @@ def fuse_lora_dropout(model) -> int:
             continue
         for name, dropout in dropouts.items():
             a = lora_a[name] if name in lora_a else None
-            plain = (type(dropout) is torch.nn.Dropout and dropout.p > 0 and type(a) is torch.nn.Linear
-                     and a.bias is None and a.weight.is_cpu and name not in getattr(module, "lora_variant", {}))
+            plain = (
+                type(dropout) is torch.nn.Dropout
+                and dropout.p > 0
+                and type(a) is torch.nn.Linear
+                and a.bias is None
+                and a.weight.is_cpu
+                and name not in getattr(module, "lora_variant", {})
+            )
             if plain:
                 lora_a[name] = DroppedInputLinear(a.weight, dropout.p)
                 dropouts[name] = torch.nn.Identity()

@@ -4,6 +4,7 @@
 a GGUF de-quantizes it (~20 s), so the first use converts it once into a normal HF folder in the
 cache; later loads read safetensors in seconds. No network is used for "default", folders or .gguf.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -161,9 +162,7 @@ def load_tokenizer(source: ModelSource):
         # Padding positions are masked out of attention and loss, so any id works; eos is standard.
         tokenizer.pad_token = tokenizer.eos_token
     if not tokenizer.chat_template:
-        raise UserInputError(
-            f"The tokenizer of '{source.path}' has no chat template: pick an instruct/chat model."
-        )
+        raise UserInputError(f"The tokenizer of '{source.path}' has no chat template: pick an instruct/chat model.")
     return tokenizer
 
 

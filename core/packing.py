@@ -20,6 +20,7 @@ The pieces core.train composes; each keeps the maths of the plain padded pipelin
                        normalisation (num_items_in_batch).
 core.train also fuses the CPU's LoRA dropout into lora_A (core.lora_dropout).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -51,9 +52,11 @@ class PackingCollator:
             input_ids += ids
             labels += [IGNORE_INDEX] + example_labels[1:]
             position_ids += range(len(ids))
-        return {"input_ids": torch.tensor([input_ids], dtype=torch.long),
-                "labels": torch.tensor([labels], dtype=torch.long),
-                "position_ids": torch.tensor([position_ids], dtype=torch.long)}
+        return {
+            "input_ids": torch.tensor([input_ids], dtype=torch.long),
+            "labels": torch.tensor([labels], dtype=torch.long),
+            "position_ids": torch.tensor([position_ids], dtype=torch.long),
+        }
 
 
 def example_lengths(position_ids: torch.Tensor) -> list[int]:
@@ -69,9 +72,15 @@ def example_lengths(position_ids: torch.Tensor) -> list[int]:
 
 
 # ----------------------------------------------------------------------------------- attention
-def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                     attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None = None,
-                     **kwargs) -> tuple[torch.Tensor, None]:
+def packed_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    position_ids: torch.Tensor | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
     """sdpa, run causally per example when the batch is one packed row.
 
     query [1, heads, tokens, head_dim], key/value [1, kv_heads, tokens, head_dim]; returns
@@ -82,17 +91,25 @@ def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    plain = (position_ids is None or query.shape[0] != 1 or key.shape[2] != query.shape[2]
-             or kwargs.get("use_cache") or kwargs.get("sliding_window") is not None
-             or kwargs.get("softcap") is not None or not getattr(module, "is_causal", True)
-             or kwargs.get("is_causal") is False)
+    plain = (
+        position_ids is None
+        or query.shape[0] != 1
+        or key.shape[2] != query.shape[2]
+        or kwargs.get("use_cache")
+        or kwargs.get("sliding_window") is not None
+        or kwargs.get("softcap") is not None
+        or not getattr(module, "is_causal", True)
+        or kwargs.get("is_causal") is False
+    )
     lengths = [] if plain else example_lengths(position_ids)
     if len(lengths) <= 1:  # one example (or not packed): the mask is None and sdpa runs causally anyway
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     kwargs.pop("is_causal", None)
     # split (not slicing in a loop): its backward is one concatenation, not a zero-filled copy per piece
-    pieces = [sdpa_attention_forward(module, q, k, v, None, is_causal=True, **kwargs)[0]
-              for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2))]
+    pieces = [
+        sdpa_attention_forward(module, q, k, v, None, is_causal=True, **kwargs)[0]
+        for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2))
+    ]
     return torch.cat(pieces, dim=1), None
 
 
@@ -115,8 +132,7 @@ def use_packed_attention(model) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- loss
-def trained_tokens_loss(model, inputs: dict[str, torch.Tensor],
-                        num_items_in_batch: torch.Tensor | int | None = None):
+def trained_tokens_loss(model, inputs: dict[str, torch.Tensor], num_items_in_batch: torch.Tensor | int | None = None):
     """Causal-LM cross-entropy computed only at the positions whose next token is trained.
 
     Position t predicts token t+1, so position t is kept when labels[t+1] is trained. Only the kept

@@ -1,4 +1,5 @@
 """Where the project's own files are, and the one rule for resolving a dataset path."""
+
 from __future__ import annotations
 
 import contextlib

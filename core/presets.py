@@ -1,4 +1,5 @@
 """Presets: YAML files in presets/ holding a TrainConfig subset and a `description`."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,8 +13,10 @@ DEFAULT_PRESET = "cpu-quick-demo"
 
 def list_presets() -> dict[str, str]:
     """name -> description, in name order."""
-    return {path.stem: str(read_yaml_mapping(path).get("description", "")).strip()
-            for path in sorted(PRESETS_DIR.glob("*.yaml"))}
+    return {
+        path.stem: str(read_yaml_mapping(path).get("description", "")).strip()
+        for path in sorted(PRESETS_DIR.glob("*.yaml"))
+    }
 
 
 def preset_values(name: str) -> dict[str, Any]:

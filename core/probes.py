@@ -20,6 +20,7 @@ expected string must occur in the answer):
 - Number boundaries: an expected string that starts or ends with a digit matches only where the
   answer's number starts or ends there too: "9" matches "9 am" and "$9" but not "19" or "9.5".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,13 +61,13 @@ class Probe:
 def _probe_problems(record: Any, where: str) -> list[str]:
     """Every problem with one JSONL record, each naming its line and field."""
     if not isinstance(record, dict):
-        return [f"{where}: expected a JSON object like {{\"question\": ..., \"expect\": ...}}, "
-                f"got {type(record).__name__}"]
+        return [f'{where}: expected a JSON object like {{"question": ..., "expect": ...}}, got {type(record).__name__}']
     problems = []
     unknown = [key for key in record if key not in PROBE_KEYS]
     if unknown:
-        problems.append(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
-                        f"allowed keys: {', '.join(PROBE_KEYS)}")
+        problems.append(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed keys: {', '.join(PROBE_KEYS)}"
+        )
     question = record.get("question")
     if not isinstance(question, str) or not question.strip():
         problems.append(f"{where}: field 'question' is missing or not a non-empty string")
@@ -75,8 +76,7 @@ def _probe_problems(record: Any, where: str) -> list[str]:
         expect = [expect]
     if not (isinstance(expect, list) and expect and all(isinstance(e, str) and e.strip() for e in expect)):
         got = "missing" if "expect" not in record else f"got {json.dumps(record['expect'], ensure_ascii=False)[:80]}"
-        problems.append(f"{where}: field 'expect' must be a non-empty string or a list of non-empty "
-                        f"strings ({got})")
+        problems.append(f"{where}: field 'expect' must be a non-empty string or a list of non-empty strings ({got})")
     if not isinstance(record.get("fact", ""), str):
         problems.append(f"{where}: field 'fact' must be a string, got {type(record['fact']).__name__}")
     return problems
@@ -106,13 +106,13 @@ def load_probes(path: str | Path) -> list[Probe]:
         problems += found
         if not found:
             expect = record["expect"]
-            probes.append(Probe(record["question"], [expect] if isinstance(expect, str) else list(expect),
-                                record.get("fact", "")))
+            probes.append(
+                Probe(record["question"], [expect] if isinstance(expect, str) else list(expect), record.get("fact", ""))
+            )
     if problems:
         raise UserInputError(f"{path}: {len(problems)} problem(s) in the probes file:", problems)
     if not probes:
-        raise UserInputError(f"{path} holds no probes (one JSON object per line: "
-                             f"{{\"question\": ..., \"expect\": ...}})")
+        raise UserInputError(f'{path} holds no probes (one JSON object per line: {{"question": ..., "expect": ...}})')
     return probes
 
 
@@ -140,18 +140,34 @@ def save_probes(probes: list[Probe], path: str | Path) -> None:
 _NUM = r"\d+(?:\.\d+)?"
 _NOT_LETTER_AFTER = r"(?![a-z])"  # not \b: in Chinese text "9am到" has no \b (CJK chars are \w)
 # currency symbol -> (words written after an amount, codes written before it)
-_CURRENCIES = {"$": (("dollars", "dollar", "usd", "bucks", "美元", "美金"), ("usd", r"us\$")),
-               "€": (("euros", "euro", "eur"), ("eur",)), "£": (("gbp",), ("gbp",))}
+_CURRENCIES = {
+    "$": (("dollars", "dollar", "usd", "bucks", "美元", "美金"), ("usd", r"us\$")),
+    "€": (("euros", "euro", "eur"), ("eur",)),
+    "£": (("gbp",), ("gbp",)),
+}
 # canonical unit -> the ways it is written after a number (lowercase; longest alternatives first)
-_UNITS = {"day": ("days", "day"), "hour": ("hours", "hour", "hrs", "hr", "h"),
-          "minute": ("minutes", "minute", "mins", "min"), "second": ("seconds", "second", "secs", "sec"),
-          "week": ("weeks", "week"), "month": ("months", "month"), "year": ("years", "year", "yrs", "yr"),
-          "litre": ("litres", "litre", "liters", "liter", "l"), "ml": ("ml",), "kg": ("kg", "kgs"),
-          "g": ("grams", "gram", "g"), "cm": ("cm",), "mm": ("mm",), "km": ("km",), "°c": ("°c",)}
+_UNITS = {
+    "day": ("days", "day"),
+    "hour": ("hours", "hour", "hrs", "hr", "h"),
+    "minute": ("minutes", "minute", "mins", "min"),
+    "second": ("seconds", "second", "secs", "sec"),
+    "week": ("weeks", "week"),
+    "month": ("months", "month"),
+    "year": ("years", "year", "yrs", "yr"),
+    "litre": ("litres", "litre", "liters", "liter", "l"),
+    "ml": ("ml",),
+    "kg": ("kg", "kgs"),
+    "g": ("grams", "gram", "g"),
+    "cm": ("cm",),
+    "mm": ("mm",),
+    "km": ("km",),
+    "°c": ("°c",),
+}
 _UNIT_WRITINGS = {writing: unit for unit, writings in _UNITS.items() for writing in writings}
 _UNIT_RE = re.compile(
     rf"({_NUM})\s?-?\s?((?:business |working )?)"
-    rf"({'|'.join(sorted(map(re.escape, _UNIT_WRITINGS), key=len, reverse=True))}){_NOT_LETTER_AFTER}")
+    rf"({'|'.join(sorted(map(re.escape, _UNIT_WRITINGS), key=len, reverse=True))}){_NOT_LETTER_AFTER}"
+)
 _ZH_TIME_RE = re.compile(r"(上午|早上|早晨|中午|下午|晚上|傍晚)(\d{1,2})点(半|(\d{1,2})分)?")
 _ZH_PM = ("中午", "下午", "晚上", "傍晚")
 
@@ -219,24 +235,56 @@ def matches(answer: str, expect: list[str]) -> bool:
 _AMOUNT_NUM = r"\d+(?:,\d{3})*(?:\.\d+)?"
 _RANGE = rf"{_NUM}(?:\s?(?:-|–|to|到|至)\s?{_NUM})?"
 _PART_KINDS: list[tuple[str, re.Pattern]] = [
-    ("email", re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
-                         r"\.[A-Za-z]{2,}(?![A-Za-z0-9-])")),
-    ("url", re.compile(r"(?<![A-Za-z0-9@./-])(?:https?://)?(?:[A-Za-z0-9-]+\.)+"
-                       r"(?:com|org|net|io|co|uk|us|ca|de|fr|eu|cn|au|info|biz|app|dev|shop|store)"
-                       r"(?![A-Za-z0-9-])(?:/[A-Za-z0-9_\-./?=&%#~+]*[A-Za-z0-9_\-/=&%#~+])?")),
-    ("phone", re.compile(r"(?<![A-Za-z0-9+-])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)\s?|\d{1,4}[-.\s])"
-                         r"(?:\d{2,4}[-.\s]){0,3}\d{3,4}(?![0-9-])")),
+    (
+        "email",
+        re.compile(
+            r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+            r"\.[A-Za-z]{2,}(?![A-Za-z0-9-])"
+        ),
+    ),
+    (
+        "url",
+        re.compile(
+            r"(?<![A-Za-z0-9@./-])(?:https?://)?(?:[A-Za-z0-9-]+\.)+"
+            r"(?:com|org|net|io|co|uk|us|ca|de|fr|eu|cn|au|info|biz|app|dev|shop|store)"
+            r"(?![A-Za-z0-9-])(?:/[A-Za-z0-9_\-./?=&%#~+]*[A-Za-z0-9_\-/=&%#~+])?"
+        ),
+    ),
+    (
+        "phone",
+        re.compile(
+            r"(?<![A-Za-z0-9+-])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)\s?|\d{1,4}[-.\s])"
+            r"(?:\d{2,4}[-.\s]){0,3}\d{3,4}(?![0-9-])"
+        ),
+    ),
     ("code", re.compile(r"(?<![A-Za-z0-9_-])(?:[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*|#\d{3,})(?![A-Za-z0-9_-])")),
-    ("amount", re.compile(rf"(?:US\$|[$€£])\s?{_AMOUNT_NUM}|{_AMOUNT_NUM}\s?(?:dollars?|USD|euros?|EUR|GBP|美元|美金)"
-                          rf"(?![A-Za-z])|(?<![A-Za-z])(?:USD|EUR|GBP)\s?{_AMOUNT_NUM}", re.IGNORECASE)),
+    (
+        "amount",
+        re.compile(
+            rf"(?:US\$|[$€£])\s?{_AMOUNT_NUM}|{_AMOUNT_NUM}\s?(?:dollars?|USD|euros?|EUR|GBP|美元|美金)"
+            rf"(?![A-Za-z])|(?<![A-Za-z])(?:USD|EUR|GBP)\s?{_AMOUNT_NUM}",
+            re.IGNORECASE,
+        ),
+    ),
     ("percent", re.compile(rf"{_NUM}\s?(?:%|percent|per cent)(?![A-Za-z])", re.IGNORECASE)),
-    ("time", re.compile(r"(?<![0-9:.])\d{1,2}(?:[:.]\d{2})?\s?(?:[ap]m|[ap]\.m\.)(?![A-Za-z])|"
-                        r"(?<![0-9:.])\d{1,2}:\d{2}(?![0-9:])|"
-                        r"(?:上午|早上|早晨|中午|下午|晚上|傍晚)?\d{1,2}点(?:半|\d{1,2}分)?", re.IGNORECASE)),
-    ("quantity", re.compile(
-        rf"(?<![0-9.]){_RANGE}(?:\s?-?\s?(?:business |working )?"
-        rf"(?:{'|'.join(sorted(map(re.escape, _UNIT_WRITINGS), key=len, reverse=True))})(?![A-Za-z])"
-        rf"|个?(?:工作日|小时|分钟|星期|个月|天|周|年|公斤|千克|克|毫升|升|厘米|公里))", re.IGNORECASE)),
+    (
+        "time",
+        re.compile(
+            r"(?<![0-9:.])\d{1,2}(?:[:.]\d{2})?\s?(?:[ap]m|[ap]\.m\.)(?![A-Za-z])|"
+            r"(?<![0-9:.])\d{1,2}:\d{2}(?![0-9:])|"
+            r"(?:上午|早上|早晨|中午|下午|晚上|傍晚)?\d{1,2}点(?:半|\d{1,2}分)?",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "quantity",
+        re.compile(
+            rf"(?<![0-9.]){_RANGE}(?:\s?-?\s?(?:business |working )?"
+            rf"(?:{'|'.join(sorted(map(re.escape, _UNIT_WRITINGS), key=len, reverse=True))})(?![A-Za-z])"
+            rf"|个?(?:工作日|小时|分钟|星期|个月|天|周|年|公斤|千克|克|毫升|升|厘米|公里))",
+            re.IGNORECASE,
+        ),
+    ),
     ("number", re.compile(r"(?<![0-9.])\d+(?:[.,]\d+)*(?![0-9])")),
 ]
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:['’-][A-Za-z0-9]+)*")
@@ -245,7 +293,8 @@ _CJK_RUN_RE = re.compile(r"[\u4e00-\u9fff]+")
 _SENTENCE_END = ".!?。！？\n"
 _OPENERS = "'\"“‘「『([（"
 # Function words and chat fillers: not names even when capitalised, not content words.
-COMMON_WORDS = frozenset("""
+COMMON_WORDS = frozenset(
+    """
 a an the this that these those there here it its i i'm i'll i've i'd me my mine we we're we'll
 our ours you you're you'll your yours he she they them their his her what which who whom whose
 how when where why if then so and or but nor not no yes of to in on at for with from by as into
@@ -253,7 +302,8 @@ about over after before under up out off is are was were be been being am do doe
 had can could will would shall should may might must just also only all any every each some
 many much more most other another such very too please thanks thank sorry hi hello hey dear ok
 okay sure well oh course right now today anything something everything nothing ai
-""".split())
+""".split()
+)
 
 
 def _overlaps(span: tuple[int, int], taken: list[tuple[int, int]]) -> bool:
@@ -274,11 +324,11 @@ def _name_runs(text: str) -> list[tuple[int, int]]:
     words = []
     for match in _WORD_RE.finditer(text):
         end = match.end() - 2 if re.search(r"['’]s$", match.group()) else match.end()  # Kettlebloom's
-        words.append((match.start(), end, match.group()[:end - match.start()]))
+        words.append((match.start(), end, match.group()[: end - match.start()]))
     runs, run = [], []
     for word in words + [(len(text) + 2, 0, "")]:  # a sentinel ends the last run
         capitalised = word[2][:1].isupper() or any(c.isupper() for c in word[2][1:])
-        if run and (not capitalised or text[run[-1][1]:word[0]] != " "):
+        if run and (not capitalised or text[run[-1][1] : word[0]] != " "):
             runs.append(run)
             run = []
         if capitalised:
@@ -359,8 +409,9 @@ def _held_out(answer_key: str, phrasings: list[str], seed: int, share: float) ->
     return random.Random(f"{seed}:{digest}").sample(sorted(phrasings), count)
 
 
-def auto_probes(conversations: list[Conversation], seed: int = 42, share: float = 0.2,
-                min_phrasings: int = 3) -> tuple[list[Conversation], list[Probe]]:
+def auto_probes(
+    conversations: list[Conversation], seed: int = 42, share: float = 0.2, min_phrasings: int = 3
+) -> tuple[list[Conversation], list[Probe]]:
     """Hold out some phrasings of each answer as probes; return (training conversations, probes).
 
     Single-exchange conversations are grouped by their normalised answer; a group with at least
@@ -387,14 +438,14 @@ def auto_probes(conversations: list[Conversation], seed: int = 42, share: float 
         for key in _held_out(answer_key, list(phrasings), seed, share):
             probes.append(Probe(phrasings[key], list(expect), answer))
             held.add(key)
-    training = [c for c in conversations
-                if not any(m["role"] == "user" and normalise(m["content"]) in held for m in c)]
+    training = [c for c in conversations if not any(m["role"] == "user" and normalise(m["content"]) in held for m in c)]
     return training, probes
 
 
 # -------------------------------------------------------------------------------- scoring
-def greedy_answers(model, tokenizer, encoder, questions: list[str], max_new_tokens: int = 64,
-                   batch_size: int = 16) -> list[str]:
+def greedy_answers(
+    model, tokenizer, encoder, questions: list[str], max_new_tokens: int = 64, batch_size: int = 16
+) -> list[str]:
     """Greedy replies to single-turn questions, in batches; one string per question.
 
     Left padding, so every prompt in a batch ends where generation starts; the tokenizer's own
@@ -406,14 +457,21 @@ def greedy_answers(model, tokenizer, encoder, questions: list[str], max_new_toke
     answers: list[str] = []
     try:
         for start in range(0, len(questions), batch_size):
-            prompts = [encoder.prompt_for_reply([{"role": "user", "content": q}])
-                       for q in questions[start:start + batch_size]]
+            prompts = [
+                encoder.prompt_for_reply([{"role": "user", "content": q}])
+                for q in questions[start : start + batch_size]
+            ]
             batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             with torch.inference_mode():
-                out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                out = model.generate(
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                )
             # out: [batch, prompt + new]; the prompt part is the same width for every row
-            answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+            answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     finally:
         tokenizer.padding_side = saved_side
     return [answer.strip() for answer in answers]
@@ -440,10 +498,14 @@ class ProbeReport:
 
     def to_event(self) -> dict[str, Any]:
         """The JSON-able summary a run's events.jsonl or `--json` carries."""
-        return {"recall": round(self.recall, 4), "n": len(self.probes), "hits": sum(self.hits),
-                "probe_hits": [int(h) for h in self.hits],
-                "per_fact": {fact: round(r, 4) for fact, r in self.fact_recall().items()},
-                "elapsed_s": round(self.elapsed_s, 2)}
+        return {
+            "recall": round(self.recall, 4),
+            "n": len(self.probes),
+            "hits": sum(self.hits),
+            "probe_hits": [int(h) for h in self.hits],
+            "per_fact": {fact: round(r, 4) for fact, r in self.fact_recall().items()},
+            "elapsed_s": round(self.elapsed_s, 2),
+        }
 
 
 def report_from_answers(probes: list[Probe], answers: list[str], elapsed_s: float = 0.0) -> ProbeReport:
@@ -459,8 +521,7 @@ def score_probes(model, tokenizer, encoder, probes: list[Probe], **gen: Any) -> 
     return report_from_answers(probes, answers, time.monotonic() - started)
 
 
-def probes_for_run(probes: str, conversations: list[Conversation], seed: int) -> tuple[list[Conversation],
-                                                                                  list[Probe]]:
+def probes_for_run(probes: str, conversations: list[Conversation], seed: int) -> tuple[list[Conversation], list[Probe]]:
     """The conversations a run trains on and the probes it is scored with, from its `probes` value:
     'none', 'auto' (held out of the training conversations) or a probe file (training unchanged)."""
     if probes == "none":
@@ -476,20 +537,22 @@ def _run_probes(run_dir: Path, probes_path: str | Path | None) -> list[Probe]:
         return load_probes(probes_path)
     default = run_dir / RUN_PROBES_FILE
     if not default.is_file():
-        raise UserInputError(f"{default} not found: this run has no auto probes. Pass --probes FILE "
-                             f"(JSONL, one {{\"question\": ..., \"expect\": ...}} per line).")
+        raise UserInputError(
+            f"{default} not found: this run has no auto probes. Pass --probes FILE "
+            f'(JSONL, one {{"question": ..., "expect": ...}} per line).'
+        )
     return load_probes(default)
 
 
-def score_run(run_dir: str | Path, probes_path: str | Path | None = None,
-              base: bool = False) -> dict[str, ProbeReport]:
+def score_run(run_dir: str | Path, probes_path: str | Path | None = None, base: bool = False) -> dict[str, ProbeReport]:
     """Probe a run's adapter: {"tuned": report} and, with `base`, {"base": report} of the base model."""
     run = RunFolder(run_dir)
     if not run.config.is_file():
         raise UserInputError(f"{run.path} is not a run folder: it has no config.yaml")
     if not (run.adapter / "adapter_config.json").is_file():
-        raise UserInputError(f"Run {run.path.name} has no adapter yet: it saves one when it finishes or is "
-                             f"stopped after its first step.")
+        raise UserInputError(
+            f"Run {run.path.name} has no adapter yet: it saves one when it finishes or is stopped after its first step."
+        )
     probes = _run_probes(run.path, probes_path)
     config = load_config(run.config)
     model, tokenizer = _tuned_model(config, run.adapter)
@@ -518,12 +581,14 @@ def _tuned_model(config, adapter: Path):
 def _cut(text: str, width: int) -> str:
     """One table cell: control characters (a broken model emits them) must not reach the terminal."""
     text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return text if len(text) <= width else text[:width - 1] + "…"
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _print_report(name: str, report: ProbeReport) -> None:
-    print(f"{name:5} recall {report.recall:6.1%}  ({sum(report.hits)}/{len(report.hits)} probes, "
-          f"{report.elapsed_s:.1f} s)")
+    print(
+        f"{name:5} recall {report.recall:6.1%}  ({sum(report.hits)}/{len(report.hits)} probes, "
+        f"{report.elapsed_s:.1f} s)"
+    )
 
 
 def _print_misses(report: ProbeReport) -> None:
@@ -532,18 +597,25 @@ def _print_misses(report: ProbeReport) -> None:
     if misses:
         print(f"  {'question':40} {'expected':28} {'answer':50} fact")
     for probe, answer in misses:
-        print(f"  {_cut(probe.question, 40):40} {_cut(' + '.join(probe.expect), 28):28} "
-              f"{_cut(answer, 50):50} {_cut(probe.fact, 40)}")
+        print(
+            f"  {_cut(probe.question, 40):40} {_cut(' + '.join(probe.expect), 28):28} "
+            f"{_cut(answer, 50):50} {_cut(probe.fact, 40)}"
+        )
 
 
 def _json_report(report: ProbeReport) -> dict[str, Any]:
-    return {**report.to_event(), "misses": [{"question": p.question, "expect": p.expect, "answer": a,
-                                             "fact": p.fact} for p, a in report.misses()]}
+    return {
+        **report.to_event(),
+        "misses": [
+            {"question": p.question, "expect": p.expect, "answer": a, "fact": p.fact} for p, a in report.misses()
+        ],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.probes",
-                                     description="Ask a run's fact probes to its tuned model and print the recall.")
+    parser = argparse.ArgumentParser(
+        prog="python -m core.probes", description="Ask a run's fact probes to its tuned model and print the recall."
+    )
     parser.add_argument("run", help="the run folder (has config.yaml and adapter/)")
     parser.add_argument("--probes", metavar="FILE", help=f"probes JSONL file (default: RUN/{RUN_PROBES_FILE})")
     parser.add_argument("--json", action="store_true", help="print the reports as JSON")

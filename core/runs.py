@@ -6,6 +6,7 @@ A run folder (core.events) says what happened; `worker.pid` (written by the web 
 any watcher tell a live run from one whose worker died or whose server was restarted
 ("interrupted"), and let a restarted server re-attach to a worker still training.
 """
+
 from __future__ import annotations
 
 import os
@@ -122,8 +123,14 @@ def progress_of(events: list[dict[str, Any]]) -> Progress | None:
     done_since_start = last["step"] - start.get("resumed_from_step", 0)
     total = last.get("total_steps") or start.get("total_steps") or last["step"]
     eta = last["elapsed_s"] / done_since_start * (total - last["step"]) if done_since_start > 0 else None
-    return Progress(step=last["step"], total_steps=total, epoch=last.get("epoch", 0.0),
-                    tokens_per_s=last.get("tokens_per_s", 0.0), elapsed_s=last.get("elapsed_s", 0.0), eta_s=eta)
+    return Progress(
+        step=last["step"],
+        total_steps=total,
+        epoch=last.get("epoch", 0.0),
+        tokens_per_s=last.get("tokens_per_s", 0.0),
+        elapsed_s=last.get("elapsed_s", 0.0),
+        eta_s=eta,
+    )
 
 
 # ------------------------------------------------------------------------------------- run state
@@ -175,13 +182,23 @@ def run_state(path: str | Path, events: list[dict[str, Any]] | None = None) -> R
     final = last_event(events, *TERMINAL_EVENTS) or {}
     last_step, last_eval = last_event(events, "step") or {}, last_event(events, "eval") or {}
     started = events[0]["time"] if events else (run.config.stat().st_mtime if run.config.is_file() else None)
-    total = final.get("total_steps") or last_step.get("total_steps") or \
-        (last_event(events, "start") or {}).get("total_steps")
-    return RunState(name=run.path.name, path=run.path, status=run_status(run, events), started=started,
-                    step=last_step.get("step"), total_steps=total,
-                    final_loss=final.get("final_loss", last_step.get("loss")),
-                    final_eval_loss=final.get("final_eval_loss", last_eval.get("eval_loss")), config=config,
-                    message=final.get("message", "") if final.get("type") == "error" else "")
+    total = (
+        final.get("total_steps")
+        or last_step.get("total_steps")
+        or (last_event(events, "start") or {}).get("total_steps")
+    )
+    return RunState(
+        name=run.path.name,
+        path=run.path,
+        status=run_status(run, events),
+        started=started,
+        step=last_step.get("step"),
+        total_steps=total,
+        final_loss=final.get("final_loss", last_step.get("loss")),
+        final_eval_loss=final.get("final_eval_loss", last_eval.get("eval_loss")),
+        config=config,
+        message=final.get("message", "") if final.get("type") == "error" else "",
+    )
 
 
 def _reserved(name: str) -> bool:
@@ -200,11 +217,15 @@ def list_runs(runs_dir: str | Path) -> list[RunState]:
 def run_path(runs_dir: str | Path, name: str) -> Path:
     """runs_dir/name, refusing names that are not one plain path component, and the reserved ones."""
     if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
-        raise UserInputError(f"Run name {shown_path(repr(name))} is not allowed: use letters, digits, '.', '_' "
-                             f"or '-' (at most 100, starting with a letter or digit).")
+        raise UserInputError(
+            f"Run name {shown_path(repr(name))} is not allowed: use letters, digits, '.', '_' "
+            f"or '-' (at most 100, starting with a letter or digit)."
+        )
     if _reserved(name):
-        raise UserInputError(f"Run name {name!r} is not allowed: the runs folder keeps its "
-                             f"{name.lower()!r} folder for itself. Choose another name.")
+        raise UserInputError(
+            f"Run name {name!r} is not allowed: the runs folder keeps its "
+            f"{name.lower()!r} folder for itself. Choose another name."
+        )
     return Path(runs_dir) / name
 
 
@@ -231,8 +252,10 @@ def loss_points(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             points[("train", event["step"])] = event["loss"]
         elif event["type"] == "eval" and event.get("eval_loss") is not None:
             points[("eval", event["step"])] = event["eval_loss"]
-    return [{"step": step, "loss": loss, "series": series}
-            for (series, step), loss in sorted(points.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+    return [
+        {"step": step, "loss": loss, "series": series}
+        for (series, step), loss in sorted(points.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+    ]
 
 
 # ----------------------------------------------------------------------------- preparing a run
@@ -249,14 +272,17 @@ def check_run_folder(config: TrainConfig) -> RunFolder:
     with path_errors("Run folder", run.path):
         # The web runner writes its worker's pid, and a trainer checks the folder it has locked itself.
         if live_worker_pid(run) not in (None, os.getpid()):
-            raise UserInputError(f"Run folder {run.path} is being trained by another process right now: "
-                                 f"wait for it, or stop it first.")
+            raise UserInputError(
+                f"Run folder {run.path} is being trained by another process right now: wait for it, or stop it first."
+            )
         holder = lock_holder(run.path)
         if holder is not None and holder.pid != os.getpid():
             raise LockHeld(run.path, holder)
         if run.events.is_file() and run.events.stat().st_size and not config.resume:
-            raise UserInputError(f"Run folder {run.path} already holds a run: choose another output_dir (run "
-                                 f"name), or continue that run with resume=true.")
+            raise UserInputError(
+                f"Run folder {run.path} already holds a run: choose another output_dir (run "
+                f"name), or continue that run with resume=true."
+            )
     return run
 
 
@@ -285,8 +311,11 @@ def _model_problem(value: str, workdir: Path) -> str | None:
         if path.suffix == ".gguf":
             return None if path.is_file() else f"GGUF file not found: {shown_path(path)}"
         if path.is_dir():
-            return None if (path / "config.json").is_file() else \
-                f"{shown_path(path)} is a folder but has no config.json: not a Hugging Face model folder"
+            return (
+                None
+                if (path / "config.json").is_file()
+                else f"{shown_path(path)} is a folder but has no config.json: not a Hugging Face model folder"
+            )
     return None if HUB_ID.fullmatch(name) else f"Model folder not found: {shown_path(path)}"
 
 
@@ -295,8 +324,9 @@ def check_inputs(config: TrainConfig, workdir: Path | None = None) -> None:
     now instead of a worker that fails once torch has loaded. Relative paths are taken from
     `workdir`, the directory the worker runs in (this process's own by default)."""
     workdir = workdir or Path.cwd()
-    problems = [p for p in (_dataset_problem(config.dataset, workdir),
-                            _model_problem(config.model_name_or_path, workdir)) if p]
+    problems = [
+        p for p in (_dataset_problem(config.dataset, workdir), _model_problem(config.model_name_or_path, workdir)) if p
+    ]
     if len(problems) == 1:
         raise UserInputError(problems[0])
     if problems:

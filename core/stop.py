@@ -1,4 +1,5 @@
 """SIGTERM and Ctrl-C as a clean stop of a training run (no torch here: the CLI installs it first)."""
+
 from __future__ import annotations
 
 import signal

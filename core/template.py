@@ -20,6 +20,7 @@ the skeleton with the real contents filled in. Templates that inspect or transfo
 (`|trim`, `'<think>' in content`, ...) and conversations whose render does not match the skeleton
 take the prefix-rendering path; both paths give the same spans.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -85,10 +86,12 @@ def _content_is_only_copied(template_ast) -> bool:
         known = set(message_names)
         for node in template_ast.find_all((nodes.For, nodes.Assign)):
             source = node.iter if isinstance(node, nodes.For) else node.node
-            if any(n.name in message_names for n in [source, *source.find_all(nodes.Name)]
-                   if isinstance(n, nodes.Name)):
-                message_names |= {n.name for n in [node.target, *node.target.find_all(nodes.Name)]
-                                  if isinstance(n, nodes.Name)}
+            if any(
+                n.name in message_names for n in [source, *source.find_all(nodes.Name)] if isinstance(n, nodes.Name)
+            ):
+                message_names |= {
+                    n.name for n in [node.target, *node.target.find_all(nodes.Name)] if isinstance(n, nodes.Name)
+                }
 
     def is_message(expr) -> bool:
         """Might `expr` evaluate to a message or a list of them (not to one of their fields)?"""
@@ -105,8 +108,9 @@ def _content_is_only_copied(template_ast) -> bool:
         if isinstance(parent, nodes.For):
             return node is parent.iter
         if isinstance(parent, nodes.Assign):  # to a plain variable (tracked above), not ns.attribute
-            return node is parent.node and all(isinstance(t, nodes.Name) for t in
-                                               [parent.target, *parent.target.find_all(nodes.Node)])
+            return node is parent.node and all(
+                isinstance(t, nodes.Name) for t in [parent.target, *parent.target.find_all(nodes.Node)]
+            )
         if isinstance(parent, (nodes.Getitem, nodes.Getattr)):
             return node is parent.node and not (isinstance(parent, nodes.Getattr) and hasattr(dict, parent.attr))
         if isinstance(parent, nodes.Filter):
@@ -118,18 +122,16 @@ def _content_is_only_copied(template_ast) -> bool:
     def is_content(node) -> bool:
         if isinstance(node, nodes.Getattr):
             return node.attr == "content"
-        return (isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const)
-                and node.arg.value == "content")
+        return isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and node.arg.value == "content"
 
     def content_use_ok(node, parents: list) -> bool:
         child = node
         for depth in range(len(parents) - 1, -1, -1):
-            parent, between = parents[depth], parents[depth + 1:]
+            parent, between = parents[depth], parents[depth + 1 :]
             if isinstance(parent, nodes.Output):
                 return all(isinstance(p, (nodes.Add, nodes.Concat)) for p in between)
             if isinstance(parent, (nodes.If, nodes.CondExpr)):
-                return parent.test is child and all(isinstance(p, (nodes.Not, nodes.And, nodes.Or))
-                                                    for p in between)
+                return parent.test is child and all(isinstance(p, (nodes.Not, nodes.And, nodes.Or)) for p in between)
             child = parent
         return False
 
@@ -168,8 +170,9 @@ class ChatEncoder:
 
     def __init__(self, tokenizer, system_prompt: str = "", train_on_prompt: bool = False):
         if not getattr(tokenizer, "is_fast", False):
-            raise UserInputError("A fast (Rust) tokenizer is needed to map tokens to characters; "
-                                 f"{type(tokenizer).__name__} is not one.")
+            raise UserInputError(
+                f"A fast (Rust) tokenizer is needed to map tokens to characters; {type(tokenizer).__name__} is not one."
+            )
         from transformers.utils.chat_template_utils import _compile_jinja_template
 
         self.tokenizer = tokenizer
@@ -184,8 +187,13 @@ class ChatEncoder:
         self._skeletons: dict[tuple[str, ...], _Skeleton | None] = {}
 
     def render(self, messages: Conversation, add_generation_prompt: bool = False) -> str:
-        return self._template.render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                     tools=None, documents=None, **self._variables)
+        return self._template.render(
+            messages=messages,
+            add_generation_prompt=add_generation_prompt,
+            tools=None,
+            documents=None,
+            **self._variables,
+        )
 
     def prompt_for_reply(self, conversation: Conversation) -> str:
         """The text the model continues to answer the last user turn (the chat tab uses this)."""
@@ -201,8 +209,10 @@ class ChatEncoder:
             prompt = self.render(messages[:index], add_generation_prompt=True)
             through = self.render(messages[: index + 1])
             if not (text.startswith(through) and through.startswith(prompt)):
-                raise UserInputError("This chat template renders a conversation differently from its "
-                                     "prefixes, so the assistant turns cannot be located.")
+                raise UserInputError(
+                    "This chat template renders a conversation differently from its "
+                    "prefixes, so the assistant turns cannot be located."
+                )
             spans.append((len(prompt), len(through.rstrip())))
         return spans
 
@@ -245,8 +255,9 @@ class ChatEncoder:
         if self.train_on_prompt:
             return text, [(0, len(text))]
         skeleton = None
-        if self._skeletons_allowed and all(len(m) == 2 and isinstance(m.get("content"), str) and m["content"]
-                                           for m in messages):
+        if self._skeletons_allowed and all(
+            len(m) == 2 and isinstance(m.get("content"), str) and m["content"] for m in messages
+        ):
             skeleton = self._skeleton(tuple(m["role"] for m in messages))
         if skeleton is None:
             return text, self._spans_by_prefix_renders(messages, text)
@@ -273,10 +284,14 @@ class ChatEncoder:
         with ThreadPoolExecutor(max_workers=1) as tokenizer_thread:
             pending = None
             for start in range(0, len(conversations), ENCODE_CHUNK):
-                rendered = [self._text_and_spans(c) for c in conversations[start:start + ENCODE_CHUNK]]
-                batch = tokenizer_thread.submit(self.tokenizer, [text for text, _ in rendered],
-                                                add_special_tokens=False, return_offsets_mapping=True,
-                                                return_attention_mask=False)
+                rendered = [self._text_and_spans(c) for c in conversations[start : start + ENCODE_CHUNK]]
+                batch = tokenizer_thread.submit(
+                    self.tokenizer,
+                    [text for text, _ in rendered],
+                    add_special_tokens=False,
+                    return_offsets_mapping=True,
+                    return_attention_mask=False,
+                )
                 if pending is not None:
                     out += _assemble(*pending)
                 pending = rendered, batch
@@ -292,16 +307,17 @@ def _assemble(rendered: list[tuple[str, list[tuple[int, int]]]], batch: Future) 
     lengths = np.fromiter(map(len, batch["input_ids"]), np.int64, len(rendered))
     n_tokens = int(lengths.sum())
     ids = np.fromiter(itertools.chain.from_iterable(batch["input_ids"]), np.int64, n_tokens)
-    offsets = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(batch["offset_mapping"])),
-                          np.int64, 2 * n_tokens).reshape(-1, 2)
-    trained = _trained_mask([spans for _, spans in rendered], [len(text) for text, _ in rendered], lengths,
-                            offsets)
+    offsets = np.fromiter(
+        itertools.chain.from_iterable(itertools.chain.from_iterable(batch["offset_mapping"])), np.int64, 2 * n_tokens
+    ).reshape(-1, 2)
+    trained = _trained_mask([spans for _, spans in rendered], [len(text) for text, _ in rendered], lengths, offsets)
     cuts = np.cumsum(lengths)[:-1]
     return [Encoded(i, t) for i, t in zip(np.split(ids, cuts), np.split(trained, cuts))]
 
 
-def _trained_mask(spans: list[list[tuple[int, int]]], text_lengths: list[int], token_counts: np.ndarray,
-                  offsets: np.ndarray) -> np.ndarray:
+def _trained_mask(
+    spans: list[list[tuple[int, int]]], text_lengths: list[int], token_counts: np.ndarray, offsets: np.ndarray
+) -> np.ndarray:
     """[tokens] bool for a chunk: is each token (character offsets [tokens, 2]) inside a trained span?
 
     A token is trained when it overlaps a span. A token straddling a span's edge carries reply
@@ -314,9 +330,14 @@ def _trained_mask(spans: list[list[tuple[int, int]]], text_lengths: list[int], t
     np.cumsum(text_lengths[:-1], out=text_base[1:])
     token_base = np.repeat(text_base, token_counts)
     starts, ends = offsets[:, 0] + token_base, offsets[:, 1] + token_base
-    flat = np.array([(example, start + base, end + base)
-                     for example, (example_spans, base) in enumerate(zip(spans, text_base.tolist()))
-                     for start, end in example_spans], dtype=np.int64).reshape(-1, 3)
+    flat = np.array(
+        [
+            (example, start + base, end + base)
+            for example, (example_spans, base) in enumerate(zip(spans, text_base.tolist()))
+            for start, end in example_spans
+        ],
+        dtype=np.int64,
+    ).reshape(-1, 3)
     if not len(flat):
         return np.zeros(len(offsets), dtype=bool)
     span_starts, span_ends = flat[:, 1], flat[:, 2]

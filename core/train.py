@@ -7,6 +7,7 @@ unchanged (how the web runner launches it), the folder was prepared by the launc
 the trainer holds the folder's lock (core.lock) from before it writes anything until it exits, so a
 second trainer on the same folder is refused at once, with the pid of the one training it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +25,10 @@ from core.stop import StopSignals
 
 log = logging.getLogger("lora_tailor.train")
 
-USAGE = ("usage: python -m core.train CONFIG.yaml [key=value ...]\n"
-         "Trains a LoRA adapter as described by CONFIG.yaml; key=value pairs override its keys.")
+USAGE = (
+    "usage: python -m core.train CONFIG.yaml [key=value ...]\n"
+    "Trains a LoRA adapter as described by CONFIG.yaml; key=value pairs override its keys."
+)
 
 
 def help_text() -> str:
@@ -36,8 +39,7 @@ def help_text() -> str:
         for name in names:
             spec = SPECS[name]
             allowed = f" [{'|'.join(spec.choices)}]" if spec.choices else ""
-            lines.append(f"  {name}{allowed} (default {FIELDS[name].default!r})\n"
-                         f"      {spec.help}")
+            lines.append(f"  {name}{allowed} (default {FIELDS[name].default!r})\n      {spec.help}")
     return "\n".join(lines)
 
 
@@ -90,8 +92,7 @@ def _train_and_report(config: TrainConfig, run: RunFolder, stop_signals: StopSig
     try:
         from core.engine import run_training  # torch and transformers load only for a valid config
 
-        final = run_training(config, show_progress=sys.stderr.isatty(), print_advice=True,
-                             stop_signals=stop_signals)
+        final = run_training(config, show_progress=sys.stderr.isatty(), print_advice=True, stop_signals=stop_signals)
     except KeyboardInterrupt:  # a second Ctrl-C: abort without saving
         run.append_event("error", message="interrupted (Ctrl-C twice): nothing saved after the last checkpoint")
         print("error: interrupted", file=sys.stderr)
@@ -107,8 +108,10 @@ def _train_and_report(config: TrainConfig, run: RunFolder, stop_signals: StopSig
         run.append_event("error", message=message)
         print(f"error: training failed: {message}\n(full traceback in {run.log})", file=sys.stderr)
         return 1
-    print(f"{final['type']}: step {final['step']}/{final['total_steps']}, final loss {final['final_loss']}, "
-          f"{final['tokens_per_s']} tokens/s; adapter in {final['adapter']}")
+    print(
+        f"{final['type']}: step {final['step']}/{final['total_steps']}, final loss {final['final_loss']}, "
+        f"{final['tokens_per_s']} tokens/s; adapter in {final['adapter']}"
+    )
     return 0
 
 

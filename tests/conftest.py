@@ -26,9 +26,15 @@ def write_jsonl(path: Path, records: list) -> Path:
 
 def qa_records(count: int = 12) -> list[dict]:
     """Short OpenAI-messages conversations a tiny model can fit in a few steps."""
-    return [{"messages": [{"role": "user", "content": f"What is the code {i % 4}?"},
-                          {"role": "assistant", "content": f"The code is {i % 4}{i % 4}."}]}
-            for i in range(count)]
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": f"What is the code {i % 4}?"},
+                {"role": "assistant", "content": f"The code is {i % 4}{i % 4}."},
+            ]
+        }
+        for i in range(count)
+    ]
 
 
 @pytest.fixture(scope="module")

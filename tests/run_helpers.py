@@ -1,4 +1,5 @@
 """Helpers for tests that train through the CLI and read the run folder."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,10 +12,20 @@ from core.events import RunFolder
 
 def write_config(path: Path, model_dir: Path, dataset: Path, **values) -> Path:
     """A small, fast run: batch 4 x 1, constant lr, no warmup, no mid-run checkpoints."""
-    config = {"model_name_or_path": str(model_dir), "dataset": str(dataset), "output_dir": str(path.parent / "run"),
-              "max_steps": 3, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
-              "learning_rate": 5e-3, "lr_scheduler_type": "constant", "warmup_ratio": 0.0,
-              "lora_dropout": 0.0, "save_steps": 1000, **values}
+    config = {
+        "model_name_or_path": str(model_dir),
+        "dataset": str(dataset),
+        "output_dir": str(path.parent / "run"),
+        "max_steps": 3,
+        "per_device_train_batch_size": 4,
+        "gradient_accumulation_steps": 1,
+        "learning_rate": 5e-3,
+        "lr_scheduler_type": "constant",
+        "warmup_ratio": 0.0,
+        "lora_dropout": 0.0,
+        "save_steps": 1000,
+        **values,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path

@@ -1,4 +1,5 @@
 """The advisor's rules, each checked on both sides of its threshold."""
+
 import math
 
 import pytest
@@ -20,8 +21,13 @@ def steps(losses, evals=()):
 def test_training_plan_matches_trainer_counting():
     config = TrainConfig(per_device_train_batch_size=2, gradient_accumulation_steps=4, num_train_epochs=3)
     # 10 examples -> 5 batches -> ceil(5 / 4) = 2 optimizer steps per epoch, as transformers counts.
-    assert training_plan(config, 10) == {"effective_batch_size": 8, "steps_per_epoch": 2, "total_steps": 6,
-                                      "num_train_epochs": 3, "learning_rate": config.learning_rate}
+    assert training_plan(config, 10) == {
+        "effective_batch_size": 8,
+        "steps_per_epoch": 2,
+        "total_steps": 6,
+        "num_train_epochs": 3,
+        "learning_rate": config.learning_rate,
+    }
     config.max_steps = 7
     assert training_plan(config, 10)["total_steps"] == 7
 
@@ -85,8 +91,9 @@ def test_template_system_prompt_warning(tiny_tokenizer):
     injects = advisor.template_injects_system(ChatEncoder(tiny_tokenizer))
     assert injects is True  # the tiny ChatML template injects "You are a tiny test model."
     assert "template_system" in rules(advise(TrainConfig(system_prompt=""), template_injects_system=injects))
-    assert "template_system" not in rules(advise(TrainConfig(system_prompt="You are Nova."),
-                                                 template_injects_system=injects))
+    assert "template_system" not in rules(
+        advise(TrainConfig(system_prompt="You are Nova."), template_injects_system=injects)
+    )
 
 
 def test_loss_band_rules():
@@ -105,13 +112,23 @@ def test_overfitting_rule():
 
 def test_summary_card():
     events = steps([2.0, 1.0, 0.5, 0.2, 0.1, 0.05, 0.04, 0.03]) + [
-        {"type": "done", "step": 8, "total_steps": 8, "final_loss": 0.03, "final_eval_loss": None,
-         "tokens_per_s": 120.0, "train_runtime_s": 60}]
+        {
+            "type": "done",
+            "step": 8,
+            "total_steps": 8,
+            "final_loss": 0.03,
+            "final_eval_loss": None,
+            "tokens_per_s": 120.0,
+            "train_runtime_s": 60,
+        }
+    ]
     card = summary_card(events)
     assert "Run done" in card and "0.0300" in card and "learnt word for word" in card
     assert "probes: auto" in card  # a low loss says nothing about unseen phrasings: probe it
-    probed = events + [{"type": "probe", "model": "base", "step": 0, "recall": 0.0, "hits": 0, "n": 10},
-                       {"type": "probe", "model": "tuned", "step": 8, "recall": 0.4, "hits": 4, "n": 10}]
+    probed = events + [
+        {"type": "probe", "model": "base", "step": 0, "recall": 0.0, "hits": 0, "n": 10},
+        {"type": "probe", "model": "tuned", "step": 8, "recall": 0.4, "hits": 4, "n": 10},
+    ]
     card = summary_card(probed)
     assert "4/10 unseen phrasings" in card and "more phrasings for the missed facts" in card
     assert "failed" in summary_card([{"type": "error", "message": "CUDA out of memory"}])
@@ -119,14 +136,23 @@ def test_summary_card():
 
 
 def test_notes_come_in_chinese_for_lang_zh():
-    config = TrainConfig(per_device_train_batch_size=8, gradient_accumulation_steps=4, num_train_epochs=20,
-                         loraplus_lr_ratio=4, learning_rate=2e-3, warmup_ratio=0.3)
+    config = TrainConfig(
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=4,
+        num_train_epochs=20,
+        loraplus_lr_ratio=4,
+        learning_rate=2e-3,
+        warmup_ratio=0.3,
+    )
     english, chinese = advise(config, 40, True, (2e-4, 4)), advise(config, 40, True, (2e-4, 4), lang="zh")
     assert [n.rule for n in english] == [n.rule for n in chinese] and len(chinese) >= 8
     for en, zh in zip(english, chinese):
         assert en.message != zh.message and any("\u4e00" <= ch <= "\u9fff" for ch in zh.message), zh
-    card = summary_card(steps([2.0, 1.0, 0.5, 0.2, 0.1, 0.05, 0.04, 0.03]) + [
-        {"type": "done", "step": 8, "total_steps": 8, "final_loss": 0.03}], lang="zh")
+    card = summary_card(
+        steps([2.0, 1.0, 0.5, 0.2, 0.1, 0.05, 0.04, 0.03])
+        + [{"type": "done", "step": 8, "total_steps": 8, "final_loss": 0.03}],
+        lang="zh",
+    )
     assert "运行完成" in card and "逐字学会" in card
 
 
@@ -135,7 +161,10 @@ def test_a_notes_fix_applied_to_the_config_clears_it():
     [few] = [n for n in advise(config, 42) if n.rule == "few_steps"]  # 6 steps per epoch -> 18 steps
     fixed = TrainConfig(**{**config.to_dict(), **few.fix})
     assert fixed.num_train_epochs == "auto" and "few_steps" not in rules(advise(fixed, 42))
-    for rule, cfg in [("warmup", TrainConfig(warmup_ratio=0.3)), ("epochs", TrainConfig(num_train_epochs=20)),
-                      ("batch_small_data", TrainConfig(per_device_train_batch_size=8, gradient_accumulation_steps=4))]:
+    for rule, cfg in [
+        ("warmup", TrainConfig(warmup_ratio=0.3)),
+        ("epochs", TrainConfig(num_train_epochs=20)),
+        ("batch_small_data", TrainConfig(per_device_train_batch_size=8, gradient_accumulation_steps=4)),
+    ]:
         [note] = [n for n in advise(cfg, 500) if n.rule == rule]
         assert rule not in rules(advise(TrainConfig(**{**cfg.to_dict(), **note.fix}), 500)), rule

@@ -1,5 +1,6 @@
 """Paraphrase augmentation (core.augment): rule families, filters, balance, the dataset writer, the
 OpenAI-compatible generator against a local HTTP server, the local-model generator, the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -42,11 +43,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # One source per language that every family can work on; its facts must survive every rule.
 SOURCES = {
-    "en": ("What are your opening hours on Saturday and Sunday? My order #A1234 cost $79, "
-           "email me at jo@example.com.",
-           ["Saturday", "Sunday", "#A1234", "$79", "jo@example.com"]),
-    "zh": ("你们周末的营业时间是几点？我的订单A1234花了$79，请发邮件到jo@example.com。",
-           ["A1234", "$79", "jo@example.com"]),
+    "en": (
+        "What are your opening hours on Saturday and Sunday? My order #A1234 cost $79, email me at jo@example.com.",
+        ["Saturday", "Sunday", "#A1234", "$79", "jo@example.com"],
+    ),
+    "zh": (
+        "你们周末的营业时间是几点？我的订单A1234花了$79，请发邮件到jo@example.com。",
+        ["A1234", "$79", "jo@example.com"],
+    ),
 }
 
 
@@ -70,9 +74,20 @@ class ListGenerator:
         return self.phrasings(text, n)
 
 
-WORDS = ("could you say", "tell me about", "i need to know", "quick one on", "asking again about",
-         "what about", "help with", "please explain", "wondering about", "need info on", "any news on",
-         "curious about")
+WORDS = (
+    "could you say",
+    "tell me about",
+    "i need to know",
+    "quick one on",
+    "asking again about",
+    "what about",
+    "help with",
+    "please explain",
+    "wondering about",
+    "need info on",
+    "any news on",
+    "curious about",
+)
 
 
 def varied(text: str, n: int) -> list[str]:
@@ -96,8 +111,10 @@ def test_each_family_gives_distinct_phrasings_that_keep_the_facts(family, lang):
 
 def test_families_change_what_they_say_they_change():
     en = SOURCES["en"][0]
+
     def one(family, lang="en", text=en):
         return RulesGenerator([family]).generate(text, 30, lang, seed=0)
+
     assert any(p.startswith(("Hi", "Hello", "Hey", "Good morning")) for p in one("wrap"))
     assert any(p.endswith(("Thanks!", "Thank you.", "Cheers!")) for p in one("wrap"))
     assert "I was wondering what your opening hours are on Saturday and Sunday." in " ".join(one("indirect"))
@@ -123,19 +140,22 @@ def test_typos_never_touch_numbers_emails_codes_or_names():
         assert len(changed) == 1 and len(changed[0][0]) >= 5, changed  # one slip, in a longer word
 
 
-@pytest.mark.parametrize("question,clause", [
-    ("What are your hours?", "what your hours are"),
-    ("What are your hours on Sunday?", "what your hours are on Sunday"),
-    ("How much is the Aurora?", "how much the Aurora is"),
-    ("How do I apply my rewards at checkout?", "how I apply my rewards at checkout"),
-    ("When does the store open?", "when the store opens"),
-    ("How long does shipping take?", "how long shipping takes"),
-    ("Do you ship to Canada?", "if you ship to Canada"),
-    ("Can I return my Ember?", "if I can return my Ember"),
-    ("Which items are in the box?", "which items are in the box"),
-    ("Is the Aurora kettle dishwasher safe?", None),  # where the subject ends is unknown: kept as is
-    ("When did my order ship?", None),  # would need the past tense
-])
+@pytest.mark.parametrize(
+    "question,clause",
+    [
+        ("What are your hours?", "what your hours are"),
+        ("What are your hours on Sunday?", "what your hours are on Sunday"),
+        ("How much is the Aurora?", "how much the Aurora is"),
+        ("How do I apply my rewards at checkout?", "how I apply my rewards at checkout"),
+        ("When does the store open?", "when the store opens"),
+        ("How long does shipping take?", "how long shipping takes"),
+        ("Do you ship to Canada?", "if you ship to Canada"),
+        ("Can I return my Ember?", "if I can return my Ember"),
+        ("Which items are in the box?", "which items are in the box"),
+        ("Is the Aurora kettle dishwasher safe?", None),  # where the subject ends is unknown: kept as is
+        ("When did my order ship?", None),  # would need the past tense
+    ],
+)
 def test_indirect_questions(question, clause):
     masked = augment.mask(question)
     result = embedded_clause(augment.split_end(masked.text)[0])
@@ -155,7 +175,9 @@ def test_rules_are_deterministic_for_a_seed_and_combine_families_to_reach_n():
 def test_facts_found_in_english_and_chinese():
     facts = {f.text: f.required for _, _, f in find_facts("Kettle price? I paid $29 for the Pebble, code SAVE10.")}
     assert facts == {"Kettle": False, "$29": True, "Pebble": True, "SAVE10": True}  # "I" is no fact
-    zh = [f.text for _, _, f in find_facts("Pebble厨房秤多少钱？发邮件至help@kettlebloom.com或打开kettlebloom.com/chat")]
+    zh = [
+        f.text for _, _, f in find_facts("Pebble厨房秤多少钱？发邮件至help@kettlebloom.com或打开kettlebloom.com/chat")
+    ]
     assert zh == ["Pebble", "help@kettlebloom.com", "kettlebloom.com/chat"]
     assert missing_facts("Is it $79?", "Is it 79 dollars?") == []
     assert missing_facts("Is it $79?", "Is it $97?") == ["$79"]
@@ -169,13 +191,18 @@ def test_rules_unknown_family_names_the_allowed_ones():
 
 # ------------------------------------------------------------------------------------ filters
 def test_near_duplicates_catch_one_char_edits_and_keep_different_phrasings():
-    index = NearDuplicates(NEAR_DUPLICATE_JACCARD, ["How long does standard shipping take to Canada?",
-                                                    "美国境内标准配送一般需要几个工作日才能送到？"])
+    index = NearDuplicates(
+        NEAR_DUPLICATE_JACCARD,
+        ["How long does standard shipping take to Canada?", "美国境内标准配送一般需要几个工作日才能送到？"],
+    )
     assert index.match("How long does standard shiping take to Canada?")  # a dropped letter
     assert index.match("how long does standard shipping take to canada")  # case and punctuation only
     assert index.match("美国境内标准配送一般需要几个工作日才能送达？")  # one character changed
-    for different in ("When will my parcel reach Canada if I pick standard delivery?",
-                      "What is the delivery time for Canada?", "寄到美国要多久？"):
+    for different in (
+        "When will my parcel reach Canada if I pick standard delivery?",
+        "What is the delivery time for Canada?",
+        "寄到美国要多久？",
+    ):
         assert index.match(different) is None
 
 
@@ -185,12 +212,14 @@ def write_faq(tmp_path: Path, records: list[dict], name: str = "faq.jsonl") -> P
 
 def test_pipeline_drops_copies_near_duplicates_and_lost_facts(tmp_path):
     source = write_faq(tmp_path, [chat("How long does standard shipping take to Canada?", "5 to 7 days.")])
-    planted = ["how long does standard shipping take to Canada",  # a copy once normalised
-               "How long does standard shiping take to Canada?",  # one-character edit of the original
-               "Could you tell me the delivery time for parcels going to Canada?",
-               "Could you tell me the delivery time for parcels going to Canada!!",  # near the one above
-               "How long does shipping take to Mexico?",  # lost the name "Canada"
-               "When will my order arrive in Canada with standard shipping?"]
+    planted = [
+        "how long does standard shipping take to Canada",  # a copy once normalised
+        "How long does standard shiping take to Canada?",  # one-character edit of the original
+        "Could you tell me the delivery time for parcels going to Canada?",
+        "Could you tell me the delivery time for parcels going to Canada!!",  # near the one above
+        "How long does shipping take to Mexico?",  # lost the name "Canada"
+        "When will my order arrive in Canada with standard shipping?",
+    ]
     report = augment_dataset(source, tmp_path / "out.jsonl", ListGenerator(lambda t, n: planted), per_turn=8)
     assert (report.removed_copies, report.removed_near_duplicates, report.removed_missing_facts) == (1, 2, 1)
     new = [c[0]["content"] for c in load_dataset(tmp_path / "out.jsonl").conversations[1:]]
@@ -200,24 +229,30 @@ def test_pipeline_drops_copies_near_duplicates_and_lost_facts(tmp_path):
 def test_leakage_check_removes_and_reports_near_copies_of_probe_questions(tmp_path):
     source = write_faq(tmp_path, [chat("What is your returns address?", "Send returns to 5 Elm St.")])
     probes = ["Where do I send my return parcel to?", "Which address should returned items go to?"]
-    planted = ["Hi, where do I send my return parcel to?", "Which address should returned items go to",
-               "To which address do I mail the things I send back?"]
-    report = augment_dataset(source, tmp_path / "out.jsonl", ListGenerator(lambda t, n: planted),
-                             per_turn=8, probe_questions=probes)
+    planted = [
+        "Hi, where do I send my return parcel to?",
+        "Which address should returned items go to",
+        "To which address do I mail the things I send back?",
+    ]
+    report = augment_dataset(
+        source, tmp_path / "out.jsonl", ListGenerator(lambda t, n: planted), per_turn=8, probe_questions=probes
+    )
     assert report.removed_leakage == 2
-    assert report.leakage == [{"phrasing": planted[0], "probe": probes[0]},
-                              {"phrasing": planted[1], "probe": probes[1]}]
+    assert report.leakage == [
+        {"phrasing": planted[0], "probe": probes[0]},
+        {"phrasing": planted[1], "probe": probes[1]},
+    ]
     written = [c[0]["content"] for c in load_dataset(tmp_path / "out.jsonl").conversations]
     assert written == ["What is your returns address?", planted[2]]
     assert "too close to a probe question" in report.summary()
 
 
 def test_quotas_balance_facts_and_cap_each_turn():
-    conversations = ([[{"role": "user", "content": "a?"}, {"role": "assistant", "content": "Fact A."}]]
-                     + [[{"role": "user", "content": f"b{i}?"}, {"role": "assistant", "content": "Fact B."}]
-                        for i in range(3)]
-                     + [[{"role": "user", "content": f"c{i}?"}, {"role": "assistant", "content": "Fact C!"}]
-                        for i in range(12)])
+    conversations = (
+        [[{"role": "user", "content": "a?"}, {"role": "assistant", "content": "Fact A."}]]
+        + [[{"role": "user", "content": f"b{i}?"}, {"role": "assistant", "content": "Fact B."}] for i in range(3)]
+        + [[{"role": "user", "content": f"c{i}?"}, {"role": "assistant", "content": "Fact C!"}] for i in range(12)]
+    )
     turns = user_turns(conversations)
     assign_quotas(turns, per_turn=4)
     totals = {}
@@ -230,9 +265,9 @@ def test_quotas_balance_facts_and_cap_each_turn():
 
 
 def test_augmented_facts_end_up_balanced(tmp_path):
-    records = ([chat("where is my parcel?", "Track it at example.com/track.")]
-               + [chat(q, "We open at 9 am.")
-                  for q in ("when do you open?", "opening time?", "what time is it open?")])
+    records = [chat("where is my parcel?", "Track it at example.com/track.")] + [
+        chat(q, "We open at 9 am.") for q in ("when do you open?", "opening time?", "what time is it open?")
+    ]
     report = augment_dataset(write_faq(tmp_path, records), tmp_path / "out.jsonl", ListGenerator(varied), per_turn=4)
     assert [(f.before, f.after) for f in report.facts] == [(1, 5), (3, 5)]
     assert report.kept == 6 and report.output_conversations == 10
@@ -240,12 +275,18 @@ def test_augmented_facts_end_up_balanced(tmp_path):
 
 # ------------------------------------------------------------------------------ augment_dataset
 def test_augment_dataset_writes_originals_then_new_conversations(tmp_path):
-    records = [chat("What are your hours on Sunday?", "We are closed on Sunday.", system="You are Tilly."),
-               {"messages": [{"role": "user", "content": "Hello!"},
-                             {"role": "assistant", "content": "Hi, I'm Tilly."},
-                             {"role": "user", "content": "Do you ship to Canada?"},
-                             {"role": "assistant", "content": "Yes, we ship to Canada."}]},
-               chat("你们周末营业吗？", "周六上午9点到下午1点营业。")]
+    records = [
+        chat("What are your hours on Sunday?", "We are closed on Sunday.", system="You are Tilly."),
+        {
+            "messages": [
+                {"role": "user", "content": "Hello!"},
+                {"role": "assistant", "content": "Hi, I'm Tilly."},
+                {"role": "user", "content": "Do you ship to Canada?"},
+                {"role": "assistant", "content": "Yes, we ship to Canada."},
+            ]
+        },
+        chat("你们周末营业吗？", "周六上午9点到下午1点营业。"),
+    ]
     source = write_faq(tmp_path, records)
     before = source.read_bytes(), source.stat().st_mtime_ns
     out = tmp_path / "augmented.jsonl"
@@ -258,9 +299,13 @@ def test_augment_dataset_writes_originals_then_new_conversations(tmp_path):
     new = written.conversations[3:]
     assert len(new) == report.kept == report.output_conversations - 3 > 0
     for conversation in new:
-        match = next(o for o in originals if len(o) == len(conversation)
-                     and [m["role"] for m in o] == [m["role"] for m in conversation]
-                     and sum(a != b for a, b in zip(o, conversation)) == 1)
+        match = next(
+            o
+            for o in originals
+            if len(o) == len(conversation)
+            and [m["role"] for m in o] == [m["role"] for m in conversation]
+            and sum(a != b for a, b in zip(o, conversation)) == 1
+        )
         changed = [(a, b) for a, b in zip(match, conversation) if a != b]
         assert changed[0][0]["role"] == "user"  # only one user turn differs: assistant and system kept
     multi = [c for c in new if len(c) == 4]
@@ -303,11 +348,11 @@ def test_junk_for_one_turn_skips_only_that_turn(tmp_path):
         return varied(text, n)
 
     records = [chat(f"question {w}?", f"answer {w}") for w in ("one", "two", "three")]
-    report = augment_dataset(write_faq(tmp_path, records), tmp_path / "out.jsonl", ListGenerator(phrasings),
-                             per_turn=2)
+    report = augment_dataset(write_faq(tmp_path, records), tmp_path / "out.jsonl", ListGenerator(phrasings), per_turn=2)
     assert report.kept == 4 and report.turns_failed == 1
-    assert report.errors == ["conversation 2, message 1 ('question two?'): endpoint http://x/v1: the reply holds "
-                             "no list of rewrites"]
+    assert report.errors == [
+        "conversation 2, message 1 ('question two?'): endpoint http://x/v1: the reply holds no list of rewrites"
+    ]
 
 
 def test_nothing_generated_raises_and_writes_nothing(tmp_path):
@@ -318,8 +363,10 @@ def test_nothing_generated_raises_and_writes_nothing(tmp_path):
     assert not (tmp_path / "out.jsonl").exists()
 
 
-@pytest.mark.parametrize("out,message", [("faq.jsonl", "is the source dataset"), ("out.json", "use a .jsonl"),
-                                         ("missing/out.jsonl", "does not exist")])
+@pytest.mark.parametrize(
+    "out,message",
+    [("faq.jsonl", "is the source dataset"), ("out.json", "use a .jsonl"), ("missing/out.jsonl", "does not exist")],
+)
 def test_bad_output_paths(tmp_path, out, message):
     source = write_faq(tmp_path, [chat("hi?", "hello")])
     with pytest.raises(UserInputError, match=message):
@@ -327,14 +374,24 @@ def test_bad_output_paths(tmp_path, out, message):
 
 
 def test_preview_groups_phrasings_by_fact_and_progress_counts_up(tmp_path):
-    conversations = load_dataset(write_faq(tmp_path, [chat("Do you ship to Canada?", "Yes."),
-                                                      chat("Can you deliver to Canada?", "yes"),
-                                                      chat("How much is the Aurora?", "$79.")])).conversations
+    conversations = load_dataset(
+        write_faq(
+            tmp_path,
+            [
+                chat("Do you ship to Canada?", "Yes."),
+                chat("Can you deliver to Canada?", "yes"),
+                chat("How much is the Aurora?", "$79."),
+            ],
+        )
+    ).conversations
     seen = []
-    result = preview(conversations, RulesGenerator(), per_turn=3,
-                     progress=lambda done, total: seen.append((done, total)))
-    assert [f.originals for f in result.facts] == [["Do you ship to Canada?", "Can you deliver to Canada?"],
-                                                   ["How much is the Aurora?"]]
+    result = preview(
+        conversations, RulesGenerator(), per_turn=3, progress=lambda done, total: seen.append((done, total))
+    )
+    assert [f.originals for f in result.facts] == [
+        ["Do you ship to Canada?", "Can you deliver to Canada?"],
+        ["How much is the Aurora?"],
+    ]
     assert all(f.phrasings for f in result.facts)
     assert all("Aurora" in p for p in result.facts[1].phrasings)
     assert seen == [(1, 3), (2, 3), (3, 3)]
@@ -356,23 +413,42 @@ def test_make_generator_builds_each_kind(tmp_path):
     rules = make_generator({"generator": "rules", "per_turn": 8, "families": "wrap,typo"})
     assert isinstance(rules, RulesGenerator) and rules.families == ("wrap", "typo")
     assert isinstance(make_generator({}), RulesGenerator)
-    remote = make_generator({"generator": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "m",
-                             "api_key_env": "MY_KEY", "timeout_s": 5})
+    remote = make_generator(
+        {
+            "generator": "openai",
+            "base_url": "http://127.0.0.1:1/v1",
+            "model": "m",
+            "api_key_env": "MY_KEY",
+            "timeout_s": 5,
+        }
+    )
     assert isinstance(remote, OpenAIGenerator) and remote.api_key_env == "MY_KEY" and remote.timeout_s == 5
 
 
-@pytest.mark.parametrize("spec,messages", [
-    ({"generator": "gpt"}, ["'generator' must be one of rules, openai, local"]),
-    ({"generator": "rules", "families": ["wrap", "shout"], "per_turn": 0, "colour": 1},
-     ["unknown key 'colour' for generator 'rules'; allowed keys: generator, per_turn, seed, families",
-      "'per_turn' must be a whole number from 1 to 64", "'families' must be a list"]),
-    ({"generator": "openai", "model": "m", "families": "wrap"},
-     ["'base_url' is required", "unknown key 'families' for generator 'openai'"]),
-    ({"generator": "openai", "base_url": "localhost:11434", "model": "m", "api_key_env": "my key"},
-     ["'base_url' must be an http:// or https:// URL", "'api_key_env' must be an environment variable name"]),
-    ({"generator": "local"}, ["'model' is required for generator 'local'"]),
-    ("rules", ["must be a mapping"]),
-])
+@pytest.mark.parametrize(
+    "spec,messages",
+    [
+        ({"generator": "gpt"}, ["'generator' must be one of rules, openai, local"]),
+        (
+            {"generator": "rules", "families": ["wrap", "shout"], "per_turn": 0, "colour": 1},
+            [
+                "unknown key 'colour' for generator 'rules'; allowed keys: generator, per_turn, seed, families",
+                "'per_turn' must be a whole number from 1 to 64",
+                "'families' must be a list",
+            ],
+        ),
+        (
+            {"generator": "openai", "model": "m", "families": "wrap"},
+            ["'base_url' is required", "unknown key 'families' for generator 'openai'"],
+        ),
+        (
+            {"generator": "openai", "base_url": "localhost:11434", "model": "m", "api_key_env": "my key"},
+            ["'base_url' must be an http:// or https:// URL", "'api_key_env' must be an environment variable name"],
+        ),
+        ({"generator": "local"}, ["'model' is required for generator 'local'"]),
+        ("rules", ["must be a mapping"]),
+    ],
+)
 def test_make_generator_reports_every_problem(spec, messages):
     with pytest.raises(UserInputError) as err:
         make_generator(spec)
@@ -381,17 +457,22 @@ def test_make_generator_reports_every_problem(spec, messages):
 
 
 # ---------------------------------------------------------------------------- parsing replies
-@pytest.mark.parametrize("reply,expected", [
-    ('["When do you open?", "What time do you open?"]', ["When do you open?", "What time do you open?"]),
-    ('Sure!\n```json\n["a one", "b two", "a one"]\n```', ["a one", "b two"]),
-    ('{"rewrites": ["x y", 3, ""]}', ["x y"]),
-    ("Here you go:\n1. When do you open?\n2) What time do you open?\n- Opening time?",
-     ["When do you open?", "What time do you open?", "Opening time?"]),
-    ("1. 你们几点开门？\n2. \"几点营业？\"", ["你们几点开门？", "几点营业？"]),
-    ("I cannot help with that.", []),
-    ("[1, 2, 3]", []),
-    ("", []),
-])
+@pytest.mark.parametrize(
+    "reply,expected",
+    [
+        ('["When do you open?", "What time do you open?"]', ["When do you open?", "What time do you open?"]),
+        ('Sure!\n```json\n["a one", "b two", "a one"]\n```', ["a one", "b two"]),
+        ('{"rewrites": ["x y", 3, ""]}', ["x y"]),
+        (
+            "Here you go:\n1. When do you open?\n2) What time do you open?\n- Opening time?",
+            ["When do you open?", "What time do you open?", "Opening time?"],
+        ),
+        ('1. 你们几点开门？\n2. "几点营业？"', ["你们几点开门？", "几点营业？"]),
+        ("I cannot help with that.", []),
+        ("[1, 2, 3]", []),
+        ("", []),
+    ],
+)
 def test_parse_phrasings(reply, expected):
     assert parse_phrasings(reply) == expected
 
@@ -410,8 +491,7 @@ class FakeEndpoint:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                endpoint.requests.append({"path": self.path, "auth": self.headers.get("Authorization"),
-                                          "body": body})
+                endpoint.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
                 status, content_type, data = endpoint.answer(body)
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
@@ -432,13 +512,25 @@ class FakeEndpoint:
         if mode == "500":
             return 500, "application/json", b'{"error": {"message": "model crashed"}}'
         message = body["messages"][-1]["content"].split("Customer message: ")[-1]
-        content = ("I'm sorry, I can't do that." if mode == "junk" else
-                   json.dumps([f"Hi there, {message.lower()}", f"Quick one: {message} Thanks a lot!",
-                               f"{message} I would appreciate an answer."]))
-        completion = {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-                      "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                   "finish_reason": "stop"}],
-                      "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+        content = (
+            "I'm sorry, I can't do that."
+            if mode == "junk"
+            else json.dumps(
+                [
+                    f"Hi there, {message.lower()}",
+                    f"Quick one: {message} Thanks a lot!",
+                    f"{message} I would appreciate an answer.",
+                ]
+            )
+        )
+        completion = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
         return 200, "application/json", json.dumps(completion).encode()
 
     def close(self):
@@ -457,8 +549,11 @@ def test_openai_generator_against_a_local_server(endpoint, monkeypatch):
     monkeypatch.delenv("TAILOR_TEST_KEY", raising=False)
     generator = OpenAIGenerator(endpoint.base_url, "qwen2.5:3b", api_key_env="TAILOR_TEST_KEY", timeout_s=5)
     phrasings = generator.generate("When do you open?", 3, "en", seed=5)
-    assert phrasings == ["Hi there, when do you open?", "Quick one: When do you open? Thanks a lot!",
-                         "When do you open? I would appreciate an answer."]
+    assert phrasings == [
+        "Hi there, when do you open?",
+        "Quick one: When do you open? Thanks a lot!",
+        "When do you open? I would appreciate an answer.",
+    ]
     request = endpoint.requests[0]
     assert request["path"] == "/v1/chat/completions" and request["body"]["model"] == "qwen2.5:3b"
     assert "3 different ways" in request["body"]["messages"][-1]["content"]
@@ -496,9 +591,14 @@ def test_unreachable_endpoint_fails_quickly_and_clearly():
 
 
 def test_augment_dataset_through_the_endpoint_keeps_partial_results(endpoint, tmp_path):
-    records = [chat(q, a) for q, a in (("When do you open on Saturday?", "At 9 am."),
-                                        ("How much is the Aurora kettle?", "It costs $79."),
-                                        ("Do you ship to Canada?", "Yes."))]
+    records = [
+        chat(q, a)
+        for q, a in (
+            ("When do you open on Saturday?", "At 9 am."),
+            ("How much is the Aurora kettle?", "It costs $79."),
+            ("Do you ship to Canada?", "Yes."),
+        )
+    ]
     endpoint.mode = lambda count: "ok" if count <= 2 else "500"
     generator = OpenAIGenerator(endpoint.base_url, "m", timeout_s=5, max_retries=0)
     report = augment_dataset(write_faq(tmp_path, records), tmp_path / "out.jsonl", generator, per_turn=2)
@@ -532,22 +632,38 @@ def test_local_generator_names_a_model_that_does_not_load(tmp_path):
 # ---------------------------------------------------------------------------------------- CLI
 def test_cli_writes_the_file_and_prints_the_report(tmp_path, capsys):
     source = write_faq(tmp_path, [chat("Do you ship to Canada?", "Yes, to Canada and the UK.")])
-    probes = write_jsonl(tmp_path / "probes.jsonl",
-                         [{"question": "Can I get it delivered in Canada?", "expect": "Canada"}])
-    code = augment.main([str(source), "--out", str(tmp_path / "out.jsonl"), "--per-turn", "3",
-                         "--families", "wrap,indirect,synonym", "--probes", str(probes), "--json"])
+    probes = write_jsonl(
+        tmp_path / "probes.jsonl", [{"question": "Can I get it delivered in Canada?", "expect": "Canada"}]
+    )
+    code = augment.main(
+        [
+            str(source),
+            "--out",
+            str(tmp_path / "out.jsonl"),
+            "--per-turn",
+            "3",
+            "--families",
+            "wrap,indirect,synonym",
+            "--probes",
+            str(probes),
+            "--json",
+        ]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["source_conversations"] == 1 and report["output_conversations"] == 1 + report["kept"] > 1
     assert len(load_dataset(tmp_path / "out.jsonl").conversations) == report["output_conversations"]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["missing.jsonl"], "Dataset file not found"),
-    (["{faq}", "--families", "wrap,shout"], "'families' must be a list"),
-    (["{faq}", "--generator", "openai", "--model", "m"], "'base_url' is required"),
-    (["{faq}", "--probes", "missing-probes.jsonl"], "Probes file not found"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["missing.jsonl"], "Dataset file not found"),
+        (["{faq}", "--families", "wrap,shout"], "'families' must be a list"),
+        (["{faq}", "--generator", "openai", "--model", "m"], "'base_url' is required"),
+        (["{faq}", "--probes", "missing-probes.jsonl"], "Probes file not found"),
+    ],
+)
 def test_cli_bad_input_exits_2_with_a_clear_message(tmp_path, capsys, args, message):
     faq = write_faq(tmp_path, [chat("hi?", "hello")])
     argv = [a.format(faq=faq) for a in args] + ["--out", str(tmp_path / "out.jsonl")]
@@ -560,9 +676,14 @@ def test_cli_bad_input_exits_2_with_a_clear_message(tmp_path, capsys, args, mess
 def test_cli_entry_point_runs_as_a_module(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n', encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "core.augment", str(bad), "--out", str(tmp_path / "o.jsonl")],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = subprocess.run(
+        [sys.executable, "-m", "core.augment", str(bad), "--out", str(tmp_path / "o.jsonl")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert result.returncode == 2
     assert result.stderr.startswith("error: bad.jsonl") and "line 1" in result.stderr
     assert "Traceback" not in result.stderr

@@ -9,6 +9,7 @@ folder, no config.yaml, no worker.
 Rows marked KNOWN_GAP fail today for a reason outside the files these tests guard; strict, so a fix
 turns them into a failure that asks for the mark to go.
 """
+
 from __future__ import annotations
 
 import html
@@ -39,16 +40,27 @@ NOT_FOUND = "Dataset file not found"
 def _config_cases() -> list:
     floats = [name for name, kind in TYPES.items() if kind is float]
     ints = [name for name, kind in TYPES.items() if kind is int]
-    cases = [pytest.param({name: value}, f"{name} must be a finite number", id=f"{name}={value}")
-             for name in floats for value in (math.nan, math.inf, -math.inf)]
+    cases = [
+        pytest.param({name: value}, f"{name} must be a finite number", id=f"{name}={value}")
+        for name in floats
+        for value in (math.nan, math.inf, -math.inf)
+    ]
     cases += [pytest.param({name: 1e308}, f"{name} must be <=", id=f"{name}=1e308") for name in ints]
-    cases += [pytest.param({name: value}, f"{name} must not be empty", id=f"{name}={value!r}")
-              for name, spec in SPECS.items() if spec.non_empty for value in ("", "   ")]
-    cases += [pytest.param({name: "nope"}, f"{name} must be one of", id=f"{name}=nope")
-              for name, spec in SPECS.items() if spec.choices]
+    cases += [
+        pytest.param({name: value}, f"{name} must not be empty", id=f"{name}={value!r}")
+        for name, spec in SPECS.items()
+        if spec.non_empty
+        for value in ("", "   ")
+    ]
+    cases += [
+        pytest.param({name: "nope"}, f"{name} must be one of", id=f"{name}=nope")
+        for name, spec in SPECS.items()
+        if spec.choices
+    ]
     return cases + [
-        pytest.param({"learning_rat": 1e-4}, "unknown key 'learning_rat' (did you mean 'learning_rate'?)",
-                     id="typo-key"),
+        pytest.param(
+            {"learning_rat": 1e-4}, "unknown key 'learning_rat' (did you mean 'learning_rate'?)", id="typo-key"
+        ),
         pytest.param({"epochs": 3}, "unknown key 'epochs'", id="unknown-key"),
         pytest.param({"lora_rank": "abc"}, "lora_rank must be an int, got 'abc'", id="int=str"),
         pytest.param({"lora_rank": 2.5}, "lora_rank must be an int, got 2.5", id="int=2.5"),
@@ -78,13 +90,18 @@ START_CASES = [
     pytest.param({"dataset": LONG_PATH}, "cannot be used: File name too long", id="dataset-5000-chars"),
     pytest.param({"dataset": NUL_PATH}, NOT_FOUND, id="dataset-NUL"),
     pytest.param({"dataset": HUGE}, "cannot be used: File name too long", id="dataset-5MB"),
-    pytest.param({"model_name_or_path": "/no/such/model"}, "Model folder not found: /no/such/model", id="model-missing"),
+    pytest.param(
+        {"model_name_or_path": "/no/such/model"}, "Model folder not found: /no/such/model", id="model-missing"
+    ),
     pytest.param({"model_name_or_path": "{tmp}"}, "has no config.json", id="model-folder-not-hf"),
     pytest.param({"model_name_or_path": "{tmp}/m.gguf"}, "GGUF file not found", id="gguf-missing"),
     pytest.param({"model_name_or_path": LONG_PATH}, "cannot be used: File name too long", id="model-5000-chars"),
     pytest.param({"model_name_or_path": "/tmp/mo\x00del"}, "Model folder not found", id="model-NUL"),
-    pytest.param({"dataset": "{tmp}/missing.jsonl", "model_name_or_path": "/no/such/model"},
-                 "Cannot start the run:\n  - Dataset file not found", id="both-missing"),
+    pytest.param(
+        {"dataset": "{tmp}/missing.jsonl", "model_name_or_path": "/no/such/model"},
+        "Cannot start the run:\n  - Dataset file not found",
+        id="both-missing",
+    ),
     pytest.param({"output_dir": LONG_PATH}, "Run folder /tmp/ddd", id="output-5000-chars"),
     pytest.param({"output_dir": "/tmp/ru\x00n"}, "cannot be used: embedded null byte", id="output-NUL"),
     pytest.param({"output_dir": "{tmp}/data.jsonl"}, "cannot be used", id="output-is-a-file"),
@@ -93,18 +110,34 @@ START_CASES = [
 DATASET_CASES = [  # (file name, its bytes, or None for a folder; expected)
     pytest.param("missing.jsonl", ..., NOT_FOUND, id="missing"),
     pytest.param("folder.jsonl", None, NOT_FOUND, id="a-folder"),
-    pytest.param("latin1.jsonl", '{"messages": "caf\xe9"}\n'.encode("latin-1"), "is not UTF-8 text (line 1: bad byte 0xe9",
-                 id="not-utf8"),
+    pytest.param(
+        "latin1.jsonl",
+        '{"messages": "caf\xe9"}\n'.encode("latin-1"),
+        "is not UTF-8 text (line 1: bad byte 0xe9",
+        id="not-utf8",
+    ),
     pytest.param("broken.jsonl", b'{"messages": [oops\n', "line 1: not valid JSON", id="bad-json-line"),
     pytest.param("empty.jsonl", b"\n\n", "is empty: no examples to train on", id="empty"),
     pytest.param("data.txt", b"hi", "dataset must be a .json or .jsonl file, got '.txt'", id="wrong-suffix"),
     pytest.param("foo.jsonl", b'{"foo": 1}\n', "cannot tell the format", id="unknown-schema"),
-    pytest.param("bot.jsonl", b'{"messages": [{"role": "bot", "content": "x"}]}\n',
-                 "line 1, messages[1]: 'role' must be one of assistant, system, user; got 'bot'", id="bad-role"),
-    pytest.param("noreply.jsonl", b'{"messages": [{"role": "user", "content": "x"}]}\n',
-                 "the last turn must be an assistant reply", id="no-reply"),
-    pytest.param("alpaca.json", b'[{"instruction": 3, "output": "x"}]',
-                 "record 1: field 'instruction' must be a string, got int", id="alpaca-wrong-type"),
+    pytest.param(
+        "bot.jsonl",
+        b'{"messages": [{"role": "bot", "content": "x"}]}\n',
+        "line 1, messages[1]: 'role' must be one of assistant, system, user; got 'bot'",
+        id="bad-role",
+    ),
+    pytest.param(
+        "noreply.jsonl",
+        b'{"messages": [{"role": "user", "content": "x"}]}\n',
+        "the last turn must be an assistant reply",
+        id="no-reply",
+    ),
+    pytest.param(
+        "alpaca.json",
+        b'[{"instruction": 3, "output": "x"}]',
+        "record 1: field 'instruction' must be a string, got int",
+        id="alpaca-wrong-type",
+    ),
 ]
 
 CONFIG_FILE_CASES = [  # (the CLI's CONFIG.yaml argument: a path, or the text of a file; expected)
@@ -129,20 +162,23 @@ RUN_NAME_CASES = [
 PAGE_CASES = [  # what the train tab's Start sends: form values by name, wrong types included
     pytest.param({"learning_rate": "abc"}, "learning_rate must be a float, got 'abc'", id="lr=abc"),
     pytest.param({"learning_rate": math.nan}, "learning_rate must be a finite number, got nan", id="lr=nan"),
-    pytest.param({"per_device_train_batch_size": None}, "per_device_train_batch_size must be an int, got None",
-                 id="batch=None"),
+    pytest.param(
+        {"per_device_train_batch_size": None}, "per_device_train_batch_size must be an int, got None", id="batch=None"
+    ),
     pytest.param({"cutoff_len": "12x"}, "cutoff_len must be an int, got '12x'", id="cutoff=12x"),
     pytest.param({"lora_rank": -1}, "lora_rank must be > 0, got -1", id="rank=-1"),
     pytest.param({"lr_scheduler_type": None}, "lr_scheduler_type must be one of", id="scheduler=None"),
     pytest.param({"num_train_epochs": "lots"}, "num_train_epochs must be a float", id="epochs=lots"),
     pytest.param({"run_name": "uploads"}, "keeps its 'uploads' folder for itself", id="run=uploads"),
     pytest.param({"run_name": "../x"}, "is not allowed", id="run=traversal"),
-    pytest.param({"dataset": "/no/such/data.jsonl"}, "Dataset file not found: /no/such/data.jsonl",
-                 id="dataset-missing"),
+    pytest.param(
+        {"dataset": "/no/such/data.jsonl"}, "Dataset file not found: /no/such/data.jsonl", id="dataset-missing"
+    ),
     pytest.param({"model_name_or_path": "/no/such/model"}, "Model folder not found", id="model-missing"),
     pytest.param({"dataset": LONG_PATH}, "cannot be used: File name too long", id="dataset-5000-chars"),
-    pytest.param({"dataset": LONG_PATH[len("/tmp/"):]}, "cannot be used: File name too long",
-                 id="relative-dataset-5000-chars"),
+    pytest.param(
+        {"dataset": LONG_PATH[len("/tmp/") :]}, "cannot be used: File name too long", id="relative-dataset-5000-chars"
+    ),
 ]
 
 
@@ -160,8 +196,8 @@ def files_under(folder: Path) -> list[Path]:
 
 
 def assert_readable(message: str, expected: str) -> None:
-    assert expected in message, message[:MAX_MESSAGE_CHARS * 2]
-    assert len(message) < MAX_MESSAGE_CHARS, message[:MAX_MESSAGE_CHARS * 2]
+    assert expected in message, message[: MAX_MESSAGE_CHARS * 2]
+    assert len(message) < MAX_MESSAGE_CHARS, message[: MAX_MESSAGE_CHARS * 2]
     assert "Traceback" not in message
 
 
@@ -176,10 +212,16 @@ def run_cli(argv: list[str], capsys) -> str:
 @pytest.fixture
 def base(tmp_path, tiny_model_dir) -> dict:
     """A valid one-step config in tmp_path, and its data file."""
-    (tmp_path / "data.jsonl").write_text('{"messages": [{"role": "user", "content": "Hi"}, '
-                                         '{"role": "assistant", "content": "Hello."}]}\n', encoding="utf-8")
-    return {"model_name_or_path": str(tiny_model_dir), "dataset": str(tmp_path / "data.jsonl"),
-            "output_dir": str(tmp_path / "run"), "max_steps": 1}
+    (tmp_path / "data.jsonl").write_text(
+        '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}\n',
+        encoding="utf-8",
+    )
+    return {
+        "model_name_or_path": str(tiny_model_dir),
+        "dataset": str(tmp_path / "data.jsonl"),
+        "output_dir": str(tmp_path / "run"),
+        "max_steps": 1,
+    }
 
 
 def write_yaml(path: Path, values: dict) -> Path:
@@ -223,8 +265,7 @@ def test_the_cli_refuses_a_config_file_it_cannot_use(argument, expected, tmp_pat
 
 # -------------------------------------------------------------------------------------- starting
 @pytest.mark.parametrize("values, expected", START_CASES)
-def test_the_cli_refuses_a_start_whose_files_are_unusable_and_writes_nothing(values, expected, base, tmp_path,
-                                                                            capsys):
+def test_the_cli_refuses_a_start_whose_files_are_unusable_and_writes_nothing(values, expected, base, tmp_path, capsys):
     config_path = write_yaml(tmp_path / "c.yaml", {**base, **filled(values, tmp_path)})
     before = files_under(tmp_path)
     assert_readable(run_cli([str(config_path)], capsys), expected)
@@ -246,11 +287,14 @@ def test_the_runner_refuses_it_before_spawning_a_worker(values, expected, base, 
     assert runner.running() is None and files_under(tmp_path) == before
 
 
-@pytest.mark.parametrize("path, expected", [
-    pytest.param(LONG_PATH, "Run folder /tmp/ddd", id="5000-chars"),
-    pytest.param("/tmp/ru\x00n", "'/tmp/ru\\x00n' is not a run folder (no config.yaml)", id="NUL"),
-    pytest.param("{tmp}", "is not a run folder (no config.yaml)", id="not-a-run"),
-])
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        pytest.param(LONG_PATH, "Run folder /tmp/ddd", id="5000-chars"),
+        pytest.param("/tmp/ru\x00n", "'/tmp/ru\\x00n' is not a run folder (no config.yaml)", id="NUL"),
+        pytest.param("{tmp}", "is not a run folder (no config.yaml)", id="not-a-run"),
+    ],
+)
 def test_resume_of_an_unusable_folder_says_why(path, expected, tmp_path):
     runner = Runner(tmp_path / "runs")
     with pytest.raises(UserInputError) as err:

@@ -1,6 +1,7 @@
 """core.chat on the tiny model with hand-made adapters (random, non-zero lora_B, so they change the
 output): streaming, greedy determinism, base answers through disable_adapter, adapter switching. And
 the chat tab's handler when a model fails mid-reply."""
+
 from types import SimpleNamespace
 
 import pytest
@@ -22,13 +23,16 @@ def make_run(folder, model_dir, seed: int):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(seed)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),
-                           LoraConfig(r=4, lora_alpha=16, target_modules="all-linear", init_lora_weights=False))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(model_dir),
+        LoraConfig(r=4, lora_alpha=16, target_modules="all-linear", init_lora_weights=False),
+    )
     folder.mkdir(parents=True)
     model.save_pretrained(folder / "adapter")
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(folder / "adapter")
-    (folder / "config.yaml").write_text(yaml.safe_dump({"model_name_or_path": str(model_dir),
-                                                        "system_prompt": "You are Tilly."}))
+    (folder / "config.yaml").write_text(
+        yaml.safe_dump({"model_name_or_path": str(model_dir), "system_prompt": "You are Tilly."})
+    )
     return folder
 
 
@@ -46,8 +50,9 @@ def chat():
 def test_stream_yields_a_growing_reply(chat, runs, tiny_model_dir):
     parts = list(chat.stream(QUESTION, GREEDY, model_name_or_path=str(tiny_model_dir), adapter=runs[0] / "adapter"))
     assert parts and all(later.startswith(earlier) for earlier, later in zip(parts, parts[1:]))
-    assert parts[-1] == chat.reply(QUESTION, GREEDY, model_name_or_path=str(tiny_model_dir),
-                                   adapter=runs[0] / "adapter")
+    assert parts[-1] == chat.reply(
+        QUESTION, GREEDY, model_name_or_path=str(tiny_model_dir), adapter=runs[0] / "adapter"
+    )
 
 
 def test_base_answer_through_disable_adapter_equals_the_plain_base_model(chat, runs, tiny_model_dir):
@@ -71,14 +76,18 @@ def test_switching_adapters_matches_loading_each_alone(chat, runs, tiny_model_di
 def test_the_system_prompt_reaches_the_model(chat, tiny_model_dir):
     model = str(tiny_model_dir)
     plain = chat.reply(QUESTION, GREEDY, model_name_or_path=model)
-    other = chat.reply(QUESTION, GenerationSettings(max_new_tokens=12, system_prompt="Answer in French, always."),
-                       model_name_or_path=model)
+    other = chat.reply(
+        QUESTION,
+        GenerationSettings(max_new_tokens=12, system_prompt="Answer in French, always."),
+        model_name_or_path=model,
+    )
     assert plain != other
 
 
 def test_sampling_and_bad_input(chat, tiny_model_dir):
-    text = chat.reply(QUESTION, GenerationSettings(max_new_tokens=8, temperature=0.9),
-                      model_name_or_path=str(tiny_model_dir))
+    text = chat.reply(
+        QUESTION, GenerationSettings(max_new_tokens=8, temperature=0.9), model_name_or_path=str(tiny_model_dir)
+    )
     assert isinstance(text, str)
     with pytest.raises(UserInputError, match="end with a user message"):
         chat.reply([{"role": "assistant", "content": "hi"}], GREEDY, model_name_or_path=str(tiny_model_dir))
@@ -113,9 +122,19 @@ def finished_run(folder):
 
 
 def send(ctx, message: str, base: list, tuned: list, run: str = "", compare: bool = False) -> dict:
-    *_, last = chat_tab.respond(ctx, chat_input=message, chat_base=base, chat_tuned=tuned, chat_run=run,
-                                chat_system="", chat_temperature=0.0, chat_max_new=16, chat_compare=compare,
-                                model_name_or_path="default", lang="en")
+    *_, last = chat_tab.respond(
+        ctx,
+        chat_input=message,
+        chat_base=base,
+        chat_tuned=tuned,
+        chat_run=run,
+        chat_system="",
+        chat_temperature=0.0,
+        chat_max_new=16,
+        chat_compare=compare,
+        model_name_or_path="default",
+        lang="en",
+    )
     return last
 
 
@@ -139,7 +158,9 @@ def test_when_only_the_base_pane_fails_the_tuned_answer_stays(tmp_path):
     finished_run(tmp_path / "tuned-run")
     ctx = SimpleNamespace(runs_dir=tmp_path, chat=ScriptedChat(failing={"base"}))
     out = send(ctx, "Where is my order?", base=[], tuned=[], run="tuned-run", compare=True)
-    assert out["chat_tuned"] == [{"role": "user", "content": "Where is my order?"},
-                                 {"role": "assistant", "content": "Hello."}]
+    assert out["chat_tuned"] == [
+        {"role": "user", "content": "Where is my order?"},
+        {"role": "assistant", "content": "Hello."},
+    ]
     assert out["chat_base"] == [] and "CUDA out of memory" in out["chat_error"]
     assert out["chat_input"] == ""  # the tuned model answered: sending it again would ask it twice

@@ -1,4 +1,5 @@
 """TrainConfig: validation that lists every problem, helpful unknown-key errors, overrides, YAML."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,15 +43,25 @@ def test_unknown_key_names_the_nearest_valid_key():
 
 def test_all_problems_are_reported_at_once():
     with pytest.raises(UserInputError) as info:
-        config_from_dict({"learning_rate": -1, "lora_dropout": 1.5, "lr_scheduler_type": "wavy",
-                          "warmup_ratio": 1.0, "output_dir": " "}, source="my.yaml")
+        config_from_dict(
+            {
+                "learning_rate": -1,
+                "lora_dropout": 1.5,
+                "lr_scheduler_type": "wavy",
+                "warmup_ratio": 1.0,
+                "output_dir": " ",
+            },
+            source="my.yaml",
+        )
     message = str(info.value)
     assert message.startswith("Invalid training config in my.yaml:")
-    for expected in ("learning_rate must be > 0, got -1",
-                     "lora_dropout must be in [0, 1), got 1.5",
-                     "lr_scheduler_type must be one of cosine, linear, constant, constant_with_warmup; got 'wavy'",
-                     "warmup_ratio must be in [0, 1), got 1",
-                     "output_dir must not be empty"):
+    for expected in (
+        "learning_rate must be > 0, got -1",
+        "lora_dropout must be in [0, 1), got 1.5",
+        "lr_scheduler_type must be one of cosine, linear, constant, constant_with_warmup; got 'wavy'",
+        "warmup_ratio must be in [0, 1), got 1",
+        "output_dir must not be empty",
+    ):
         assert f"  - {expected}" in message.splitlines(), expected
     assert len(info.value.problems) == 5
 
@@ -58,29 +69,42 @@ def test_all_problems_are_reported_at_once():
 def test_unknown_keys_type_errors_and_range_errors_come_together():
     """A typo must not hide the range errors in the same file (fixed: they used to stop at the typo)."""
     problems = problems_of({"learning_rat": 1, "cutoff_len": "abc", "lora_rank": 0})
-    assert problems == ["unknown key 'learning_rat' (did you mean 'learning_rate'?)",
-                        "cutoff_len must be an int, got 'abc'",
-                        "lora_rank must be > 0, got 0"]
+    assert problems == [
+        "unknown key 'learning_rat' (did you mean 'learning_rate'?)",
+        "cutoff_len must be an int, got 'abc'",
+        "lora_rank must be > 0, got 0",
+    ]
 
 
-@pytest.mark.parametrize("key, raw, expected", [
-    ("cutoff_len", "abc", "cutoff_len must be an int, got 'abc'"),
-    ("cutoff_len", 512.5, "cutoff_len must be an int, got 512.5"),
-    ("cutoff_len", True, "cutoff_len must be an int, got True"),
-    ("learning_rate", "fast", "learning_rate must be a float, got 'fast'"),
-    ("learning_rate", None, "learning_rate must be a float, got None"),
-    ("learning_rate", True, "learning_rate must be a float, got True"),
-    ("train_on_prompt", "maybe", "train_on_prompt must be a bool, got 'maybe'"),
-    ("system_prompt", ["a", "b"], "system_prompt must be a str, got ['a', 'b']"),
-])
+@pytest.mark.parametrize(
+    "key, raw, expected",
+    [
+        ("cutoff_len", "abc", "cutoff_len must be an int, got 'abc'"),
+        ("cutoff_len", 512.5, "cutoff_len must be an int, got 512.5"),
+        ("cutoff_len", True, "cutoff_len must be an int, got True"),
+        ("learning_rate", "fast", "learning_rate must be a float, got 'fast'"),
+        ("learning_rate", None, "learning_rate must be a float, got None"),
+        ("learning_rate", True, "learning_rate must be a float, got True"),
+        ("train_on_prompt", "maybe", "train_on_prompt must be a bool, got 'maybe'"),
+        ("system_prompt", ["a", "b"], "system_prompt must be a str, got ['a', 'b']"),
+    ],
+)
 def test_type_errors_name_field_type_and_value(key, raw, expected):
     assert problems_of({key: raw}) == [expected]
 
 
 def test_values_are_coerced_from_yaml_and_text():
-    config = config_from_dict({"learning_rate": "2e-4", "cutoff_len": "512", "num_train_epochs": 2,
-                               "train_on_prompt": "yes", "quantization_bit": 4, "seed": 7.0,
-                               "lora_target": ["q_proj", "v_proj"]})
+    config = config_from_dict(
+        {
+            "learning_rate": "2e-4",
+            "cutoff_len": "512",
+            "num_train_epochs": 2,
+            "train_on_prompt": "yes",
+            "quantization_bit": 4,
+            "seed": 7.0,
+            "lora_target": ["q_proj", "v_proj"],
+        }
+    )
     assert config.learning_rate == 2e-4 and isinstance(config.learning_rate, float)
     assert config.cutoff_len == 512 and config.seed == 7
     assert config.num_train_epochs == 2.0 and isinstance(config.num_train_epochs, float)
@@ -91,22 +115,34 @@ def test_values_are_coerced_from_yaml_and_text():
 
 
 def test_parse_overrides_reads_yaml_scalars():
-    values = parse_overrides(["quantization_bit=4", "learning_rate=3e-4", "train_on_prompt=true",
-                              "max_steps=10", "lora_target=q_proj,v_proj", "output_dir=runs/x y",
-                              "system_prompt="])
-    assert values == {"quantization_bit": 4, "learning_rate": "3e-4", "train_on_prompt": True,
-                      "max_steps": 10, "lora_target": "q_proj,v_proj", "output_dir": "runs/x y",
-                      "system_prompt": ""}
+    values = parse_overrides(
+        [
+            "quantization_bit=4",
+            "learning_rate=3e-4",
+            "train_on_prompt=true",
+            "max_steps=10",
+            "lora_target=q_proj,v_proj",
+            "output_dir=runs/x y",
+            "system_prompt=",
+        ]
+    )
+    assert values == {
+        "quantization_bit": 4,
+        "learning_rate": "3e-4",
+        "train_on_prompt": True,
+        "max_steps": 10,
+        "lora_target": "q_proj,v_proj",
+        "output_dir": "runs/x y",
+        "system_prompt": "",
+    }
     config = config_from_dict(values)
     assert (config.quantization_bit, config.learning_rate, config.max_steps) == ("4", 3e-4, 10)
 
 
 def test_parse_overrides_keeps_free_text_as_typed():
     """Fixed: `system_prompt=Note: be brief` was parsed as a YAML mapping, `[x` crashed with a YAMLError."""
-    values = parse_overrides(["system_prompt=Note: be brief", "dataset=[x", "seed=~",
-                              "system_prompt_2=#1 rule"])
-    assert values == {"system_prompt": "Note: be brief", "dataset": "[x", "seed": None,
-                      "system_prompt_2": "#1 rule"}
+    values = parse_overrides(["system_prompt=Note: be brief", "dataset=[x", "seed=~", "system_prompt_2=#1 rule"])
+    assert values == {"system_prompt": "Note: be brief", "dataset": "[x", "seed": None, "system_prompt_2": "#1 rule"}
     assert config_from_dict({"system_prompt": values["system_prompt"]}).system_prompt == "Note: be brief"
 
 
@@ -118,9 +154,17 @@ def test_parse_overrides_rejects_pairs_without_equals():
 
 
 def test_yaml_round_trip(tmp_path):
-    config = TrainConfig(learning_rate=1.5e-5, quantization_bit="4", system_prompt="Du bist: 小助手 🙂\nline 2",
-                         lora_target="q_proj,v_proj", train_on_prompt=True, max_steps=12, val_size=0.1,
-                         dataset="yes", output_dir="runs/null")
+    config = TrainConfig(
+        learning_rate=1.5e-5,
+        quantization_bit="4",
+        system_prompt="Du bist: 小助手 🙂\nline 2",
+        lora_target="q_proj,v_proj",
+        train_on_prompt=True,
+        max_steps=12,
+        val_size=0.1,
+        dataset="yes",
+        output_dir="runs/null",
+    )
     path = tmp_path / "config.yaml"
     save_config(config, path)
     loaded = load_config(path)
@@ -139,11 +183,14 @@ def test_load_config_overrides_and_ignored_keys(tmp_path):
         load_config(path, ignore_keys=())
 
 
-@pytest.mark.parametrize("text, expected", [
-    (None, "Config file not found"),
-    ("learning_rate: [1, 2\n", "is not valid YAML"),
-    ("- a\n- b\n", "must hold a mapping of key: value, got a list"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (None, "Config file not found"),
+        ("learning_rate: [1, 2\n", "is not valid YAML"),
+        ("- a\n- b\n", "must hold a mapping of key: value, got a list"),
+    ],
+)
 def test_bad_config_files(tmp_path, text, expected):
     path = tmp_path / "bad.yaml"
     if text is not None:
@@ -160,8 +207,16 @@ def test_empty_config_file_gives_defaults(tmp_path):
 
 
 def test_more_validation_rules():
-    problems = problems_of({"max_steps": 0, "val_size": 1, "quantization_bit": "16", "layerwise_lr": "linear",
-                            "dataset_format": "csv", "loraplus_lr_ratio": -2})
+    problems = problems_of(
+        {
+            "max_steps": 0,
+            "val_size": 1,
+            "quantization_bit": "16",
+            "layerwise_lr": "linear",
+            "dataset_format": "csv",
+            "loraplus_lr_ratio": -2,
+        }
+    )
     assert "max_steps must be -1 (use epochs) or >= 1, got 0" in problems
     assert "val_size must be in [0, 1), got 1" in problems
     assert "quantization_bit must be one of none, 4, 8; got '16'" in problems
@@ -172,8 +227,19 @@ def test_more_validation_rules():
     assert config_from_dict({"num_train_epochs": 0, "max_steps": 5}).max_steps == 5  # epochs unused then
 
 
-@pytest.mark.parametrize("key", ["learning_rate", "weight_decay", "max_grad_norm", "loraplus_lr_ratio",
-                                 "num_train_epochs", "warmup_ratio", "lora_dropout", "val_size"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "learning_rate",
+        "weight_decay",
+        "max_grad_norm",
+        "loraplus_lr_ratio",
+        "num_train_epochs",
+        "warmup_ratio",
+        "lora_dropout",
+        "val_size",
+    ],
+)
 @pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
 def test_non_finite_numbers_are_refused(key, value):
     problems = problems_of(parse_overrides([f"{key}={value}"]))
@@ -181,8 +247,9 @@ def test_non_finite_numbers_are_refused(key, value):
 
 
 def test_values_that_can_only_be_typos_are_refused_and_quoted_short():
-    problems = problems_of({"lora_rank": 1e308, "learning_rate": 1e6, "system_prompt": "ok",
-                            "lr_scheduler_type": "x" * 5000})
+    problems = problems_of(
+        {"lora_rank": 1e308, "learning_rate": 1e6, "system_prompt": "ok", "lr_scheduler_type": "x" * 5000}
+    )
     assert any(p.startswith("lora_rank must be <= 65536") and "can only be a typo" in p for p in problems)
     assert any(p.startswith("learning_rate must be <= 1, got 1000000") for p in problems)
     long = next(p for p in problems if p.startswith("lr_scheduler_type"))
@@ -207,6 +274,8 @@ def test_optimisation_switches_are_config_fields():
 
 
 def test_an_augment_generator_names_the_keys_it_needs():
-    assert problems_of({"augment": "openai"}) == ["augment_base_url must be set when augment is openai",
-                                                  "augment_model must be set when augment is openai"]
+    assert problems_of({"augment": "openai"}) == [
+        "augment_base_url must be set when augment is openai",
+        "augment_model must be set when augment is openai",
+    ]
     assert problems_of({"augment": "local"}) == ["augment_model must be set when augment is local"]

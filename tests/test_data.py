@@ -1,4 +1,5 @@
 """Dataset reading: three formats normalised to one shape; every bad record named with its number."""
+
 from __future__ import annotations
 
 import json
@@ -24,17 +25,32 @@ def error_of(path, fmt: str = "auto") -> UserInputError:
 
 # ------------------------------------------------------------------------------- good files
 def test_alpaca_with_system_input_and_history(tmp_path):
-    path = write_jsonl(tmp_path / "a.jsonl", [
-        {"instruction": "Summarize", "input": "Long text.", "output": "Short.", "system": "Be terse.",
-         "history": [["Hi", "Hello!"], ["Who are you?", "A bot."]]},
-        {"instruction": "Say hi", "output": "Hi!"},
-        {"instruction": "Say hi", "input": "   ", "output": "Hi!", "system": ""},
-    ])
+    path = write_jsonl(
+        tmp_path / "a.jsonl",
+        [
+            {
+                "instruction": "Summarize",
+                "input": "Long text.",
+                "output": "Short.",
+                "system": "Be terse.",
+                "history": [["Hi", "Hello!"], ["Who are you?", "A bot."]],
+            },
+            {"instruction": "Say hi", "output": "Hi!"},
+            {"instruction": "Say hi", "input": "   ", "output": "Hi!", "system": ""},
+        ],
+    )
     data = load_dataset(path)
     assert data.format == "alpaca" and data.path == str(path)
     assert data.conversations == [
-        [msg(S, "Be terse."), msg(U, "Hi"), msg(A, "Hello!"), msg(U, "Who are you?"), msg(A, "A bot."),
-         msg(U, "Summarize\n\nLong text."), msg(A, "Short.")],
+        [
+            msg(S, "Be terse."),
+            msg(U, "Hi"),
+            msg(A, "Hello!"),
+            msg(U, "Who are you?"),
+            msg(A, "A bot."),
+            msg(U, "Summarize\n\nLong text."),
+            msg(A, "Short."),
+        ],
         [msg(U, "Say hi"), msg(A, "Hi!")],
         [msg(U, "Say hi"), msg(A, "Hi!")],  # blank input and system add nothing
     ]
@@ -42,13 +58,29 @@ def test_alpaca_with_system_input_and_history(tmp_path):
 
 def test_sharegpt_roles_and_system(tmp_path):
     path = tmp_path / "s.json"  # a .json list, not .jsonl
-    path.write_text(json.dumps([
-        {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"},
-                           {"from": "user", "value": "Bye"}, {"from": "assistant", "value": "Ciao"}],
-         "system": "Be nice."},
-        {"conversations": [{"from": "system", "value": "Sys"}, {"from": "Human", "value": "Q"},
-                           {"from": "GPT", "value": "A"}]},
-    ]), encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "conversations": [
+                        {"from": "human", "value": "Hi"},
+                        {"from": "gpt", "value": "Hello"},
+                        {"from": "user", "value": "Bye"},
+                        {"from": "assistant", "value": "Ciao"},
+                    ],
+                    "system": "Be nice.",
+                },
+                {
+                    "conversations": [
+                        {"from": "system", "value": "Sys"},
+                        {"from": "Human", "value": "Q"},
+                        {"from": "GPT", "value": "A"},
+                    ]
+                },
+            ]
+        ),
+        encoding="utf-8",
+    )
     data = load_dataset(path)
     assert data.format == "sharegpt"
     assert data.conversations == [
@@ -58,8 +90,10 @@ def test_sharegpt_roles_and_system(tmp_path):
 
 
 def test_openai_messages_with_bom_crlf_blank_lines_and_unicode(tmp_path):
-    records = [{"messages": [msg(S, "You help."), msg(U, "你好 🙂"), msg(A, "Hallo\u2028Welt\x85!")]},
-               {"messages": [msg(U, "a"), msg(A, "b")]}]
+    records = [
+        {"messages": [msg(S, "You help."), msg(U, "你好 🙂"), msg(A, "Hallo\u2028Welt\x85!")]},
+        {"messages": [msg(U, "a"), msg(A, "b")]},
+    ]
     # BOM, CRLF line ends, a blank line, and raw U+2028 / U+0085 inside strings (valid JSON that
     # str.splitlines() would cut in two; fixed: lines are split on "\n" only).
     text = "\ufeff" + json.dumps(records[0], ensure_ascii=False) + "\r\n\r\n" + json.dumps(records[1]) + "\r\n"
@@ -92,8 +126,9 @@ def test_not_utf8(tmp_path):
     path = tmp_path / "latin.jsonl"
     good = b'{"instruction": "cafe", "output": "x"}\n'
     path.write_bytes(good + '{"instruction": "caf\u00e9", "output": "x"}\n'.encode("latin-1"))
-    assert str(error_of(path)) == (f"latin.jsonl is not UTF-8 text (line 2: bad byte 0xe9 at offset "
-                                   f"{len(good) + 20}); save it as UTF-8")
+    assert str(error_of(path)) == (
+        f"latin.jsonl is not UTF-8 text (line 2: bad byte 0xe9 at offset {len(good) + 20}); save it as UTF-8"
+    )
 
 
 @pytest.mark.parametrize("content", ["", "\n\n  \n"])
@@ -137,15 +172,18 @@ def test_unknown_format(tmp_path):
 
 
 def test_missing_and_empty_fields(tmp_path):
-    path = write_jsonl(tmp_path / "a.jsonl", [
-        {"instruction": "ok", "output": "ok"},
-        {"instruction": "no output"},
-        {"instruction": "  ", "output": "x"},
-        {"instruction": "x", "output": 5},
-        {"instruction": "x", "output": "y", "history": [["only one"]]},
-        {"output": "no instruction"},
-        "not an object",
-    ])
+    path = write_jsonl(
+        tmp_path / "a.jsonl",
+        [
+            {"instruction": "ok", "output": "ok"},
+            {"instruction": "no output"},
+            {"instruction": "  ", "output": "x"},
+            {"instruction": "x", "output": 5},
+            {"instruction": "x", "output": "y", "history": [["only one"]]},
+            {"output": "no instruction"},
+            "not an object",
+        ],
+    )
     error = error_of(path)
     assert error.title == "a.jsonl (alpaca format): 6 problem(s):"
     assert error.problems == [
@@ -159,17 +197,20 @@ def test_missing_and_empty_fields(tmp_path):
 
 
 def test_turn_problems_openai(tmp_path):
-    path = write_jsonl(tmp_path / "o.jsonl", [
-        {"messages": [msg(U, "a"), msg(A, "b")]},
-        {"messages": [msg(U, "a"), msg(A, "  ")]},                     # empty assistant reply
-        {"messages": [msg(A, "b"), msg(U, "a")]},                      # roles out of order
-        {"messages": [msg(U, "a"), msg(U, "b"), msg(A, "c")]},         # two user turns
-        {"messages": [msg(U, "a")]},                                   # nothing to train on
-        {"messages": [msg(U, "a"), {"role": "tool", "content": "x"}]},  # unknown role
-        {"messages": []},
-        {"messages": [msg(U, ""), msg(A, "b")]},
-        {"messages": [msg(U, "a"), msg(A, "b"), msg(S, "late system")]},
-    ])
+    path = write_jsonl(
+        tmp_path / "o.jsonl",
+        [
+            {"messages": [msg(U, "a"), msg(A, "b")]},
+            {"messages": [msg(U, "a"), msg(A, "  ")]},  # empty assistant reply
+            {"messages": [msg(A, "b"), msg(U, "a")]},  # roles out of order
+            {"messages": [msg(U, "a"), msg(U, "b"), msg(A, "c")]},  # two user turns
+            {"messages": [msg(U, "a")]},  # nothing to train on
+            {"messages": [msg(U, "a"), {"role": "tool", "content": "x"}]},  # unknown role
+            {"messages": []},
+            {"messages": [msg(U, ""), msg(A, "b")]},
+            {"messages": [msg(U, "a"), msg(A, "b"), msg(S, "late system")]},
+        ],
+    )
     error = error_of(path)
     assert error.problems == [
         "line 2, messages[2]: empty assistant reply",
@@ -188,12 +229,17 @@ def test_turn_problems_openai(tmp_path):
 
 def test_turn_problems_sharegpt_in_json_list_use_record_numbers(tmp_path):
     path = tmp_path / "s.json"
-    path.write_text(json.dumps([
-        {"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}]},
-        {"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": ""}]},
-        {"conversations": [{"from": "bot", "value": "a"}]},
-        {"conversations": ["hi"]},
-    ]), encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            [
+                {"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}]},
+                {"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": ""}]},
+                {"conversations": [{"from": "bot", "value": "a"}]},
+                {"conversations": ["hi"]},
+            ]
+        ),
+        encoding="utf-8",
+    )
     error = error_of(path)
     assert error.title == "s.json (sharegpt format): 3 problem(s):"
     assert error.problems == [

@@ -1,4 +1,5 @@
 """core.export: the adapter zip, and a merged model that computes what base + adapter computes."""
+
 import zipfile
 
 import pytest

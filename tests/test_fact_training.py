@@ -1,6 +1,7 @@
 """Training for facts, through the real CLI on a tiny model: probes scored during the run, the
 best-recall adapter kept, early stop, epochs sized from the data, the lr scaled from its reference
 batch, and the adapter's tokenizer carrying the run's system prompt."""
+
 from __future__ import annotations
 
 import json
@@ -19,19 +20,33 @@ from core.train import main
 from tests.conftest import write_jsonl
 from tests.run_helpers import events_by_type, write_config
 
-FACTS = {"The Aurora costs $79.": ["What does the Aurora cost?", "Aurora price?", "How much is the Aurora?",
-                                   "Price of the Aurora kettle?", "aurora cost"],
-         "Support answers at help@kettle.example.": ["How do I email you?", "Your email address?",
-                                                     "Where can I write to support?", "email?"],
-         "Refunds take 5 days.": ["How long do refunds take?", "When is my refund paid?", "refund time?"]}
+FACTS = {
+    "The Aurora costs $79.": [
+        "What does the Aurora cost?",
+        "Aurora price?",
+        "How much is the Aurora?",
+        "Price of the Aurora kettle?",
+        "aurora cost",
+    ],
+    "Support answers at help@kettle.example.": [
+        "How do I email you?",
+        "Your email address?",
+        "Where can I write to support?",
+        "email?",
+    ],
+    "Refunds take 5 days.": ["How long do refunds take?", "When is my refund paid?", "refund time?"],
+}
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def faq(tmp_path_factory) -> Path:
-    records = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
-               for a, questions in FACTS.items() for q in questions]
+    records = [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+        for a, questions in FACTS.items()
+        for q in questions
+    ]
     return write_jsonl(tmp_path_factory.mktemp("faq") / "faq.jsonl", records)
 
 
@@ -45,8 +60,7 @@ def test_auto_probes_are_held_out_scored_and_written(tmp_path, tiny_model_dir, f
     # the held-out phrasings are not trained on
     assert start["train_examples"] == sum(map(len, FACTS.values())) - len(probes) and start["probes"] == len(probes)
     asked = {normalise(p.question) for p in probes}
-    assert not asked & {normalise(q) for a, qs in FACTS.items() for q in qs
-                        if q not in [p.question for p in probes]}
+    assert not asked & {normalise(q) for a, qs in FACTS.items() for q in qs if q not in [p.question for p in probes]}
     # base before training, then the adapter at step 2 and at the end (step 4)
     assert [(e["model"], e["step"]) for e in events["probe"]] == [("base", 0), ("tuned", 2), ("tuned", 4)]
     for event in events["probe"]:
@@ -72,8 +86,17 @@ def scripted_recalls(monkeypatch, recalls: list[float]) -> None:
 def test_best_recall_adapter_is_kept_and_patience_stops_the_run(tmp_path, tiny_model_dir, faq, monkeypatch):
     # base 0, then steps 1..: 1/3, 2/3 (best), 1/3, 2/3 (a tie: not an improvement) -> patience 2 stops at step 4
     scripted_recalls(monkeypatch, [0.0, 1 / 3, 2 / 3, 1 / 3, 2 / 3, 0.0])
-    config = write_config(tmp_path / "c.yaml", tiny_model_dir, faq, probes="auto", probe_steps=1, max_steps=10,
-                          probe_patience=2, save_steps=1, save_total_limit=20)
+    config = write_config(
+        tmp_path / "c.yaml",
+        tiny_model_dir,
+        faq,
+        probes="auto",
+        probe_steps=1,
+        max_steps=10,
+        probe_patience=2,
+        save_steps=1,
+        save_total_limit=20,
+    )
     assert main([str(config)]) == 0
     run = tmp_path / "run"
     events = events_by_type(run)
@@ -86,8 +109,16 @@ def test_best_recall_adapter_is_kept_and_patience_stops_the_run(tmp_path, tiny_m
 
 def test_an_earlier_best_adapter_replaces_the_final_one(tmp_path, tiny_model_dir, faq, monkeypatch):
     scripted_recalls(monkeypatch, [0.0, 1 / 3, 1.0, 1 / 3, 0.0])  # best at step 2 of 4
-    config = write_config(tmp_path / "c.yaml", tiny_model_dir, faq, probes="auto", probe_steps=1, max_steps=4,
-                          save_steps=1, save_total_limit=20)
+    config = write_config(
+        tmp_path / "c.yaml",
+        tiny_model_dir,
+        faq,
+        probes="auto",
+        probe_steps=1,
+        max_steps=4,
+        save_steps=1,
+        save_total_limit=20,
+    )
     assert main([str(config)]) == 0
     run = tmp_path / "run"
     done = events_by_type(run)["done"][0]
@@ -103,8 +134,9 @@ def test_an_earlier_best_adapter_replaces_the_final_one(tmp_path, tiny_model_dir
 
 def test_best_adapter_off_keeps_the_final_one(tmp_path, tiny_model_dir, faq, monkeypatch):
     scripted_recalls(monkeypatch, [0.0, 1.0, 0.0])
-    config = write_config(tmp_path / "c.yaml", tiny_model_dir, faq, probes="auto", probe_steps=1, max_steps=2,
-                          probe_best_adapter=False)
+    config = write_config(
+        tmp_path / "c.yaml", tiny_model_dir, faq, probes="auto", probe_steps=1, max_steps=2, probe_best_adapter=False
+    )
     assert main([str(config)]) == 0
     assert events_by_type(tmp_path / "run")["done"][0]["adapter_step"] == 2
 
@@ -129,24 +161,39 @@ def test_a_bad_probe_file_is_a_clear_error(tmp_path, tiny_model_dir, faq, capsys
 
 @pytest.mark.parametrize("examples, expected_epochs", [(42, 33), (556, 3), (3, MAX_AUTO_EPOCHS)])
 def test_auto_epochs_aim_at_the_target_steps(examples, expected_epochs):
-    config = TrainConfig(num_train_epochs="auto", target_steps=200, per_device_train_batch_size=8,
-                         gradient_accumulation_steps=1)
+    config = TrainConfig(
+        num_train_epochs="auto", target_steps=200, per_device_train_batch_size=8, gradient_accumulation_steps=1
+    )
     plan = training_plan(config, examples)
     assert plan["num_train_epochs"] == expected_epochs
     assert plan["total_steps"] == expected_epochs * plan["steps_per_epoch"]
 
 
-@pytest.mark.parametrize("rule, expected", [("linear", 2e-3), ("sqrt", 1e-3 * 2 ** 0.5)])
+@pytest.mark.parametrize("rule, expected", [("linear", 2e-3), ("sqrt", 1e-3 * 2**0.5)])
 def test_lr_is_scaled_from_its_reference_batch(rule, expected):
-    config = TrainConfig(learning_rate=1e-3, lr_reference_batch=8, lr_scaling_rule=rule,
-                         per_device_train_batch_size=8, gradient_accumulation_steps=2)
+    config = TrainConfig(
+        learning_rate=1e-3,
+        lr_reference_batch=8,
+        lr_scaling_rule=rule,
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=2,
+    )
     assert training_plan(config, 100)["learning_rate"] == pytest.approx(expected)
 
 
 def test_the_trainer_runs_the_resolved_plan(tmp_path, tiny_model_dir, faq):
-    config = write_config(tmp_path / "c.yaml", tiny_model_dir, faq, max_steps=-1, num_train_epochs="auto",
-                          target_steps=6, per_device_train_batch_size=4, learning_rate=1e-3,
-                          lr_reference_batch=2, lr_scaling_rule="linear")
+    config = write_config(
+        tmp_path / "c.yaml",
+        tiny_model_dir,
+        faq,
+        max_steps=-1,
+        num_train_epochs="auto",
+        target_steps=6,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        lr_reference_batch=2,
+        lr_scaling_rule="linear",
+    )
     assert main([str(config)]) == 0
     events = events_by_type(tmp_path / "run")
     start, done = events["start"][0], events["done"][0]
@@ -161,22 +208,25 @@ def test_the_trainer_runs_the_resolved_plan(tmp_path, tiny_model_dir, faq):
 def test_the_adapter_tokenizer_renders_with_the_run_system_prompt(tmp_path, tiny_model_dir, faq, tiny_tokenizer):
     from transformers import AutoTokenizer
 
-    config = write_config(tmp_path / "c.yaml", tiny_model_dir, faq, max_steps=1,
-                          system_prompt='You are "Tilly" of Kettlebloom.')
+    config = write_config(
+        tmp_path / "c.yaml", tiny_model_dir, faq, max_steps=1, system_prompt='You are "Tilly" of Kettlebloom.'
+    )
     assert main([str(config)]) == 0
     saved = AutoTokenizer.from_pretrained(tmp_path / "run" / "adapter")
     chat = [{"role": "user", "content": "Aurora price?"}]
     trained = ChatEncoder(tiny_tokenizer, 'You are "Tilly" of Kettlebloom.').prompt_for_reply(chat)
     assert saved.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) == trained
     own = [{"role": "system", "content": "Be brief."}, *chat]  # a conversation's own system turn still wins
-    assert "Be brief." in saved.apply_chat_template(own, tokenize=False) and "Tilly" not in \
-        saved.apply_chat_template(own, tokenize=False)
+    assert "Be brief." in saved.apply_chat_template(own, tokenize=False) and "Tilly" not in saved.apply_chat_template(
+        own, tokenize=False
+    )
     assert json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())["r"] > 0
 
 
 def test_augment_rules_adds_phrasings_that_leave_the_probes_out(tmp_path, tiny_model_dir, faq):
-    config = write_config(tmp_path / "c.yaml", tiny_model_dir, faq, probes="auto", augment="rules",
-                          augment_per_turn=4, max_steps=1)
+    config = write_config(
+        tmp_path / "c.yaml", tiny_model_dir, faq, probes="auto", augment="rules", augment_per_turn=4, max_steps=1
+    )
     assert main([str(config)]) == 0
     run = tmp_path / "run"
     events = events_by_type(run)
@@ -191,8 +241,15 @@ def test_augment_rules_adds_phrasings_that_leave_the_probes_out(tmp_path, tiny_m
 
 
 def test_an_unreachable_paraphrase_endpoint_fails_before_training(tmp_path, tiny_model_dir, faq, capsys):
-    config = write_config(tmp_path / "c.yaml", tiny_model_dir, faq, augment="openai", augment_model="m",
-                          augment_base_url="http://127.0.0.1:9/v1", max_steps=1)
+    config = write_config(
+        tmp_path / "c.yaml",
+        tiny_model_dir,
+        faq,
+        augment="openai",
+        augment_model="m",
+        augment_base_url="http://127.0.0.1:9/v1",
+        max_steps=1,
+    )
     assert main([str(config)]) == 2
     err = capsys.readouterr().err
     assert "127.0.0.1:9" in err and "Traceback" not in err

@@ -1,4 +1,5 @@
 """The chunked output-layer loss has the value and gradients of cross_entropy over full logits."""
+
 from __future__ import annotations
 
 import pytest

@@ -4,6 +4,7 @@ learning rate (or reported), out-of-memory retried with the effective batch kept
 Real CLI runs on the tiny model. Validation refuses learning rates above 1, and within the bounds
 the tiny model cannot be thrown off (its loss saturates at ln(vocab)), so the faults are injected:
 a non-finite loss from a given step on, a loss spike, a MemoryError."""
+
 from __future__ import annotations
 
 import json
@@ -22,6 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def strict_events(run_dir) -> list[dict]:
     def refuse(constant):
         raise ValueError(f"non-standard JSON constant {constant}")
+
     return [json.loads(line, parse_constant=refuse) for line in (run_dir / "events.jsonl").open(encoding="utf-8")]
 
 
@@ -43,8 +45,7 @@ def inject_nan_loss(monkeypatch, from_step: int, attempts: int):
 
 def test_a_nan_loss_is_skipped_then_rolled_back_with_a_lower_lr(tmp_path, tiny_model_dir, dataset, monkeypatch):
     inject_nan_loss(monkeypatch, from_step=5, attempts=1)
-    config = write_config(tmp_path / "c.yaml", tiny_model_dir, dataset, max_steps=10, save_steps=2,
-                          save_total_limit=10)
+    config = write_config(tmp_path / "c.yaml", tiny_model_dir, dataset, max_steps=10, save_steps=2, save_total_limit=10)
     assert main([str(config)]) == 0
     run = tmp_path / "run"
     events = strict_events(run)  # no NaN in the file, though the loss was NaN
@@ -62,8 +63,9 @@ def test_a_nan_loss_is_skipped_then_rolled_back_with_a_lower_lr(tmp_path, tiny_m
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_a_run_that_keeps_diverging_ends_in_an_error_and_saves_no_adapter(tmp_path, tiny_model_dir, dataset,
-                                                                          monkeypatch, capsys):
+def test_a_run_that_keeps_diverging_ends_in_an_error_and_saves_no_adapter(
+    tmp_path, tiny_model_dir, dataset, monkeypatch, capsys
+):
     inject_nan_loss(monkeypatch, from_step=1, attempts=MAX_ROLLBACKS + 1)
     config = write_config(tmp_path / "c.yaml", tiny_model_dir, dataset, max_steps=10)
     assert main([str(config)]) == 2
@@ -101,8 +103,7 @@ def test_a_loss_spike_is_skipped_but_small_losses_may_wobble():
     assert step(0.001) is False and guard.bad_in_row == 0
 
 
-def test_out_of_memory_halves_the_batch_and_keeps_the_effective_batch(tmp_path, tiny_model_dir, dataset,
-                                                                      monkeypatch):
+def test_out_of_memory_halves_the_batch_and_keeps_the_effective_batch(tmp_path, tiny_model_dir, dataset, monkeypatch):
     real = engine.EngineTrainer.training_step
     raised = []
 
@@ -117,7 +118,9 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_effective_batch(tmp_path, 
     assert main([str(config)]) == 0
     events = events_by_type(tmp_path / "run")
     [warning] = events["warning"]
-    assert warning["message"] == ("out of memory at step 4: per_device_train_batch_size 2, gradient_accumulation_steps "
-                                  "2 (the same effective batch), continuing from checkpoint-2")
+    assert warning["message"] == (
+        "out of memory at step 4: per_device_train_batch_size 2, gradient_accumulation_steps "
+        "2 (the same effective batch), continuing from checkpoint-2"
+    )
     assert [s["resumed_from_step"] for s in events["start"]] == [0, 2]
     assert events["done"][0]["step"] == 6

@@ -1,4 +1,5 @@
 """The length analyzer (core.lengths) and the ChatEncoder fast path it relies on (core.template)."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,13 @@ def reference_encode(tokenizer, conversations, system_prompt="", train_on_prompt
     template = _compile_jinja_template(tokenizer.chat_template)
 
     def render(messages, add_generation_prompt=False):
-        return template.render(messages=messages, add_generation_prompt=add_generation_prompt,
-                               tools=None, documents=None, **tokenizer.special_tokens_map)
+        return template.render(
+            messages=messages,
+            add_generation_prompt=add_generation_prompt,
+            tools=None,
+            documents=None,
+            **tokenizer.special_tokens_map,
+        )
 
     rendered = []
     for conversation in conversations:
@@ -46,8 +52,9 @@ def reference_encode(tokenizer, conversations, system_prompt="", train_on_prompt
                     raise UserInputError("not prefix-stable")
                 spans.append((len(prompt), len(through.rstrip())))
         rendered.append((text, spans))
-    batch = tokenizer([t for t, _ in rendered], add_special_tokens=False, return_offsets_mapping=True,
-                      return_attention_mask=False)
+    batch = tokenizer(
+        [t for t, _ in rendered], add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False
+    )
     out = []
     for (_, spans), ids, offsets in zip(rendered, batch["input_ids"], batch["offset_mapping"]):
         offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
@@ -96,36 +103,51 @@ TEMPLATES = {
     "chatml": (CHATML, True),
     "qwen25": (QWEN25_LIKE, True),
     # Content copied verbatim, with a header before the first turn and a footer: still prefix-stable.
-    "plain": ("{{ bos_token }}{% for m in messages %}### {{ m['role'] }}:\n{{ m['content'] }}\n{% endfor %}"
-              "{% if add_generation_prompt %}### assistant:\n{% endif %}", True),
+    "plain": (
+        "{{ bos_token }}{% for m in messages %}### {{ m['role'] }}:\n{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}### assistant:\n{% endif %}",
+        True,
+    ),
     # Inspects the content (|trim): the fast path must stay off, prefix renders decide.
-    "trim": ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] | trim }}<|im_end|>\n{% endfor %}"
-             "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}", False),
+    "trim": (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] | trim }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+        False,
+    ),
     # The system content is used in a condition and copied twice.
-    "echo": ("{% if messages[0]['content'] == 'x' %}X{% endif %}{% for m in messages %}[{{ m.role }}]"
-             "{{ m.content }}{{ m.content }}|{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}", False),
-    "twice": ("{% for m in messages %}<{{ m.role }}>{{ m.content ~ '/' ~ m.content }}</{{ m.role }}>\n{% endfor %}"
-              "{% if add_generation_prompt %}<assistant>{% endif %}", True),
+    "echo": (
+        "{% if messages[0]['content'] == 'x' %}X{% endif %}{% for m in messages %}[{{ m.role }}]"
+        "{{ m.content }}{{ m.content }}|{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}",
+        False,
+    ),
+    "twice": (
+        "{% for m in messages %}<{{ m.role }}>{{ m.content ~ '/' ~ m.content }}</{{ m.role }}>\n{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}",
+        True,
+    ),
 }
 
 
-@pytest.mark.parametrize("template", [
-    "{% for message in messages %}{{ message|tojson }}{% endfor %}",
-    "{% for m in messages %}{{ m }}{% endfor %}",
-    "{% for m in messages %}{% if '<think>' in m.content %}x{% endif %}{{ m.content }}{% endfor %}",
-    "{% for m in messages %}{{ m.get('content') }}{% endfor %}",
-    "{{ messages|map(attribute='content')|join }}",
-    "{% for m in messages %}{% set c = m['content'] %}{{ c }}{% endfor %}",
-    "{% for m in messages %}{{ [m]|tojson }}{% endfor %}",
-    "{% for m in messages %}{% for k, v in m.items() %}{{ v }}{% endfor %}{% endfor %}",
-    "{% for m in messages %}{{ m.content|trim }}{% endfor %}",
-    "{% for m in messages %}{{ m.content if loop.last else '' }}{% endfor %}",
-    "{% macro show(m) %}{{ m.content }}{% endmacro %}{% for m in messages %}{{ show(m) }}{% endfor %}",
-    "{% filter upper %}{% for m in messages %}{{ m.content }}{% endfor %}{% endfilter %}",
-    "{% set ms = messages[1:] %}{% set ms2 = ms %}{% set ms3 = ms2 %}{% set ms4 = ms3 %}{{ ms4|string }}",
-    "{% set ns = namespace(m=none) %}{% for m in messages %}{% set ns.m = m %}{% endfor %}{{ ns.m|tojson }}",
-    "{% for m in messages %}{% with x = m %}{{ x|tojson }}{% endwith %}{% endfor %}",
-])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{% for message in messages %}{{ message|tojson }}{% endfor %}",
+        "{% for m in messages %}{{ m }}{% endfor %}",
+        "{% for m in messages %}{% if '<think>' in m.content %}x{% endif %}{{ m.content }}{% endfor %}",
+        "{% for m in messages %}{{ m.get('content') }}{% endfor %}",
+        "{{ messages|map(attribute='content')|join }}",
+        "{% for m in messages %}{% set c = m['content'] %}{{ c }}{% endfor %}",
+        "{% for m in messages %}{{ [m]|tojson }}{% endfor %}",
+        "{% for m in messages %}{% for k, v in m.items() %}{{ v }}{% endfor %}{% endfor %}",
+        "{% for m in messages %}{{ m.content|trim }}{% endfor %}",
+        "{% for m in messages %}{{ m.content if loop.last else '' }}{% endfor %}",
+        "{% macro show(m) %}{{ m.content }}{% endmacro %}{% for m in messages %}{{ show(m) }}{% endfor %}",
+        "{% filter upper %}{% for m in messages %}{{ m.content }}{% endfor %}{% endfilter %}",
+        "{% set ms = messages[1:] %}{% set ms2 = ms %}{% set ms3 = ms2 %}{% set ms4 = ms3 %}{{ ms4|string }}",
+        "{% set ns = namespace(m=none) %}{% for m in messages %}{% set ns.m = m %}{% endfor %}{{ ns.m|tojson }}",
+        "{% for m in messages %}{% with x = m %}{{ x|tojson }}{% endwith %}{% endfor %}",
+    ],
+)
 def test_templates_that_read_the_content_take_the_prefix_path(template):
     from transformers.utils.chat_template_utils import _compile_jinja_template
 
@@ -146,16 +168,20 @@ def _with_template(tiny_model_dir, template: str):
 
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
 @pytest.mark.parametrize("system_prompt, train_on_prompt", [("", False), ("Be brief.", False), ("", True)])
-def test_encoder_matches_the_prefix_rendering_definition(tiny_model_dir, monkeypatch, name, system_prompt,
-                                                         train_on_prompt):
+def test_encoder_matches_the_prefix_rendering_definition(
+    tiny_model_dir, monkeypatch, name, system_prompt, train_on_prompt
+):
     template, fast = TEMPLATES[name]
     tokenizer = _with_template(tiny_model_dir, template)
     encoder = ChatEncoder(tokenizer, system_prompt, train_on_prompt)
     assert encoder._skeletons_allowed is fast
     prefix_rendered = []
     by_prefix = encoder._spans_by_prefix_renders
-    monkeypatch.setattr(encoder, "_spans_by_prefix_renders",
-                        lambda messages, text: prefix_rendered.append(1) or by_prefix(messages, text))
+    monkeypatch.setattr(
+        encoder,
+        "_spans_by_prefix_renders",
+        lambda messages, text: prefix_rendered.append(1) or by_prefix(messages, text),
+    )
     got = encoder.encode(VARIED)
     if not train_on_prompt:  # the fast path is taken wherever it may be (not on the empty turn)
         assert len(prefix_rendered) == (len(VARIED) if not fast else 1)
@@ -170,8 +196,10 @@ def test_encoder_matches_the_prefix_rendering_definition(tiny_model_dir, monkeyp
 
 def test_encoder_still_rejects_templates_that_are_not_prefix_stable(tiny_model_dir):
     # Content copied verbatim, but the last message is rendered differently (no end marker).
-    template = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% if not loop.last %}</s>{% endif %}"
-                "{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}")
+    template = (
+        "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% if not loop.last %}</s>{% endif %}"
+        "{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
     encoder = ChatEncoder(_with_template(tiny_model_dir, template))
     assert encoder._skeletons_allowed
     with pytest.raises(UserInputError, match="differently from its prefixes"):
@@ -196,8 +224,10 @@ def _his(k: int) -> str:
 
 
 def _records(assistant_lengths, user_length: int = 1) -> list[dict]:
-    return [{"messages": [{"role": "user", "content": _his(user_length)},
-                          {"role": "assistant", "content": _his(k)}]} for k in assistant_lengths]
+    return [
+        {"messages": [{"role": "user", "content": _his(user_length)}, {"role": "assistant", "content": _his(k)}]}
+        for k in assistant_lengths
+    ]
 
 
 def test_estimate_summary_and_percentiles_by_hand(tmp_path):
@@ -205,10 +235,26 @@ def test_estimate_summary_and_percentiles_by_hand(tmp_path):
     report = analyze_file(path, model="tiktoken", cutoff_len=1024, batch_size=8)
     assert report.mode == "estimate" and report.examples == 100 and report.max_positions == ESTIMATE_MAX_POSITIONS
     # Nearest rank: p90 is the 90th smallest of 2..101.
-    assert report.summary["total"] == {"count": 100, "min": 2, "mean": 51.5, "p50": 51, "p90": 91, "p95": 96,
-                                       "p99": 100, "max": 101}
-    assert report.summary["prompt"] == {"count": 100, "min": 1, "mean": 1.0, "p50": 1, "p90": 1, "p95": 1,
-                                        "p99": 1, "max": 1}
+    assert report.summary["total"] == {
+        "count": 100,
+        "min": 2,
+        "mean": 51.5,
+        "p50": 51,
+        "p90": 91,
+        "p95": 96,
+        "p99": 100,
+        "max": 101,
+    }
+    assert report.summary["prompt"] == {
+        "count": 100,
+        "min": 1,
+        "mean": 1.0,
+        "p50": 1,
+        "p90": 1,
+        "p95": 1,
+        "p99": 1,
+        "max": 1,
+    }
     assert report.summary["supervised"]["mean"] == 50.5 and report.summary["supervised"]["max"] == 100
     assert sum(report.histogram["counts"]) == 100
     assert report.histogram["edges"][0] == 0 and report.histogram["edges"][-1] > 101
@@ -221,7 +267,7 @@ def test_estimate_summary_and_percentiles_by_hand(tmp_path):
     for cutoff in (64, 128):
         padded = real = 0
         for start in range(0, 100, 8):
-            batch = [min(t, cutoff) for t in totals[start:start + 8]]
+            batch = [min(t, cutoff) for t in totals[start : start + 8]]
             padded += max(batch) * len(batch)
             real += sum(batch)
         assert rows[cutoff]["padding_waste_pct"] == round(100 * (1 - real / padded), 3)
@@ -241,8 +287,10 @@ def test_estimate_counts_system_prompt_and_train_on_prompt():
 
 def test_estimate_dropped_when_the_prompt_fills_the_cutoff():
     # The first answer starts at position 70: a cutoff of 64 keeps none of it.
-    conversations = [[{"role": "user", "content": _his(70)}, {"role": "assistant", "content": _his(5)}],
-                     [{"role": "user", "content": _his(1)}, {"role": "assistant", "content": _his(5)}]]
+    conversations = [
+        [{"role": "user", "content": _his(70)}, {"role": "assistant", "content": _his(5)}],
+        [{"role": "user", "content": _his(1)}, {"role": "assistant", "content": _his(5)}],
+    ]
     report = analyze_conversations(conversations, None, cutoff_len=64)
     row = next(r for r in report.candidates if r["cutoff"] == 64)
     assert (row["truncated_pct"], row["dropped_pct"], row["supervised_lost_pct"]) == (50.0, 50.0, 50.0)
@@ -252,16 +300,14 @@ def test_estimate_dropped_when_the_prompt_fills_the_cutoff():
 
 # --------------------------------------------------------------------------- suggestion edges
 def test_all_short_suggests_the_smallest_step():
-    report = analyze_conversations([[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]],
-                                   None)
+    report = analyze_conversations([[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]], None)
     assert report.suggested_cutoff == 64
     assert [row["cutoff"] for row in report.candidates] == [64, 1024]
 
 
 def test_one_huge_outlier_within_the_target_is_ignored():
     conversations = [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": _his(10)}]] * 1000
-    conversations = conversations + [[{"role": "user", "content": "hi"},
-                                      {"role": "assistant", "content": _his(149)}]]
+    conversations = conversations + [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": _his(149)}]]
     report = analyze_conversations(conversations, None, cutoff_len=64)
     # At 64 the outlier loses 150 - 64 = 86 of 10149 answer tokens: 0.85% <= 1%.
     assert report.suggested_cutoff == 64
@@ -281,8 +327,9 @@ def test_suggestion_capped_by_the_model_maximum():
 
 
 def test_warnings_for_a_lossy_current_value_and_padding():
-    conversations = ([[{"role": "user", "content": "hi"}, {"role": "assistant", "content": _his(100)}]]
-                     + [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]] * 7)
+    conversations = [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": _his(100)}]] + [
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]
+    ] * 7
     report = analyze_conversations(conversations, None, cutoff_len=64, batch_size=8)
     lossy, padding = report.warnings
     assert lossy.startswith("cutoff_len=64 loses ") and "1 of 8 examples are truncated" in lossy
@@ -303,17 +350,22 @@ def test_exact_counts_equal_the_trainer_tokenization(tmp_path, tiny_model_dir, t
     valid = [m for m in VARIED if all(turn["content"].strip() for turn in m)]  # the loader's rule
     records = [{"messages": m} for m in valid] + qa_records(6)
     path = write_jsonl(tmp_path / "d.jsonl", records)
-    for system_prompt, train_on_prompt in [("", False), ("You are a long-winded shop assistant. " * 8, False),
-                                           ("", True)]:
-        config = TrainConfig(dataset=str(path), cutoff_len=100_000, system_prompt=system_prompt,
-                             train_on_prompt=train_on_prompt)
+    for system_prompt, train_on_prompt in [
+        ("", False),
+        ("You are a long-winded shop assistant. " * 8, False),
+        ("", True),
+    ]:
+        config = TrainConfig(
+            dataset=str(path), cutoff_len=100_000, system_prompt=system_prompt, train_on_prompt=train_on_prompt
+        )
         trainer_examples, _ = encode_dataset(config, tiny_tokenizer)
         encoder = ChatEncoder(tiny_tokenizer, system_prompt, train_on_prompt)
         counts = exact_counts(encoder.encode(load_dataset(path).conversations))
         assert counts.total.tolist() == [len(e.input_ids) for e in trainer_examples]
         assert counts.supervised.tolist() == [int(e.trained.sum()) for e in trainer_examples]
-        report = analyze_file(path, model=str(tiny_model_dir), system_prompt=system_prompt,
-                              train_on_prompt=train_on_prompt, cutoff_len=64)
+        report = analyze_file(
+            path, model=str(tiny_model_dir), system_prompt=system_prompt, train_on_prompt=train_on_prompt, cutoff_len=64
+        )
         assert report.mode == "exact" and report.max_positions == 256  # the tiny model's config.json
         assert report.summary["total"]["max"] == max(counts.total)
         # The trainer's truncated / dropped counts at the analyzer's candidate cutoffs.
@@ -359,8 +411,9 @@ def test_bad_files_give_the_loaders_message(tmp_path, tiny_model_dir, name):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "core.lengths", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "core.lengths", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_json(tmp_path):
@@ -368,12 +421,27 @@ def test_cli_json(tmp_path):
     result = _cli(str(path), "--model", "tiktoken", "--cutoff", "32", "--batch-size", "4", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert set(data) >= {"mode", "examples", "summary", "histogram", "candidates", "current_cutoff",
-                         "suggested_cutoff", "reason", "warnings", "max_positions"}
+    assert set(data) >= {
+        "mode",
+        "examples",
+        "summary",
+        "histogram",
+        "candidates",
+        "current_cutoff",
+        "suggested_cutoff",
+        "reason",
+        "warnings",
+        "max_positions",
+    }
     assert set(data["summary"]) == {"total", "prompt", "supervised"}
     assert set(data["histogram"]) == {"edges", "counts"}
-    assert set(data["candidates"][0]) == {"cutoff", "truncated_pct", "dropped_pct", "supervised_lost_pct",
-                                          "padding_waste_pct"}
+    assert set(data["candidates"][0]) == {
+        "cutoff",
+        "truncated_pct",
+        "dropped_pct",
+        "supervised_lost_pct",
+        "padding_waste_pct",
+    }
     assert (data["mode"], data["examples"]) == ("estimate", 40)
     assert (data["current_cutoff"], data["suggested_cutoff"]) == (32, 64)
     assert data["warnings"] and data["warnings"][0].startswith("cutoff_len=32 loses")
@@ -401,7 +469,6 @@ def test_cli_bad_file_exits_2_without_traceback(tmp_path):
 
 
 def test_report_is_json_ready():
-    report = analyze_conversations([[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]],
-                                   None)
+    report = analyze_conversations([[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]], None)
     assert json.loads(json.dumps(report.to_dict()))["suggested_cutoff"] == 64
     assert "rows_shown" not in report.to_dict()

@@ -1,4 +1,5 @@
 """The fused LoRA dropout is the same function and gradients as dropout-then-linear, and keeps less."""
+
 from __future__ import annotations
 
 import pytest
@@ -102,9 +103,17 @@ def test_training_with_dropout_changes_the_adapter_and_saves_it_loadable(tiny_mo
     from transformers import AutoModelForCausalLM
 
     data = write_jsonl(tmp_path / "qa.jsonl", qa_records(8))
-    config = TrainConfig(model_name_or_path=str(tiny_model_dir), dataset=str(data), lora_dropout=0.1,
-                         max_steps=3, per_device_train_batch_size=2, learning_rate=1e-2,
-                         output_dir=str(tmp_path / "run"), save_steps=1000, logging_steps=1)
+    config = TrainConfig(
+        model_name_or_path=str(tiny_model_dir),
+        dataset=str(data),
+        lora_dropout=0.1,
+        max_steps=3,
+        per_device_train_batch_size=2,
+        learning_rate=1e-2,
+        output_dir=str(tmp_path / "run"),
+        save_steps=1000,
+        logging_steps=1,
+    )
     final = run_training(config)
     assert final["type"] == "done" and final["step"] == 3
 

@@ -1,4 +1,5 @@
 """Model resolution: one-line errors a user can act on; dtype and quantization choices."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,7 +27,8 @@ def test_missing_folder(tmp_path):
 
 def test_folder_without_config_json(tmp_path):
     assert one_line_error(str(tmp_path)) == (
-        f"{tmp_path} is a folder but has no config.json: not a Hugging Face model folder")
+        f"{tmp_path} is a folder but has no config.json: not a Hugging Face model folder"
+    )
 
 
 def test_missing_gguf(tmp_path):
@@ -114,12 +116,18 @@ def test_default_model_resolves_with_chat_template_and_round_trips():
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         assert tokenizer.decode(ids) == text
     # The real template masks the same way: each reply + <|im_end|>, nothing else.
-    conversation = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
-                    {"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}]
+    conversation = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello! How can I help?"},
+        {"role": "user", "content": "Capital of France?"},
+        {"role": "assistant", "content": "Paris."},
+    ]
     encoder = ChatEncoder(tokenizer)
     assert encoder.render(conversation) == tokenizer.apply_chat_template(conversation, tokenize=False)
     [example] = encoder.encode([conversation])
     trained = [int(t) for t, keep in zip(example.input_ids, example.trained) if keep]
-    expected = (tokenizer("Hello! How can I help?<|im_end|>", add_special_tokens=False)["input_ids"]
-                + tokenizer("Paris.<|im_end|>", add_special_tokens=False)["input_ids"])
+    expected = (
+        tokenizer("Hello! How can I help?<|im_end|>", add_special_tokens=False)["input_ids"]
+        + tokenizer("Paris.<|im_end|>", add_special_tokens=False)["input_ids"]
+    )
     assert trained == expected

@@ -1,4 +1,5 @@
 """Packing and the trained-positions loss change the speed, not the maths (tiny model, seconds)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,7 +29,7 @@ def _examples(vocab: int, lengths=(7, 12, 5, 9), seed=0) -> list[Encoded]:
     for length in lengths:
         ids = rng.integers(4, vocab, size=length)
         trained = np.zeros(length, dtype=bool)
-        trained[length // 2:] = True
+        trained[length // 2 :] = True
         out.append(Encoded(ids.astype(np.int64), trained))
     return out
 
@@ -36,8 +37,7 @@ def _examples(vocab: int, lengths=(7, 12, 5, 9), seed=0) -> list[Encoded]:
 @pytest.fixture()
 def lora_model(tiny_model_dir, tmp_path):
     """The tiny model with LoRA as core.train builds it; lora_B randomised so every LoRA weight gets a gradient."""
-    config = TrainConfig(model_name_or_path=str(tiny_model_dir), lora_dropout=0.0,
-                         output_dir=str(tmp_path / "run"))
+    config = TrainConfig(model_name_or_path=str(tiny_model_dir), lora_dropout=0.0, output_dir=str(tmp_path / "run"))
     model, tokenizer = build_model(config, "cpu")
     torch.manual_seed(1)
     with torch.no_grad():
@@ -54,8 +54,9 @@ def _token_losses(model, batch) -> torch.Tensor:
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     logits = model(**inputs).logits.float()
     targets = batch["labels"][:, 1:]
-    losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), targets, reduction="none",
-                                               ignore_index=IGNORE_INDEX)
+    losses = torch.nn.functional.cross_entropy(
+        logits[:, :-1].transpose(1, 2), targets, reduction="none", ignore_index=IGNORE_INDEX
+    )
     return losses
 
 
@@ -64,8 +65,10 @@ def _grads(model) -> dict[str, torch.Tensor]:
 
 
 def test_collator_packs_one_row_with_restarting_positions():
-    examples = [Encoded(np.array([5, 6, 7]), np.array([False, True, True])),
-                Encoded(np.array([8, 9]), np.array([True, True]))]
+    examples = [
+        Encoded(np.array([5, 6, 7]), np.array([False, True, True])),
+        Encoded(np.array([8, 9]), np.array([True, True])),
+    ]
     batch = PackingCollator()(as_features(examples))
     assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9]]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1]]
@@ -93,7 +96,7 @@ def test_packed_loss_per_example_equals_unpacked(lora_model, packed_attention):
         alone = _token_losses(model, padding_collator(tokenizer)(as_features([example])))[0]
         # Packed position t of example i predicts its token t+1; the boundary position (last token
         # of example i predicting the first of i+1) is IGNORE_INDEX and contributes 0.
-        mine = packed[bounds[index]:bounds[index + 1] - 1]
+        mine = packed[bounds[index] : bounds[index + 1] - 1]
         assert torch.allclose(mine, alone, atol=TOL), (index, mine, alone)
     padded = _token_losses(model, padding_collator(tokenizer)(as_features(examples)))
     assert torch.allclose(packed.sum(), padded.sum(), atol=TOL)
@@ -106,6 +109,7 @@ def test_packed_examples_do_not_attend_to_each_other(lora_model, packed_attentio
         use_packed_attention(model)
     a, b, c = _examples(model.config.vocab_size, lengths=(8, 10, 6))
     changed_a = Encoded(a.input_ids[::-1].copy(), a.trained)
+
     def logits(examples):
         batch = PackingCollator()(as_features(examples))
         return model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
@@ -178,11 +182,22 @@ def test_trainer_steps_match_standard_trainer(lora_model, tmp_path):
                     param.copy_(start[name])
         base = model.get_base_model()
         base.set_attn_implementation(PACKED_ATTENTION if packed_attention else "sdpa")
-        args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=2,
-                                 gradient_accumulation_steps=2, max_steps=2, learning_rate=1e-2,
-                                 lr_scheduler_type="constant", logging_steps=1, report_to=[], use_cpu=True,
-                                 save_strategy="no", remove_unused_columns=False, disable_tqdm=True, seed=0,
-                                 include_num_input_tokens_seen="all" if packed_attention else "non_padding")
+        args = TrainingArguments(
+            output_dir=str(tmp_path / "out"),
+            per_device_train_batch_size=2,
+            gradient_accumulation_steps=2,
+            max_steps=2,
+            learning_rate=1e-2,
+            lr_scheduler_type="constant",
+            logging_steps=1,
+            report_to=[],
+            use_cpu=True,
+            save_strategy="no",
+            remove_unused_columns=False,
+            disable_tqdm=True,
+            seed=0,
+            include_num_input_tokens_seen="all" if packed_attention else "non_padding",
+        )
         trainer = trainer_class(model=model, args=args, train_dataset=features, data_collator=collator)
         trainer.train()
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -217,10 +232,19 @@ def test_engine_runs_the_same_with_and_without_packing(tmp_path, tiny_model_dir)
     torch.set_num_threads(1)  # the tiny model's matmuls are too small to share between threads
     try:
         for packing in (False, True):
-            config = TrainConfig(model_name_or_path=str(tiny_model_dir), dataset=str(dataset), packing=packing,
-                                 lora_dropout=0.0, max_steps=3, per_device_train_batch_size=2,
-                                 gradient_accumulation_steps=2, learning_rate=1e-2, warmup_ratio=0.0,
-                                 save_steps=100, output_dir=str(tmp_path / f"run-{packing}"))
+            config = TrainConfig(
+                model_name_or_path=str(tiny_model_dir),
+                dataset=str(dataset),
+                packing=packing,
+                lora_dropout=0.0,
+                max_steps=3,
+                per_device_train_batch_size=2,
+                gradient_accumulation_steps=2,
+                learning_rate=1e-2,
+                warmup_ratio=0.0,
+                save_steps=100,
+                output_dir=str(tmp_path / f"run-{packing}"),
+            )
             run_training(config, callbacks=(TokensSeen(),))
             losses[packing] = [e["loss"] for e in RunFolder(config.output_dir).all_events() if e["type"] == "step"]
     finally:
@@ -228,15 +252,18 @@ def test_engine_runs_the_same_with_and_without_packing(tmp_path, tiny_model_dir)
     assert len(losses[True]) == 3
     assert np.allclose(losses[True], losses[False], atol=TOL), losses
     # 3 steps x 4 examples = the 12 examples once: every real token, no padding counted.
-    examples, _ = encode_dataset(TrainConfig(model_name_or_path=str(tiny_model_dir), dataset=str(dataset)),
-                                 load_tokenizer(ModelSource(str(tiny_model_dir))))
+    examples, _ = encode_dataset(
+        TrainConfig(model_name_or_path=str(tiny_model_dir), dataset=str(dataset)),
+        load_tokenizer(ModelSource(str(tiny_model_dir))),
+    )
     assert tokens_seen[True] == tokens_seen[False] == sum(len(e.input_ids) for e in examples)
 
 
 def test_trained_tokens_loss_equals_full_logits_loss_under_qlora(tiny_model_dir, tmp_path):
     """4-bit base (bitsandbytes on the CPU) + LoRA: same loss and LoRA gradients as the model's own loss."""
-    config = TrainConfig(model_name_or_path=str(tiny_model_dir), quantization_bit="4", lora_dropout=0.0,
-                         output_dir=str(tmp_path / "r"))
+    config = TrainConfig(
+        model_name_or_path=str(tiny_model_dir), quantization_bit="4", lora_dropout=0.0, output_dir=str(tmp_path / "r")
+    )
     model, _ = build_model(config, "cpu")
     with torch.no_grad():
         for name, param in model.named_parameters():

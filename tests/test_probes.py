@@ -1,5 +1,6 @@
 """Fact probes: the matching rule, probe files, answer parts, held-out phrasings, greedy scoring and
 `python -m core.probes` on a run folder holding a tiny model's adapter."""
+
 from __future__ import annotations
 
 import json
@@ -49,36 +50,42 @@ def tiny_model(tiny_model_dir):
 
 
 # ---------------------------------------------------------------------------------- matching
-@pytest.mark.parametrize("expect, answer", [
-    ("1,000", "We have 1000 in stock."),
-    ("$79", "It costs $ 79."),
-    ("$79", "It costs 79 dollars."),
-    ("$79", "It costs 79 USD."),
-    ("$79", "It costs $79.00 today."),
-    ("8 am", "We open at 8am."),
-    ("8 am", "We open at 8:00 AM."),
-    ("8 am", "We open at 8 a.m. sharp."),
-    ("9 am to 1 pm", "Saturday 9:00 am to 1 p.m."),
-    ("3 to 5 business days", "Delivery takes 3-5 business days."),
-    ("30 days", "You get a 30-day return window."),
-    ("10%", "Save 10 percent."),
-    ("Tilly", "我是ＴＩＬＬＹ，很高兴为您服务。"),
-    ("上午9点", "We open at 9 am on Saturday."),
-    ("$5", "每消费5美元积1分"),
-    ("You're welcome", "You’re   welcome!"),
-])
+@pytest.mark.parametrize(
+    "expect, answer",
+    [
+        ("1,000", "We have 1000 in stock."),
+        ("$79", "It costs $ 79."),
+        ("$79", "It costs 79 dollars."),
+        ("$79", "It costs 79 USD."),
+        ("$79", "It costs $79.00 today."),
+        ("8 am", "We open at 8am."),
+        ("8 am", "We open at 8:00 AM."),
+        ("8 am", "We open at 8 a.m. sharp."),
+        ("9 am to 1 pm", "Saturday 9:00 am to 1 p.m."),
+        ("3 to 5 business days", "Delivery takes 3-5 business days."),
+        ("30 days", "You get a 30-day return window."),
+        ("10%", "Save 10 percent."),
+        ("Tilly", "我是ＴＩＬＬＹ，很高兴为您服务。"),
+        ("上午9点", "We open at 9 am on Saturday."),
+        ("$5", "每消费5美元积1分"),
+        ("You're welcome", "You’re   welcome!"),
+    ],
+)
 def test_equivalent_writings_match(expect, answer):
     assert matches(answer, [expect])
 
 
-@pytest.mark.parametrize("expect, answer", [
-    ("9", "It costs $19."),
-    ("9", "It weighs 9.5 kg."),
-    ("95", "It costs $4.95."),
-    ("$5", "Spend $50 or more."),
-    ("8 am", "We open at 18:00."),
-    ("$79", "It costs 79 euros."),
-])
+@pytest.mark.parametrize(
+    "expect, answer",
+    [
+        ("9", "It costs $19."),
+        ("9", "It weighs 9.5 kg."),
+        ("95", "It costs $4.95."),
+        ("$5", "Spend $50 or more."),
+        ("8 am", "We open at 18:00."),
+        ("$79", "It costs 79 euros."),
+    ],
+)
 def test_numbers_match_only_whole(expect, answer):
     assert not matches(answer, [expect])
 
@@ -112,15 +119,17 @@ def test_probes_round_trip(tmp_path):
 
 def test_load_probes_lists_every_problem_with_line_and_field(tmp_path):
     path = tmp_path / "bad.jsonl"
-    lines = [json.dumps({"question": "ok?", "expect": "yes"}),
-             "{not json",
-             json.dumps({"expect": "x"}),
-             json.dumps({"question": "Q", "expect": ["a", ""]}),
-             json.dumps({"question": "Q", "expect": "a", "answer": "b"}),
-             json.dumps({"question": "Q"}),
-             "",
-             json.dumps(["Q", "a"]),
-             json.dumps({"question": "Q", "expect": "a", "fact": 3})]
+    lines = [
+        json.dumps({"question": "ok?", "expect": "yes"}),
+        "{not json",
+        json.dumps({"expect": "x"}),
+        json.dumps({"question": "Q", "expect": ["a", ""]}),
+        json.dumps({"question": "Q", "expect": "a", "answer": "b"}),
+        json.dumps({"question": "Q"}),
+        "",
+        json.dumps(["Q", "a"]),
+        json.dumps({"question": "Q", "expect": "a", "fact": 3}),
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(UserInputError) as err:
         load_probes(path)
@@ -144,20 +153,23 @@ def test_load_probes_missing_or_empty_file(tmp_path):
 
 
 # ------------------------------------------------------------------------- distinctive parts
-@pytest.mark.parametrize("answer, parts", [
-    ("The Aurora kettle costs $79 and holds 1.7 litres.", ["$79", "1.7 litres", "Aurora"]),
-    ("Write to help@example.com and we reply within 24 hours.", ["help@example.com", "24 hours"]),
-    ("We open at 9 am on weekdays.", ["9 am"]),
-    ("Use code WELCOME10 at checkout; your ticket is KB-2291.", ["WELCOME10", "KB-2291"]),
-    ("Call 1-800-555-0142 or visit kettlebloom.com/chat.", ["kettlebloom.com/chat", "1-800-555-0142"]),
-    ("Our loyalty scheme is called Bloom Points.", ["Bloom Points"]),
-    ("Sprout is the herb garden made by Kettlebloom.", ["Kettlebloom"]),  # sentence-initial: maybe not a name
-    ("Pebble厨房秤售价$29，精确到1克。", ["$29", "1克", "Pebble"]),
-    ("周六上午9点到下午1点营业。", ["上午9点", "下午1点"]),
-    ("请发邮件至help@kettlebloom.com，我们会尽快回复。", ["help@kettlebloom.com"]),
-    ("Type 'agent' and a person will join.", ["agent"]),
-    ("Thanks, wonderful!", ["wonderful"]),  # nothing distinctive: the longest content word
-])
+@pytest.mark.parametrize(
+    "answer, parts",
+    [
+        ("The Aurora kettle costs $79 and holds 1.7 litres.", ["$79", "1.7 litres", "Aurora"]),
+        ("Write to help@example.com and we reply within 24 hours.", ["help@example.com", "24 hours"]),
+        ("We open at 9 am on weekdays.", ["9 am"]),
+        ("Use code WELCOME10 at checkout; your ticket is KB-2291.", ["WELCOME10", "KB-2291"]),
+        ("Call 1-800-555-0142 or visit kettlebloom.com/chat.", ["kettlebloom.com/chat", "1-800-555-0142"]),
+        ("Our loyalty scheme is called Bloom Points.", ["Bloom Points"]),
+        ("Sprout is the herb garden made by Kettlebloom.", ["Kettlebloom"]),  # sentence-initial: maybe not a name
+        ("Pebble厨房秤售价$29，精确到1克。", ["$29", "1克", "Pebble"]),
+        ("周六上午9点到下午1点营业。", ["上午9点", "下午1点"]),
+        ("请发邮件至help@kettlebloom.com，我们会尽快回复。", ["help@kettlebloom.com"]),
+        ("Type 'agent' and a person will join.", ["agent"]),
+        ("Thanks, wonderful!", ["wonderful"]),  # nothing distinctive: the longest content word
+    ],
+)
 def test_distinctive_parts(answer, parts):
     assert distinctive_parts(answer) == parts
 
@@ -169,8 +181,13 @@ def test_distinctive_parts_are_at_most_three_and_deduplicated():
 
 
 def test_every_answer_satisfies_its_own_parts():
-    answers = ["Aurora costs $79 - a 1.7-litre kettle.", "上午9点到下午1点", "Open 8:00 AM to 6 p.m. Eastern Time.",
-               "Spend over $1,000.00 and get 10 percent off.", "Returns take 3 to 5 business days."]
+    answers = [
+        "Aurora costs $79 - a 1.7-litre kettle.",
+        "上午9点到下午1点",
+        "Open 8:00 AM to 6 p.m. Eastern Time.",
+        "Spend over $1,000.00 and get 10 percent off.",
+        "Returns take 3 to 5 business days.",
+    ]
     for answer in answers:
         assert matches(answer, distinctive_parts(answer)), answer
 
@@ -194,8 +211,12 @@ def faq() -> list[list[dict]]:
     price.append(chat("Kettle price, please?", PRICE, system="Be brief."))
     hours = [f"When are you open, take {i}?" for i in range(4)] + ["Opening hours?"]
     multi = [chat("Hi", "Hello!") + chat(question.upper(), HOURS) for question in hours]
-    return (price + [chat(question, HOURS) for question in hours] + multi
-            + [chat("Warranty?", RARE), chat("How long is the warranty?", RARE)])
+    return (
+        price
+        + [chat(question, HOURS) for question in hours]
+        + multi
+        + [chat("Warranty?", RARE), chat("How long is the warranty?", RARE)]
+    )
 
 
 def test_auto_probes_holds_out_phrasings_per_answer():
@@ -225,8 +246,7 @@ def test_auto_probes_is_deterministic_per_seed_and_answer():
     assert sorted(p.question for p in auto_probes(shuffled, seed=7)[1]) == sorted(p.question for p in first[1])
     # a group's choice does not depend on the other groups
     only_price = [c for c in conversations if c[-1]["content"] == PRICE]
-    assert ([p.question for p in auto_probes(only_price, seed=7)[1]]
-            == [p.question for p in first[1] if p.fact == PRICE])
+    assert [p.question for p in auto_probes(only_price, seed=7)[1]] == [p.question for p in first[1] if p.fact == PRICE]
     held_by_seed = {tuple(sorted(p.question for p in auto_probes(conversations, seed=s)[1])) for s in range(10)}
     assert len(held_by_seed) > 1
 
@@ -239,8 +259,14 @@ def test_auto_probes_options_are_checked():
 
 
 # -------------------------------------------------------------------------------- scoring
-QUESTIONS = ["Hi", "What is the return policy for items I bought online last week?", "Shipping?",
-             "Hello! How can I help you today? Our shop opens at 9 am and closes at 6 pm.", "42", "Call us"]
+QUESTIONS = [
+    "Hi",
+    "What is the return policy for items I bought online last week?",
+    "Shipping?",
+    "Hello! How can I help you today? Our shop opens at 9 am and closes at 6 pm.",
+    "42",
+    "Call us",
+]
 
 
 def test_greedy_answers_batched_equals_one_at_a_time(tiny_model, tiny_tokenizer):
@@ -254,15 +280,25 @@ def test_greedy_answers_batched_equals_one_at_a_time(tiny_model, tiny_tokenizer)
 
 
 def test_report_from_answers_counts_hits_per_probe_and_fact():
-    probes = [Probe("price?", ["$79"], "price"), Probe("cost?", ["$79"], "price"),
-              Probe("hours?", ["8 am", "6 pm"], "hours"), Probe("warranty?", ["2 years"])]
+    probes = [
+        Probe("price?", ["$79"], "price"),
+        Probe("cost?", ["$79"], "price"),
+        Probe("hours?", ["8 am", "6 pm"], "hours"),
+        Probe("warranty?", ["2 years"]),
+    ]
     answers = ["It is 79 dollars.", "It is $89.", "From 8:00 AM to 6 p.m.", "Two years."]
     report = report_from_answers(probes, answers, elapsed_s=1.234)
     assert report.hits == [True, False, True, False] and report.recall == 0.5
     assert report.misses() == [(probes[1], "It is $89."), (probes[3], "Two years.")]
     event = report.to_event()
-    assert event == {"recall": 0.5, "n": 4, "hits": 2, "probe_hits": [1, 0, 1, 0],
-                     "per_fact": {"price": 0.5, "hours": 1.0, "2 years": 0.0}, "elapsed_s": 1.23}
+    assert event == {
+        "recall": 0.5,
+        "n": 4,
+        "hits": 2,
+        "probe_hits": [1, 0, 1, 0],
+        "per_fact": {"price": 0.5, "hours": 1.0, "2 years": 0.0},
+        "elapsed_s": 1.23,
+    }
     json.dumps(event)
     with pytest.raises(ValueError):
         report_from_answers(probes, answers[:3])
@@ -288,8 +324,13 @@ def run_dir(tmp_path_factory, tiny_model_dir) -> Path:
     save_config(TrainConfig(model_name_or_path=str(tiny_model_dir), output_dir=str(run)), run / "config.yaml")
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    lora = LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj", "down_proj"],
-                      init_lora_weights=False, task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=4,
+        lora_alpha=32,
+        target_modules=["q_proj", "v_proj", "down_proj"],
+        init_lora_weights=False,
+        task_type="CAUSAL_LM",
+    )
     get_peft_model(base, lora).save_pretrained(run / "adapter")
     return run
 
@@ -343,7 +384,12 @@ def test_cli_errors_are_one_line_and_exit_2(run_dir, tmp_path, capsys):
     assert main([str(no_adapter), "--probes", str(bad)]) == 2
     assert capsys.readouterr().err.startswith("error: Run fresh has no adapter yet")
 
-    result = subprocess.run([sys.executable, "-m", "core.probes", str(tmp_path / "nowhere")], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "core.probes", str(tmp_path / "nowhere")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: ") and "is not a run folder: it has no config.yaml" in result.stderr

@@ -1,5 +1,6 @@
 """The runner starts the real worker (`python -m core.train`) on the tiny model, stops it, resumes it,
 notices a dead worker, and refuses a second job. No timing assertions: waits are generous deadlines."""
+
 import json
 import os
 import shutil
@@ -31,9 +32,19 @@ DEADLINE_S = 240  # a loaded 2-core machine can take a while to import torch in 
 
 
 def tiny_config(runs_dir, model_dir, data, name, **overrides) -> TrainConfig:
-    values = dict(model_name_or_path=str(model_dir), dataset=str(data), output_dir=str(runs_dir / name),
-                  max_steps=1000, per_device_train_batch_size=2, gradient_accumulation_steps=1,
-                  cutoff_len=64, lora_rank=4, lora_alpha=8, save_steps=1000, learning_rate=1e-3)
+    values = dict(
+        model_name_or_path=str(model_dir),
+        dataset=str(data),
+        output_dir=str(runs_dir / name),
+        max_steps=1000,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=1,
+        cutoff_len=64,
+        lora_rank=4,
+        lora_alpha=8,
+        save_steps=1000,
+        learning_rate=1e-3,
+    )
     values.update(overrides)
     return TrainConfig(**values)
 

@@ -4,6 +4,7 @@ The expectation is computed independently of core.template: the tiny model's Cha
 rebuilt piece by piece (`<|im_start|>role\\n`, content, `<|im_end|>`, `\\n`), each piece tokenized on
 its own, and the content + `<|im_end|>` pieces of assistant turns marked as trained.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +36,12 @@ def expected_chatml(tokenizer, conversation, system_prompt: str = "") -> tuple[l
     trained: list[bool] = []
     for message in messages:
         is_reply = message["role"] == "assistant"
-        for piece, train in ((f"<|im_start|>{message['role']}\n", False), (message["content"], is_reply),
-                             (END, is_reply), ("\n", False)):
+        for piece, train in (
+            (f"<|im_start|>{message['role']}\n", False),
+            (message["content"], is_reply),
+            (END, is_reply),
+            ("\n", False),
+        ):
             piece_ids = ids_of(tokenizer, piece)
             ids += piece_ids
             trained += [train] * len(piece_ids)
@@ -69,18 +74,32 @@ def check_mask(tokenizer, conversation, system_prompt: str = "") -> None:
     assert (labels[example.trained] == example.input_ids[example.trained]).all()
 
 
-ALPACA = {"instruction": "Summarize the text.", "input": "Shipping is free over 50 euros.",
-          "output": "Free shipping above 50.", "system": "You are a shop assistant.",
-          "history": [["Hello!", "Hello! How can I help you today?"], ["Who are you?", " I am the shop bot."]]}
-SHAREGPT = {"conversations": [{"from": "human", "value": "What is the return policy?"},
-                              {"from": "gpt", "value": "You can return any item within 30 days."},
-                              {"from": "human", "value": "And shipping?"},
-                              {"from": "gpt", "value": "Shipping is free over 50 euros.\nWrite to help@example.com."},
-                              {"from": "human", "value": "Thanks"},
-                              {"from": "gpt", "value": "You are welcome!\n"}]}
-OPENAI = {"messages": [msg("system", "Answer in one line."), msg("user", "Translate this sentence: 你好"),
-                       msg("assistant", "Hello 🙂 — 你好 means hello."), msg("user", "The answer?"),
-                       msg("assistant", "The answer is 42.")]}
+ALPACA = {
+    "instruction": "Summarize the text.",
+    "input": "Shipping is free over 50 euros.",
+    "output": "Free shipping above 50.",
+    "system": "You are a shop assistant.",
+    "history": [["Hello!", "Hello! How can I help you today?"], ["Who are you?", " I am the shop bot."]],
+}
+SHAREGPT = {
+    "conversations": [
+        {"from": "human", "value": "What is the return policy?"},
+        {"from": "gpt", "value": "You can return any item within 30 days."},
+        {"from": "human", "value": "And shipping?"},
+        {"from": "gpt", "value": "Shipping is free over 50 euros.\nWrite to help@example.com."},
+        {"from": "human", "value": "Thanks"},
+        {"from": "gpt", "value": "You are welcome!\n"},
+    ]
+}
+OPENAI = {
+    "messages": [
+        msg("system", "Answer in one line."),
+        msg("user", "Translate this sentence: 你好"),
+        msg("assistant", "Hello 🙂 — 你好 means hello."),
+        msg("user", "The answer?"),
+        msg("assistant", "The answer is 42."),
+    ]
+}
 
 
 @pytest.mark.parametrize("record", [ALPACA, SHAREGPT, OPENAI], ids=["alpaca", "sharegpt", "openai"])
@@ -94,13 +113,15 @@ def test_alpaca_prompt_layout(tmp_path, tiny_tokenizer):
     """The user turn of an alpaca record is instruction + blank line + input; history comes first."""
     [conversation] = load_dataset(write_jsonl(tmp_path / "a.jsonl", [ALPACA])).conversations
     text = ChatEncoder(tiny_tokenizer).render(conversation)
-    assert text == ("<|im_start|>system\nYou are a shop assistant.<|im_end|>\n"
-                    "<|im_start|>user\nHello!<|im_end|>\n"
-                    "<|im_start|>assistant\nHello! How can I help you today?<|im_end|>\n"
-                    "<|im_start|>user\nWho are you?<|im_end|>\n"
-                    "<|im_start|>assistant\n I am the shop bot.<|im_end|>\n"
-                    "<|im_start|>user\nSummarize the text.\n\nShipping is free over 50 euros.<|im_end|>\n"
-                    "<|im_start|>assistant\nFree shipping above 50.<|im_end|>\n")
+    assert text == (
+        "<|im_start|>system\nYou are a shop assistant.<|im_end|>\n"
+        "<|im_start|>user\nHello!<|im_end|>\n"
+        "<|im_start|>assistant\nHello! How can I help you today?<|im_end|>\n"
+        "<|im_start|>user\nWho are you?<|im_end|>\n"
+        "<|im_start|>assistant\n I am the shop bot.<|im_end|>\n"
+        "<|im_start|>user\nSummarize the text.\n\nShipping is free over 50 euros.<|im_end|>\n"
+        "<|im_start|>assistant\nFree shipping above 50.<|im_end|>\n"
+    )
 
 
 def test_many_conversations_in_one_batch_match_one_by_one(tiny_tokenizer):
@@ -142,8 +163,10 @@ def test_system_prompt_is_inserted_only_when_none_exists(tiny_tokenizer):
     assert prompt == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
 
 
-LLAMA_LIKE = ("{{ bos_token }}{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + eos_token }}"
-              "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+LLAMA_LIKE = (
+    "{{ bos_token }}{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + eos_token }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
 
 
 @pytest.mark.parametrize("template", [CHATML, LLAMA_LIKE], ids=["chatml", "uses-special-token-variables"])
@@ -152,8 +175,7 @@ def test_render_equals_apply_chat_template(tiny_tokenizer, template, generation_
     tokenizer = tiny_tokenizer if template == CHATML else _with_template(tiny_tokenizer, template)
     encoder = ChatEncoder(tokenizer)
     for conversation in (OPENAI["messages"], SHAREGPT_AS_MESSAGES, [msg("user", "only a question")]):
-        expected = tokenizer.apply_chat_template(conversation, tokenize=False,
-                                                 add_generation_prompt=generation_prompt)
+        expected = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=generation_prompt)
         assert encoder.render(conversation, add_generation_prompt=generation_prompt) == expected
 
 
@@ -178,8 +200,10 @@ def test_other_layout_masks_reply_and_eos(tiny_tokenizer):
 
 
 def test_reply_after_generation_prompt_ending_in_a_space_is_fully_trained(tiny_tokenizer):
-    template = ("{% for m in messages %}{{ m['role'] + ': ' + m['content'] + eos_token + '\n' }}{% endfor %}"
-                "{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}")
+    template = (
+        "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + eos_token + '\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}"
+    )
     tokenizer = _with_template(tiny_tokenizer, template)
     reply = "the answer is 42."  # ' the' is one token of the tiny vocabulary
     conversation = [msg("user", "Hello"), msg("assistant", reply)]

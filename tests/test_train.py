@@ -4,6 +4,7 @@
 `python -m core.train` as a subprocess where the process itself matters (exit code, stderr, STOP,
 SIGTERM). Every run uses the 2-layer tiny model from tests/tiny.py, never the real default model.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,14 @@ def tiny4_model_dir(tmp_path_factory) -> Path:
 
 
 def cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "core.train", *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "core.train", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def wait_for(condition, what: str, timeout_s: float = 240.0, process: subprocess.Popen | None = None) -> None:
@@ -102,9 +109,12 @@ def test_cutoff_truncates_and_drops_unreachable_examples(tmp_path, tiny_model_di
     assert data.stats["train_examples"] == 2 and data.stats["max_length"] == cutoff
     assert data.stats["trained_tokens"] == int(full[0].trained.sum() + full[1].trained[:cutoff].sum())
 
-    with pytest.raises(UserInputError, match="No example of .* has a trained token within cutoff_len=5: raise cutoff_len"):
-        prepare_data(TrainConfig(model_name_or_path=str(tiny_model_dir), dataset=str(path), cutoff_len=5),
-                     tiny_tokenizer)
+    with pytest.raises(
+        UserInputError, match="No example of .* has a trained token within cutoff_len=5: raise cutoff_len"
+    ):
+        prepare_data(
+            TrainConfig(model_name_or_path=str(tiny_model_dir), dataset=str(path), cutoff_len=5), tiny_tokenizer
+        )
 
 
 def test_run_writes_a_warning_for_truncated_and_dropped(tmp_path, tiny_model_dir, tiny_tokenizer):
@@ -114,7 +124,8 @@ def test_run_writes_a_warning_for_truncated_and_dropped(tmp_path, tiny_model_dir
     assert main([str(config)]) == 0
     events = events_by_type(tmp_path / "run")
     assert [e["message"] for e in events["warning"]] == [
-        f"2 example(s) truncated at cutoff_len={cutoff}; 1 dropped (no trained token left)"]
+        f"2 example(s) truncated at cutoff_len={cutoff}; 1 dropped (no trained token left)"
+    ]
     assert (events["start"][0]["truncated"], events["start"][0]["dropped"]) == (2, 1)
     assert events["start"][0]["train_examples"] == 2
     assert f"truncated at cutoff_len={cutoff}" in (tmp_path / "run" / "train.log").read_text(encoding="utf-8")
@@ -158,8 +169,9 @@ def test_loraplus_puts_lora_b_at_ratio_times_lr(tiny_model_dir):
 
 
 def test_layerwise_cosine_composes_with_loraplus(tiny4_model_dir):
-    config = TrainConfig(model_name_or_path=str(tiny4_model_dir), loraplus_lr_ratio=16, learning_rate=1e-4,
-                         layerwise_lr="cosine")
+    config = TrainConfig(
+        model_name_or_path=str(tiny4_model_dir), loraplus_lr_ratio=16, learning_rate=1e-4, layerwise_lr="cosine"
+    )
     model, _ = build_model(config, "cpu")
     lrs = lr_by_param(model, build_optimizer(model, config))
 
@@ -230,8 +242,11 @@ def test_training_end_to_end_in_process(tmp_path, tiny_model_dir, dataset):
 
     fresh = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).state_dict()
     wrapped = load_adapter(tiny_model_dir, adapter)
-    base_weights = {k.replace("base_model.model.", "", 1).replace(".base_layer", ""): v
-                    for k, v in wrapped.state_dict().items() if "lora_" not in k}
+    base_weights = {
+        k.replace("base_model.model.", "", 1).replace(".base_layer", ""): v
+        for k, v in wrapped.state_dict().items()
+        if "lora_" not in k
+    }
     assert set(base_weights) == set(fresh)
     for key, value in fresh.items():
         assert torch.equal(base_weights[key], value), key
@@ -287,8 +302,15 @@ def test_qlora_4bit_model_is_really_quantized(tiny_model_dir):
 def test_8bit_on_cpu_with_loraplus_and_layerwise_lr(tmp_path, tiny_model_dir, dataset):
     """bitsandbytes 0.49+ runs LLM.int8 on the CPU too. The step events report the schedule of
     learning_rate even though param group 0 is scaled by the layer-wise ramp."""
-    config_path = write_config(tmp_path / "c.yaml", tiny_model_dir, dataset, max_steps=2, quantization_bit=8,
-                               loraplus_lr_ratio=16, layerwise_lr="cosine")
+    config_path = write_config(
+        tmp_path / "c.yaml",
+        tiny_model_dir,
+        dataset,
+        max_steps=2,
+        quantization_bit=8,
+        loraplus_lr_ratio=16,
+        layerwise_lr="cosine",
+    )
     assert main([str(config_path)]) == 0
     events = events_by_type(tmp_path / "run")
     assert events["start"][0]["quantization_bit"] == "8" and events["done"][0]["step"] == 2
@@ -353,8 +375,11 @@ def test_sigterm_stops_cleanly_after_a_step_or_while_the_model_loads(tmp_path, t
         processes[when] = cli(str(config_path))
     wait_for(runs["while-loading"].config.is_file, "config.yaml", process=processes["while-loading"])
     processes["while-loading"].send_signal(signal.SIGTERM)
-    wait_for(lambda: "step" in events_by_type(runs["after-step"].path), "the first step event",
-             process=processes["after-step"])
+    wait_for(
+        lambda: "step" in events_by_type(runs["after-step"].path),
+        "the first step event",
+        process=processes["after-step"],
+    )
     os.kill(processes["after-step"].pid, signal.SIGTERM)
     for when, process in processes.items():
         out, err = process.communicate(timeout=300)
@@ -401,19 +426,24 @@ def test_cli_bad_config_exits_2_with_the_message(tmp_path, tiny_model_dir, datas
     process = cli(str(config_path), "lora_rank=abc")
     out, err = process.communicate(timeout=300)
     assert process.returncode == 2
-    assert err.splitlines() == [f"error: Invalid training config in {config_path}:",
-                                "  - unknown key 'learning_rat' (did you mean 'learning_rate'?)",
-                                "  - lora_rank must be an int, got 'abc'",
-                                "  - cutoff_len must be > 0, got -3"]
+    assert err.splitlines() == [
+        f"error: Invalid training config in {config_path}:",
+        "  - unknown key 'learning_rat' (did you mean 'learning_rate'?)",
+        "  - lora_rank must be an int, got 'abc'",
+        "  - cutoff_len must be > 0, got -3",
+    ]
     assert "Traceback" not in out + err
     assert not (tmp_path / "run").exists()  # nothing started
 
 
 def test_cli_bad_data_exits_2_with_the_message_and_an_error_event(tmp_path, tiny_model_dir):
     data = tmp_path / "bad.jsonl"
-    data.write_text('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n'
-                    '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": ""}]}\n'
-                    '{broken\n', encoding="utf-8")
+    data.write_text(
+        '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n'
+        '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": ""}]}\n'
+        "{broken\n",
+        encoding="utf-8",
+    )
     config_path = write_config(tmp_path / "c.yaml", tiny_model_dir, data)
     process = cli(str(config_path))
     out, err = process.communicate(timeout=300)
@@ -425,12 +455,16 @@ def test_cli_bad_data_exits_2_with_the_message_and_an_error_event(tmp_path, tiny
     assert logged_status(RunFolder(tmp_path / "run").all_events()) == "error"
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("model_name_or_path=/no/such/model", "error: Model folder not found: /no/such/model"),
-    ("dataset=/no/such/data.jsonl", "error: Dataset file not found: /no/such/data.jsonl"),
-])
-def test_missing_files_are_refused_before_the_run_folder_is_made(tmp_path, tiny_model_dir, dataset, capsys,
-                                                                 override, expected):
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("model_name_or_path=/no/such/model", "error: Model folder not found: /no/such/model"),
+        ("dataset=/no/such/data.jsonl", "error: Dataset file not found: /no/such/data.jsonl"),
+    ],
+)
+def test_missing_files_are_refused_before_the_run_folder_is_made(
+    tmp_path, tiny_model_dir, dataset, capsys, override, expected
+):
     config_path = write_config(tmp_path / "c.yaml", tiny_model_dir, dataset)
     assert main([str(config_path), override]) == 2
     err = capsys.readouterr().err
@@ -438,13 +472,12 @@ def test_missing_files_are_refused_before_the_run_folder_is_made(tmp_path, tiny_
     assert not (tmp_path / "run").exists()
 
 
-def test_a_problem_only_the_model_can_tell_ends_the_run_with_an_error_event(tmp_path, tiny_model_dir, dataset,
-                                                                            capsys):
+def test_a_problem_only_the_model_can_tell_ends_the_run_with_an_error_event(tmp_path, tiny_model_dir, dataset, capsys):
     config_path = write_config(tmp_path / "c.yaml", tiny_model_dir, dataset)
     assert main([str(config_path), "lora_target=no_such_proj"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: lora_target='no_such_proj' does not fit this model") and "Traceback" not in err
-    assert events_by_type(tmp_path / "run")["error"][0]["message"] == err[len("error: "):].rstrip("\n")
+    assert events_by_type(tmp_path / "run")["error"][0]["message"] == err[len("error: ") :].rstrip("\n")
     assert not (tmp_path / "run" / LOCK_FILE).exists()  # released on the error path too
 
 
@@ -480,15 +513,18 @@ def test_two_trainers_on_one_folder_the_second_is_refused_with_the_holders_pid(t
     """Started together on one output_dir (max_steps 3 and 4, to tell them apart): one trains, the
     other exits 2 at once naming the folder and the winner's pid, and writes nothing there."""
     run = RunFolder(tmp_path / "run")
-    processes = {steps: cli(str(write_config(tmp_path / f"c{steps}.yaml", tiny_model_dir, dataset,
-                                              max_steps=steps)))
-                 for steps in (3, 4)}
+    processes = {
+        steps: cli(str(write_config(tmp_path / f"c{steps}.yaml", tiny_model_dir, dataset, max_steps=steps)))
+        for steps in (3, 4)
+    }
     results = {steps: (process, *process.communicate(timeout=300)) for steps, process in processes.items()}
     [(steps, (winner, _, _))] = [(s, r) for s, r in results.items() if r[0].returncode == 0]
     [(loser, _, err)] = [r for r in results.values() if r[0].returncode != 0]
     assert loser.returncode == 2, err
-    assert err.startswith(f"error: Run folder {run.path} is being trained by another process (pid {winner.pid}, "
-                          f"since ") and "Traceback" not in err
+    assert (
+        err.startswith(f"error: Run folder {run.path} is being trained by another process (pid {winner.pid}, since ")
+        and "Traceback" not in err
+    )
     types = [e["type"] for e in run.all_events()]
     assert types.count("start") == 1 and types[-1] == "done" and types.count("done") == 1
     assert [e["step"] for e in events_by_type(run.path)["step"]] == list(range(1, steps + 1))  # one run's steps
@@ -515,12 +551,18 @@ def test_a_stale_lock_from_a_dead_trainer_is_taken_over(tmp_path, tiny_model_dir
     assert not (tmp_path / "run" / LOCK_FILE).exists()
 
 
-@pytest.mark.parametrize("why, owner", [
-    ("dead pid", lambda: {"pid": exited_pid()}),
-    ("recycled pid: another process start", lambda: this_process(start_ticks=LockOwner.of(os.getpid()).start_ticks - 1)),
-    ("machine rebooted since", lambda: this_process(boot_id="an-earlier-boot")),
-    ("debris of a crash mid-write", lambda: {"no": "pid"}),
-])
+@pytest.mark.parametrize(
+    "why, owner",
+    [
+        ("dead pid", lambda: {"pid": exited_pid()}),
+        (
+            "recycled pid: another process start",
+            lambda: this_process(start_ticks=LockOwner.of(os.getpid()).start_ticks - 1),
+        ),
+        ("machine rebooted since", lambda: this_process(boot_id="an-earlier-boot")),
+        ("debris of a crash mid-write", lambda: {"no": "pid"}),
+    ],
+)
 def test_stale_locks_are_recognised_and_taken_over(tmp_path, why, owner):
     write_lock(tmp_path, owner())
     assert lock_holder(tmp_path) is None, why
@@ -556,12 +598,23 @@ def test_events_are_strict_json_with_nan_and_inf_as_null(tmp_path):
         raise ValueError(f"{name} is not JSON")
 
     run = RunFolder(tmp_path / "r")
-    written = run.append_event("step", step=1, loss=float("nan"), grad_norm=float("inf"),
-                               probes={"recall": [float("-inf"), 0.5]})
+    written = run.append_event(
+        "step", step=1, loss=float("nan"), grad_norm=float("inf"), probes={"recall": [float("-inf"), 0.5]}
+    )
     [line] = run.events.read_text(encoding="utf-8").splitlines()
     strict = json.loads(line, parse_constant=no_constants)
-    assert strict == written == {"type": "step", "time": written["time"], "step": 1, "loss": None,
-                                 "grad_norm": None, "probes": {"recall": [None, 0.5]}}
+    assert (
+        strict
+        == written
+        == {
+            "type": "step",
+            "time": written["time"],
+            "step": 1,
+            "loss": None,
+            "grad_norm": None,
+            "probes": {"recall": [None, 0.5]},
+        }
+    )
     assert run.all_events() == [written]
 
 
@@ -606,10 +659,10 @@ def test_help_lists_every_key_from_the_registry(capsys):
 def test_a_bad_config_is_reported_before_torch_is_imported(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("learning_rate: .inf\nlora_rnak: 8\n", encoding="utf-8")
-    probe = ("import sys; from core.train import main; code = main([sys.argv[1]]); "
-             "print('torch' in sys.modules, code)")
-    result = subprocess.run([sys.executable, "-c", probe, str(bad)], cwd=REPO, capture_output=True, text=True,
-                            timeout=60)
+    probe = "import sys; from core.train import main; code = main([sys.argv[1]]); print('torch' in sys.modules, code)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(bad)], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert result.stdout.split() == ["False", "2"], result.stderr
     assert "learning_rate must be a finite number, got inf" in result.stderr
     assert "unknown key 'lora_rnak' (did you mean 'lora_rank'?)" in result.stderr
@@ -625,11 +678,11 @@ def test_a_folder_holding_a_run_is_refused_without_resume(tmp_path, tiny_model_d
     assert (tmp_path / "run" / "events.jsonl").read_bytes() == events_before  # nothing appended
 
 
-@pytest.mark.parametrize("switches", [{}, {"packing": False, "trained_tokens_loss": False,
-                                           "fused_lora_dropout": False}])
+@pytest.mark.parametrize(
+    "switches", [{}, {"packing": False, "trained_tokens_loss": False, "fused_lora_dropout": False}]
+)
 def test_start_event_records_the_optimisations_applied(tmp_path, tiny_model_dir, dataset, switches):
-    config_path = write_config(tmp_path / "c.yaml", tiny_model_dir, dataset, max_steps=1, lora_dropout=0.1,
-                               **switches)
+    config_path = write_config(tmp_path / "c.yaml", tiny_model_dir, dataset, max_steps=1, lora_dropout=0.1, **switches)
     assert main([str(config_path)]) == 0
     applied = events_by_type(tmp_path / "run")["start"][0]["optimisations"]
     if switches:

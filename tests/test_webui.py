@@ -1,5 +1,6 @@
 """The web UI's handlers driven as plain functions (no browser), on the tiny model, plus the launch
 checks. The app is built once so the handlers run against the real wiring and AppContext."""
+
 import subprocess
 import sys
 
@@ -36,8 +37,11 @@ def ctx(app):
 # ------------------------------------------------------------------------------------- data tab
 def test_a_bad_upload_shows_the_problem_with_its_line_number(ctx, tmp_path):
     bad = tmp_path / "broken.jsonl"
-    bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
-                   '{"messages": [oops\n', encoding="utf-8")
+    bad.write_text(
+        '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
+        '{"messages": [oops\n',
+        encoding="utf-8",
+    )
     out = data.save_upload(ctx, upload=str(bad), lang="en")
     value = out["dataset"]["value"]
     assert resolve_dataset(value).parent.parent == ctx.runs_dir / "uploads" and "Uploaded" in out["data_problems"]
@@ -65,8 +69,14 @@ def test_demo_datasets_are_offered_and_eval_files_are_not(ctx):
 
 
 def test_length_analysis_and_use_suggested_cutoff(dataset, tiny_model_dir):
-    settings = {"dataset": str(dataset), "dataset_format": "auto", "model_name_or_path": str(tiny_model_dir),
-                "system_prompt": "", "train_on_prompt": False, "lang": "en"}
+    settings = {
+        "dataset": str(dataset),
+        "dataset_format": "auto",
+        "model_name_or_path": str(tiny_model_dir),
+        "system_prompt": "",
+        "train_on_prompt": False,
+        "lang": "en",
+    }
     out = data.analyze(cutoff_len=1024, **settings)
     assert out["length_problems"] == "" and "<svg" in out["histogram"] and "current cutoff 1024" in out["histogram"]
     suggested = out["suggested"]
@@ -81,9 +91,19 @@ def test_length_analysis_and_use_suggested_cutoff(dataset, tiny_model_dir):
 
 def augment_options(dataset, **overrides) -> dict:
     """The Augment panel's inputs (data.AUGMENT_INPUTS by name): the rules generator, 4 per turn."""
-    values = {"dataset": str(dataset), "dataset_format": "auto", "aug_generator": "rules", "aug_per_turn": 4,
-              "aug_model": "", "aug_base_url": "", "aug_api_key_env": "OPENAI_API_KEY", "seed": 42,
-              "probes": "none", "lang": "en", **overrides}
+    values = {
+        "dataset": str(dataset),
+        "dataset_format": "auto",
+        "aug_generator": "rules",
+        "aug_per_turn": 4,
+        "aug_model": "",
+        "aug_base_url": "",
+        "aug_api_key_env": "OPENAI_API_KEY",
+        "seed": 42,
+        "probes": "none",
+        "lang": "en",
+        **overrides,
+    }
     assert set(values) == set(data.AUGMENT_INPUTS)
     return values
 
@@ -141,8 +161,11 @@ def test_every_config_field_is_on_the_page_or_headless_only(app):
     """The form comes from the field registry: a new TrainConfig field appears without page code."""
     demo, _ = app
     infos = [block["props"].get("info") or "" for block in demo.config["components"]]
-    missing = [name for name in FIELDS if name not in HEADLESS_ONLY
-               and not any(info.startswith(f"{name} · ") for info in infos)]
+    missing = [
+        name
+        for name in FIELDS
+        if name not in HEADLESS_ONLY and not any(info.startswith(f"{name} · ") for info in infos)
+    ]
     assert missing == []
     for name in ("packing", "trained_tokens_loss", "fused_lora_dropout"):
         assert any(info == i18n.field_info(name) for info in infos), name
@@ -162,8 +185,9 @@ def test_config_preview_and_validation_messages(ctx, dataset, tiny_model_dir):
     assert out["train_error"] == "" and out["config_yaml"]["visible"] is True
     config = config_from_dict(yaml.safe_load(out["config_yaml"]["value"]))
     assert config.output_dir == str(ctx.runs_dir / "my-run") and config.lora_rank == 4
-    out = train.preview_config(ctx, lang="en", **form(tiny_model_dir, dataset, "my-run", learning_rate=-1,
-                                                      per_device_train_batch_size=0))
+    out = train.preview_config(
+        ctx, lang="en", **form(tiny_model_dir, dataset, "my-run", learning_rate=-1, per_device_train_batch_size=0)
+    )
     assert out["config_yaml"]["visible"] is False
     error = out["train_error"]
     assert "learning_rate must be &gt; 0" in error and "per_device_train_batch_size must be &gt; 0" in error
@@ -172,8 +196,9 @@ def test_config_preview_and_validation_messages(ctx, dataset, tiny_model_dir):
 
 
 def test_live_readouts_show_the_plan_and_advice(ctx, dataset, tiny_model_dir):
-    out = train.plan_view(ctx, lang="en", **form(tiny_model_dir, dataset, gradient_accumulation_steps=3,
-                                                  max_steps=-1, num_train_epochs=2))
+    out = train.plan_view(
+        ctx, lang="en", **form(tiny_model_dir, dataset, gradient_accumulation_steps=3, max_steps=-1, num_train_epochs=2)
+    )
     text = out["plan"]
     assert "Effective batch 6" in text and "2 steps per epoch" in text and "4 steps" in text
     assert "⚠️" in text and out["form_ok"] is True  # few optimizer steps
@@ -202,16 +227,38 @@ def probed_run(runs_dir, dataset):
     """A run folder as a training with probes leaves it: probes.jsonl, then a base and two adapter scorings."""
     run = RunFolder(runs_dir / "probed")
     run.prepare(yaml.safe_dump({"dataset": str(dataset)}))
-    save_probes([Probe("Which code is 1?", ["11"], "The code is 11."),
-                 Probe("Code 2 please", ["22"], "The code is 22."),
-                 Probe("Tell me code 3", ["33"], "The code is 33.")], run.path / "probes.jsonl")
+    save_probes(
+        [
+            Probe("Which code is 1?", ["11"], "The code is 11."),
+            Probe("Code 2 please", ["22"], "The code is 22."),
+            Probe("Tell me code 3", ["33"], "The code is 33."),
+        ],
+        run.path / "probes.jsonl",
+    )
     run.append_event("start", total_steps=10)
-    run.append_event("probe", step=0, model="base", recall=0.0, n=3, hits=0, probe_hits=[0, 0, 0],
-                     answers=["no idea", "hm", "what?"])
-    run.append_event("probe", step=5, model="tuned", recall=0.3333, n=3, hits=1, probe_hits=[1, 0, 0],
-                     answers=["The code is 11.", "The code is 33.", "The code is 11."])
-    run.append_event("probe", step=10, model="tuned", recall=0.6667, n=3, hits=2, probe_hits=[1, 1, 0],
-                     answers=["The code is 11.", "The code is 22.", "The code is 11."])
+    run.append_event(
+        "probe", step=0, model="base", recall=0.0, n=3, hits=0, probe_hits=[0, 0, 0], answers=["no idea", "hm", "what?"]
+    )
+    run.append_event(
+        "probe",
+        step=5,
+        model="tuned",
+        recall=0.3333,
+        n=3,
+        hits=1,
+        probe_hits=[1, 0, 0],
+        answers=["The code is 11.", "The code is 33.", "The code is 11."],
+    )
+    run.append_event(
+        "probe",
+        step=10,
+        model="tuned",
+        recall=0.6667,
+        n=3,
+        hits=2,
+        probe_hits=[1, 1, 0],
+        answers=["The code is 11.", "The code is 22.", "The code is 11."],
+    )
     return run
 
 
@@ -230,8 +277,9 @@ def test_recall_chart_misses_and_more_phrasings_for_a_missed_fact(ctx, dataset, 
     assert out["miss_fact"]["choices"] == [("The code is 33.", "33")] and out["miss_fact"]["value"] == "33"
     assert out["miss_augment"]["interactive"] is True
     assert train.poll_probes(ctx, lang="en", probes_seen=out["probes_seen"], miss_fact="33") == {}  # nothing new
-    assert list(train.poll_probes(ctx, lang="zh", probes_seen=out["probes_seen"], miss_fact="33")["misses"].columns) \
-        == [i18n.t(f"mon.col.{c}", "zh") for c in train.MISS_COLUMNS]
+    assert list(
+        train.poll_probes(ctx, lang="zh", probes_seen=out["probes_seen"], miss_fact="33")["misses"].columns
+    ) == [i18n.t(f"mon.col.{c}", "zh") for c in train.MISS_COLUMNS]
 
     # "More phrasings for this fact": the Data tab, its Augment panel open on the run's dataset, that fact only.
     switched = train.augment_missed_fact(ctx, miss_fact="33")
@@ -284,14 +332,16 @@ def test_start_poll_stop_chat_runs_export(ctx, dataset, tiny_model_dir):
             return False
         sizes.append(len(out["loss_plot"]))
         return sizes[-1] >= 3
+
     wait_for(grown, "three points on the loss chart")
     out = train.poll(ctx, lang="en", seen=None, form_ok=True)
     assert sizes == sorted(sizes) and list(out["loss_plot"].columns) == ["step", "loss", "series"]
     assert "step" in out["progress"] and out["stop"]["interactive"] is True
     assert out["start"]["interactive"] is False  # a job runs: Start says so, in the page language
     assert out["start_why"] == i18n.t("train.why.running", "en", run="handlers")
-    assert train.poll(ctx, lang="zh", seen=None, form_ok=True)["start_why"] == \
-        i18n.t("train.why.running", "zh", run="handlers")
+    assert train.poll(ctx, lang="zh", seen=None, form_ok=True)["start_why"] == i18n.t(
+        "train.why.running", "zh", run="handlers"
+    )
 
     assert "training right now" in runs.confirm_delete(ctx, runs_select="handlers", lang="en")["runs_error"]
 
@@ -304,9 +354,19 @@ def test_start_poll_stop_chat_runs_export(ctx, dataset, tiny_model_dir):
     # Chat: the run is offered, its system prompt is used, tuned and base answer side by side.
     listed = chat.refresh_runs(ctx, lang="en", chat_run=chat.BASE_ONLY, chat_known=[])
     assert listed["chat_run"]["value"] == "handlers" and listed["chat_known"] == ["handlers"]
-    *_, last = chat.respond(ctx, chat_input="What is the code 1?", chat_base=[], chat_tuned=[], chat_run="handlers",
-                            chat_system="", chat_temperature=0.0, chat_max_new=8, chat_compare=True,
-                            model_name_or_path="default", lang="en")
+    *_, last = chat.respond(
+        ctx,
+        chat_input="What is the code 1?",
+        chat_base=[],
+        chat_tuned=[],
+        chat_run="handlers",
+        chat_system="",
+        chat_temperature=0.0,
+        chat_max_new=8,
+        chat_compare=True,
+        model_name_or_path="default",
+        lang="en",
+    )
     assert last["chat_error"] == "" and last["chat_input"] == ""
     assert [m["role"] for m in last["chat_tuned"]] == [m["role"] for m in last["chat_base"]] == ["user", "assistant"]
 
@@ -325,9 +385,21 @@ def test_start_poll_stop_chat_runs_export(ctx, dataset, tiny_model_dir):
 
 
 def test_an_empty_chat_message_changes_only_the_error_box(ctx):
-    assert list(chat.respond(ctx, chat_input="  ", chat_base=[], chat_tuned=[], chat_run="", chat_system="",
-                             chat_temperature=0.0, chat_max_new=8, chat_compare=True,
-                             model_name_or_path="default", lang="en")) == [{"chat_error": ""}]
+    assert list(
+        chat.respond(
+            ctx,
+            chat_input="  ",
+            chat_base=[],
+            chat_tuned=[],
+            chat_run="",
+            chat_system="",
+            chat_temperature=0.0,
+            chat_max_new=8,
+            chat_compare=True,
+            model_name_or_path="default",
+            lang="en",
+        )
+    ) == [{"chat_error": ""}]
 
 
 # ---------------------------------------------------------------------------------------- i18n
@@ -368,16 +440,19 @@ def test_auth_file(tmp_path):
 
 @pytest.mark.parametrize("args", [["--host", "0.0.0.0"], ["--share"]])
 def test_an_exposed_launch_without_auth_exits_with_a_message(args):
-    result = subprocess.run([sys.executable, "-m", "webui", *args], cwd=PROJECT_ROOT, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "webui", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode != 0
     assert "without a login" in result.stderr and "--auth" in result.stderr
 
 
 def test_a_worker_error_appears_with_the_log_tail(ctx, tiny_model_dir, tmp_path):
     broken = tmp_path / "broken.jsonl"  # found at Start, refused by the worker when it reads line 2
-    broken.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
-                      '{not json\n', encoding="utf-8")
+    broken.write_text(
+        '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n{not json\n',
+        encoding="utf-8",
+    )
     out = train.start_run(ctx, lang="en", **form(tiny_model_dir, broken, "broken-model"))
     assert out["train_error"] == "" and "broken-model" in out["train_msg"]
     assert ctx.runner.wait(DEADLINE_S)

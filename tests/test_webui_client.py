@@ -1,6 +1,7 @@
 """The launched app on a free loopback port, driven through gradio_client like a remote browser:
 preset fill, config preview, Start, poll until steps appear, a second client sees the same job, Stop.
 Endpoints take their inputs by component name, as the handlers do."""
+
 import gradio as gr
 import pytest
 from gradio_client import Client
@@ -48,8 +49,11 @@ def test_start_poll_stop_through_the_client(server, dataset, tiny_model_dir):
     def poll(who: Client) -> dict:
         return call(who, server, "poll", lang="en")  # seen and form_ok are session state: not API inputs
 
-    out = wait_for(lambda: (lambda o: points(o["loss_plot"]) >= 2 and o)(poll(client)), "step points in the loss plot",
-                   interval_s=0.5)
+    out = wait_for(
+        lambda: (lambda o: points(o["loss_plot"]) >= 2 and o)(poll(client)),
+        "step points in the loss plot",
+        interval_s=0.5,
+    )
     assert out["loss_plot"]["datatypes"] == {"step": "quantitative", "loss": "quantitative", "series": "nominal"}
 
     # A second browser (new session) re-attaches to the same job; a second Start is refused.
@@ -57,8 +61,10 @@ def test_start_poll_stop_through_the_client(server, dataset, tiny_model_dir):
     seen = poll(other)
     assert "via-client" in seen["progress"] and points(seen["loss_plot"]) >= 2
     assert "via-client" in seen["start_why"]  # why Start is off
-    assert "already running" in call(other, server, "start", lang="en",
-                                     **form(tiny_model_dir, dataset, "second"))["train_error"]
+    assert (
+        "already running"
+        in call(other, server, "start", lang="en", **form(tiny_model_dir, dataset, "second"))["train_error"]
+    )
 
     assert "via-client" in call(client, server, "stop", lang="en")["train_msg"]
     wait_for(lambda: "stopped" in str(poll(client)["progress"]), "the stopped status", interval_s=0.5)

@@ -1,5 +1,6 @@
 """What the web UI tests share: the form a tiny run fills in, a free port, waiting, and names for
 the outputs an endpoint returns to gradio_client (a tuple in its outputs' order)."""
+
 from __future__ import annotations
 
 import socket
@@ -15,8 +16,15 @@ DEADLINE_S = 240  # a tiny run's first steps on two busy cores, or the server's 
 def form(model, dataset, run_name: str = "", **overrides) -> dict[str, Any]:
     """The train form by field name (what the config handlers and endpoints take besides `lang`):
     TrainConfig defaults plus settings that make a tiny run long enough to watch."""
-    values = TrainConfig(max_steps=1000, per_device_train_batch_size=2, gradient_accumulation_steps=1,
-                         cutoff_len=64, lora_rank=4, lora_alpha=8, save_steps=1000).to_dict()
+    values = TrainConfig(
+        max_steps=1000,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=1,
+        cutoff_len=64,
+        lora_rank=4,
+        lora_alpha=8,
+        save_steps=1000,
+    ).to_dict()
     values.update(model_name_or_path=str(model), dataset=str(dataset), run_name=run_name, **overrides)
     return {name: values[name] for name in train.FORM}
 

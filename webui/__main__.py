@@ -5,6 +5,7 @@ Binds to the loopback interface by default. Anything reachable from other machin
 --host, or --share's public link) is refused unless a login is set: the page starts processes, reads
 files on the server and holds your data.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,9 +45,11 @@ def read_auth(auth: str | None, auth_file: str | None) -> list[tuple[str, str]]:
         path = Path(auth_file)
         if not path.is_file():
             raise ValueError(f"--auth-file {auth_file}: file not found")
-        lines += [(f"{auth_file} line {n}", line.strip())
-                  for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
-                  if line.strip() and not line.strip().startswith("#")]
+        lines += [
+            (f"{auth_file} line {n}", line.strip())
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+            if line.strip() and not line.strip().startswith("#")
+        ]
     for where, text in lines:
         user, sep, password = text.partition(":")
         if not sep or not user.strip() or not password:
@@ -62,12 +65,16 @@ def check_launch(host: str, share: bool, logins: list[tuple[str, str]]) -> str |
     if logins:
         return None
     if share:
-        return ("Refusing --share without a login: a public link would let anyone start jobs and read "
-                "files on this machine. Add --auth user:password (or --auth-file FILE).")
+        return (
+            "Refusing --share without a login: a public link would let anyone start jobs and read "
+            "files on this machine. Add --auth user:password (or --auth-file FILE)."
+        )
     if not is_loopback(host):
-        return (f"Refusing to bind {host} without a login: other machines on the network could start jobs "
-                f"and read files on this machine. Add --auth user:password (or --auth-file FILE), or use "
-                f"--host 127.0.0.1.")
+        return (
+            f"Refusing to bind {host} without a login: other machines on the network could start jobs "
+            f"and read files on this machine. Add --auth user:password (or --auth-file FILE), or use "
+            f"--host 127.0.0.1."
+        )
     return None
 
 

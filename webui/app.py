@@ -3,6 +3,7 @@
 Binding, authentication and upload limits are decided in webui/__main__.py; this module only
 assembles gr.Blocks and passes the launch settings gradio 6 takes in launch() (theme, css).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,8 +36,11 @@ CSS = """
 """
 
 # System fonts only: the page must render offline and without requests to font CDNs.
-THEME = gr.themes.Soft(primary_hue="indigo", font=["ui-sans-serif", "system-ui", "sans-serif"],
-                       font_mono=["ui-monospace", "Consolas", "monospace"])
+THEME = gr.themes.Soft(
+    primary_hue="indigo",
+    font=["ui-sans-serif", "system-ui", "sans-serif"],
+    font_mono=["ui-monospace", "Consolas", "monospace"],
+)
 
 TABS = {"tab.data": data, "tab.train": train, "tab.chat": chat, "tab.runs": runs, "tab.export": export}
 
@@ -54,13 +58,29 @@ def build_app(runs_dir: str | Path = "runs") -> tuple[gr.Blocks, AppContext]:
     return demo, ctx
 
 
-def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
-           auth: list[tuple[str, str]] | None = None, block: bool = True, quiet: bool = False) -> Any:
+def launch(
+    demo: gr.Blocks,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    auth: list[tuple[str, str]] | None = None,
+    block: bool = True,
+    quiet: bool = False,
+) -> Any:
     """Start the server. Callers decide whether host/share are safe (see webui.__main__.check_launch)."""
     return demo.queue(default_concurrency_limit=1).launch(
-        server_name=host, server_port=port, share=share, auth=auth or None,
-        auth_message="LoRA Tailor" if auth else None, max_file_size=MAX_FILE_SIZE,
-        prevent_thread_lock=not block, quiet=quiet, show_error=False, ssr_mode=False,
-        theme=THEME, css=CSS, inbrowser=False,
+        server_name=host,
+        server_port=port,
+        share=share,
+        auth=auth or None,
+        auth_message="LoRA Tailor" if auth else None,
+        max_file_size=MAX_FILE_SIZE,
+        prevent_thread_lock=not block,
+        quiet=quiet,
+        show_error=False,
+        ssr_mode=False,
+        theme=THEME,
+        css=CSS,
+        inbrowser=False,
         run_history=False,  # it would keep every call (timer ticks included) in the browser
     )

@@ -8,6 +8,7 @@ function that takes the input values as keyword arguments and returns (or, to st
 dict {component name: value or gr.update(...)}; a name it leaves out keeps its value. The tests
 call the handlers without a browser and read their results by name.
 """
+
 from __future__ import annotations
 
 import html
@@ -58,8 +59,7 @@ class AppContext:
         """A component that only carries a text (a heading, a tab): registered under its i18n key."""
         return self.add(key, component, text=key)
 
-    def field(self, name: str, value: Any, component: type | None = None, register_as: str | None = None,
-              **props):
+    def field(self, name: str, value: Any, component: type | None = None, register_as: str | None = None, **props):
         """A TrainConfig field's component, from its registry entry: label, a help line that starts
         with the config key, choices, and elem_id lt-<name>. `component` and `props` override the
         kind the field's type picks (a dropdown for choices, a checkbox for bools, a number, a text).
@@ -68,10 +68,21 @@ class AppContext:
         spec, kind = SPECS[name], TYPES[name]
         register_as = register_as or name
         if component is None:
-            component = gr.Dropdown if spec.choices else gr.Checkbox if kind is bool else \
-                gr.Number if kind in (int, float) else gr.Textbox
-        defaults: dict[str, Any] = {"label": i18n.field_label(name), "info": i18n.field_info(name),
-                                    "value": value, "elem_id": f"lt-{register_as}"}
+            component = (
+                gr.Dropdown
+                if spec.choices
+                else gr.Checkbox
+                if kind is bool
+                else gr.Number
+                if kind in (int, float)
+                else gr.Textbox
+            )
+        defaults: dict[str, Any] = {
+            "label": i18n.field_label(name),
+            "info": i18n.field_info(name),
+            "value": value,
+            "elem_id": f"lt-{register_as}",
+        }
         if spec.choices:
             defaults["choices"] = list(spec.choices)
         if kind is int and component is gr.Number:
@@ -81,8 +92,14 @@ class AppContext:
         return self.c[register_as]
 
     # ------------------------------------------------------------------------------------- wiring
-    def listen(self, event: Callable | Sequence[Callable], handler: Callable, inputs: Sequence[str] = (),
-               outputs: Sequence[str] = (), **event_kwargs):
+    def listen(
+        self,
+        event: Callable | Sequence[Callable],
+        handler: Callable,
+        inputs: Sequence[str] = (),
+        outputs: Sequence[str] = (),
+        **event_kwargs,
+    ):
         """Attach `handler` to `event` (e.g. ctx.c["start"].click, or a list of events), by name.
 
         The handler is called with the values of `inputs` as keyword arguments and returns, or
@@ -100,25 +117,34 @@ class AppContext:
         def by_component(updates: Updates) -> dict[Any, Any]:
             stray = set(updates) - allowed
             if stray:
-                raise KeyError(f"{getattr(handler, '__name__', handler)} returned {sorted(stray)}, "
-                               f"which are not among its outputs {list(outputs)}")
+                raise KeyError(
+                    f"{getattr(handler, '__name__', handler)} returned {sorted(stray)}, "
+                    f"which are not among its outputs {list(outputs)}"
+                )
             if not updates and outputs:  # gradio reads an empty dict as one value: say "unchanged" for one
                 return {self.c[outputs[0]]: gr.skip()}
             return {self.c[name]: value for name, value in updates.items()}
 
         if inspect.isgeneratorfunction(handler):
+
             def fn(**values):
                 for updates in handler(**values):
                     yield by_component(updates)
         elif "progress" in inspect.signature(handler).parameters:
+
             def fn(progress=PROGRESS_BAR, **values):
                 return by_component(handler(progress=progress, **values))
         else:
+
             def fn(**values):
                 return by_component(handler(**values))
 
-        wiring = {"fn": fn, "inputs_kwargs": {name: self.c[name] for name in inputs},
-                  "outputs": [self.c[name] for name in outputs], **event_kwargs}
+        wiring = {
+            "fn": fn,
+            "inputs_kwargs": {name: self.c[name] for name in inputs},
+            "outputs": [self.c[name] for name in outputs],
+            **event_kwargs,
+        }
         return gr.on(list(event), **wiring) if isinstance(event, Sequence) else event(**wiring)
 
 

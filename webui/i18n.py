@@ -5,6 +5,7 @@ core.config, so the page, the YAML docs and the CLI cannot drift apart. Validati
 in English: they name config keys and values, which read the same in both languages. The
 advisor's notes come in the page's language (core.advisor takes `lang`).
 """
+
 from __future__ import annotations
 
 from core import config
@@ -20,7 +21,8 @@ TEXT: dict[str, tuple[str, str]] = {
         "Fine-tune a chat model with LoRA: **1 Data** → **2 Train** → **3 Chat** → Export. "
         "The demo dataset and the *cpu-quick-demo* preset are ready: press **Start** on the Train tab.",
         "用 LoRA 微调对话模型：**1 数据** → **2 训练** → **3 对话** → 导出。"
-        "示例数据集和 *cpu-quick-demo* 预设已选好：在「训练」页点击 **开始**。"),
+        "示例数据集和 *cpu-quick-demo* 预设已选好：在「训练」页点击 **开始**。",
+    ),
     "top.language": ("Language / 语言", "Language / 语言"),
     "top.preset": ("Preset", "预设"),
     "top.preset.info": ("Fills the Train tab with a tested recipe.", "用经过验证的配方填充「训练」页。"),
@@ -40,31 +42,43 @@ TEXT: dict[str, tuple[str, str]] = {
     "data.upload": ("Upload .json / .jsonl", "上传 .json / .jsonl"),
     "data.preview": ("Conversation", "对话预览"),
     "data.example": ("Example", "示例编号"),
-    "data.loaded": ("**{name}** · {format} format · {count} conversations · {turns} turns on average",
-                    "**{name}** · {format} 格式 · {count} 段对话 · 平均 {turns} 轮"),
-    "data.problems": ("The dataset cannot be used yet. Fix these problems and upload it again:",
-                      "该数据集暂时无法使用。请修正以下问题后重新上传："),
+    "data.loaded": (
+        "**{name}** · {format} format · {count} conversations · {turns} turns on average",
+        "**{name}** · {format} 格式 · {count} 段对话 · 平均 {turns} 轮",
+    ),
+    "data.problems": (
+        "The dataset cannot be used yet. Fix these problems and upload it again:",
+        "该数据集暂时无法使用。请修正以下问题后重新上传：",
+    ),
     "data.lengths": ("### Token lengths", "### Token 长度"),
     "data.analyze": ("Analyze token lengths", "分析 token 长度"),
     "data.use_suggested": ("Use suggested cutoff", "使用建议的 cutoff"),
     "data.use_suggested_n": ("Use suggested cutoff ({value})", "使用建议的 cutoff（{value}）"),
-    "data.analysis_hint": ("Counts every conversation's tokens with the model's tokenizer and suggests a "
-                           "cutoff_len.", "用模型的分词器统计每段对话的 token 数，并给出建议的 cutoff_len。"),
+    "data.analysis_hint": (
+        "Counts every conversation's tokens with the model's tokenizer and suggests a cutoff_len.",
+        "用模型的分词器统计每段对话的 token 数，并给出建议的 cutoff_len。",
+    ),
     "data.suggested_set": ("cutoff_len is now {value} on the Train tab.", "「训练」页的 cutoff_len 已设为 {value}。"),
     "data.no_suggestion": ("Analyze the token lengths first.", "请先分析 token 长度。"),
     "data.upload_saved": ("Uploaded to {path}", "已上传到 {path}"),
     "data.hist.current": ("current cutoff {value}", "当前 cutoff {value}"),
     "data.hist.suggested": ("suggested {value}", "建议 {value}"),
     "data.hist.axis": ("tokens per conversation", "每段对话的 token 数"),
-    "data.stats.header": ("| {count} examples | mean | p50 | p90 | p99 | max |",
-                          "| {count} 个样本 | 平均 | p50 | p90 | p99 | 最大 |"),
+    "data.stats.header": (
+        "| {count} examples | mean | p50 | p90 | p99 | max |",
+        "| {count} 个样本 | 平均 | p50 | p90 | p99 | 最大 |",
+    ),
     "data.stats.total": ("total tokens", "总 token"),
     "data.stats.prompt": ("prompt tokens", "提示 token"),
     "data.stats.supervised": ("trained tokens", "训练 token"),
-    "data.cand.header": ("| cutoff_len | truncated | dropped | answer tokens lost | padding |",
-                         "| cutoff_len | 被截断 | 被丢弃 | 丢失的回答 token | 填充占比 |"),
-    "data.suggestion": ("**Suggested cutoff_len: {value}** (now {current}). {reason}",
-                        "**建议 cutoff_len：{value}**（当前 {current}）。{reason}"),
+    "data.cand.header": (
+        "| cutoff_len | truncated | dropped | answer tokens lost | padding |",
+        "| cutoff_len | 被截断 | 被丢弃 | 丢失的回答 token | 填充占比 |",
+    ),
+    "data.suggestion": (
+        "**Suggested cutoff_len: {value}** (now {current}). {reason}",
+        "**建议 cutoff_len：{value}**（当前 {current}）。{reason}",
+    ),
     # --- data tab: augmentation
     "aug.panel": ("Augment phrasings", "扩充问法"),
     "aug.help": (
@@ -78,27 +92,34 @@ TEXT: dict[str, tuple[str, str]] = {
         "事实型机器人要能回答客户各种问法的同一个事实：这里为每个用户问题写出新的问法（回答保持不变），保留所有数字、"
         "名称和编号，去掉重复和近似重复，并让各个事实的问法数量均衡。**预览** 按事实列出新问法；**写入** 保存为 "
         "`<名称>.augmented.jsonl`（原文件不会改动）并选中它。若想把扩充作为训练的一部分，请在「训练」页设置 "
-        "*augment*：训练会先留出探针问题，新问法不会泄漏到探针里（这里写出的文件配合 *probes: auto* 训练可能泄漏）。"),
+        "*augment*：训练会先留出探针问题，新问法不会泄漏到探针里（这里写出的文件配合 *probes: auto* 训练可能泄漏）。",
+    ),
     "aug.generator": ("Generator", "生成方式"),
-    "aug.generator.info": ("rules: offline, English and Chinese · openai: an OpenAI-compatible endpoint "
-                           "(OpenAI, Ollama, vLLM, LM Studio) · local: a local instruct model (1-3B, on a GPU)",
-                           "rules：离线规则，支持中英文 · openai：OpenAI 兼容接口（OpenAI、Ollama、vLLM、LM Studio）"
-                           " · local：本地指令模型（1–3B，需要 GPU）"),
+    "aug.generator.info": (
+        "rules: offline, English and Chinese · openai: an OpenAI-compatible endpoint "
+        "(OpenAI, Ollama, vLLM, LM Studio) · local: a local instruct model (1-3B, on a GPU)",
+        "rules：离线规则，支持中英文 · openai：OpenAI 兼容接口（OpenAI、Ollama、vLLM、LM Studio）"
+        " · local：本地指令模型（1–3B，需要 GPU）",
+    ),
     "aug.fact": ("Only the fact whose answer contains", "只看回答中包含以下内容的事实"),
-    "aug.fact.info": ("Parts joined by ' + ' must all occur (numbers, amounts and times match in any "
-                      "writing). Empty = every fact. Filters the preview; Write augments every fact.",
-                      "用 ' + ' 连接的各部分都须出现（数字、金额、时间的不同写法都算）。留空 = 所有事实。"
-                      "只筛选预览；写入时扩充所有事实。"),
+    "aug.fact.info": (
+        "Parts joined by ' + ' must all occur (numbers, amounts and times match in any "
+        "writing). Empty = every fact. Filters the preview; Write augments every fact.",
+        "用 ' + ' 连接的各部分都须出现（数字、金额、时间的不同写法都算）。留空 = 所有事实。"
+        "只筛选预览；写入时扩充所有事实。",
+    ),
     "aug.preview": ("Preview phrasings", "预览新问法"),
     "aug.write": ("Write augmented dataset", "写入扩充后的数据集"),
     "aug.table": ("New phrasings per fact", "每个事实的新问法"),
     "aug.col.fact": ("fact (the answer)", "事实（回答）"),
     "aug.col.originals": ("phrasings in the data", "数据中的问法"),
     "aug.col.new": ("new phrasings", "新问法"),
-    "aug.counts": ("**{before} → {after} conversations** (+{kept} new phrasings of {turns} user turns) · removed "
-                   "{copies} copies, {near} near-duplicates, {lost} that lost a fact, {leaked} close to a probe question",
-                   "**{before} → {after} 段对话**（{turns} 个用户问题新增 {kept} 个问法）· 去掉 {copies} 个重复、"
-                   "{near} 个近似重复、{lost} 个丢失事实的、{leaked} 个与探针问题过于相近的"),
+    "aug.counts": (
+        "**{before} → {after} conversations** (+{kept} new phrasings of {turns} user turns) · removed "
+        "{copies} copies, {near} near-duplicates, {lost} that lost a fact, {leaked} close to a probe question",
+        "**{before} → {after} 段对话**（{turns} 个用户问题新增 {kept} 个问法）· 去掉 {copies} 个重复、"
+        "{near} 个近似重复、{lost} 个丢失事实的、{leaked} 个与探针问题过于相近的",
+    ),
     "aug.report": ("Report (phrasings per fact, before → after)", "报告（每个事实的问法数，扩充前 → 扩充后）"),
     "aug.progress": ("Writing phrasings, user turn by user turn", "正在逐个用户问题生成问法"),
     "aug.failed": ("Augmentation failed:", "扩充失败："),
@@ -107,8 +128,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "aug.written": ("Wrote **{path}** and selected it as the dataset.", "已写入 **{path}** 并选为数据集。"),
     # --- train tab
     "train.run_name": ("Run name", "运行名称"),
-    "train.run_name.info": ("Folder under the runs directory; empty = date and time.",
-                            "runs 目录下的文件夹名；留空则使用日期时间。"),
+    "train.run_name.info": (
+        "Folder under the runs directory; empty = date and time.",
+        "runs 目录下的文件夹名；留空则使用日期时间。",
+    ),
     "train.group.optim": ("### Optimisation", "### 优化"),
     "train.group.data": ("### Data and prompt", "### 数据与提示词"),
     "train.group.facts": ("### Fact probes", "### 事实探针"),
@@ -121,62 +144,87 @@ TEXT: dict[str, tuple[str, str]] = {
     "train.why.running": ("A job is running ({run}): stop it first.", "已有任务在运行（{run}）：请先停止它。"),
     "train.why.invalid": ("Fix the values listed below first.", "请先修正下方列出的取值。"),
     "train.preview_code": ("The YAML that will run", "将要运行的 YAML 配置"),
-    "train.plan": ("**Effective batch {batch}** · {steps_per_epoch} steps per epoch · **{total} steps** in total "
-                   "({examples} examples)",
-                   "**有效批大小 {batch}** · 每轮 {steps_per_epoch} 步 · 共 **{total} 步**（{examples} 个样本）"),
-    "train.plan_no_data": ("**Effective batch {batch}** · load a dataset to see the step count",
-                           "**有效批大小 {batch}** · 加载数据集后显示步数"),
+    "train.plan": (
+        "**Effective batch {batch}** · {steps_per_epoch} steps per epoch · **{total} steps** in total "
+        "({examples} examples)",
+        "**有效批大小 {batch}** · 每轮 {steps_per_epoch} 步 · 共 **{total} 步**（{examples} 个样本）",
+    ),
+    "train.plan_no_data": (
+        "**Effective batch {batch}** · load a dataset to see the step count",
+        "**有效批大小 {batch}** · 加载数据集后显示步数",
+    ),
     "train.invalid": ("Fix these values first:", "请先修正以下取值："),
     "train.chart": ("Loss", "损失曲线"),
     "train.apply": ("Apply: {changes}", "应用：{changes}"),
     "train.recall_chart": ("Fact recall (probes answered right)", "事实召回率（探针答对的比例）"),
     "train.misses": ("Probes the newest adapter missed", "最新适配器答错的探针"),
     "train.miss_fact": ("Missed fact", "答错的事实"),
-    "train.miss_fact.info": ("Pick one and get more phrasings of it on the Data tab.",
-                             "选一个，到「数据」页为它生成更多问法。"),
+    "train.miss_fact.info": (
+        "Pick one and get more phrasings of it on the Data tab.",
+        "选一个，到「数据」页为它生成更多问法。",
+    ),
     "train.miss_augment": ("More phrasings for this fact", "为这个事实生成更多问法"),
     "mon.col.question": ("question", "问题"),
     "mon.col.expected": ("expected", "应包含"),
     "mon.col.answer": ("answer", "回答"),
     "mon.col.fact": ("fact", "事实"),
     "train.log": ("Last lines of train.log", "train.log 最后几行"),
-    "msg.started": ("Started run **{run}**. The first step appears after the model has loaded.",
-                    "已开始运行 **{run}**。模型加载完成后会出现第一步。"),
+    "msg.started": (
+        "Started run **{run}**. The first step appears after the model has loaded.",
+        "已开始运行 **{run}**。模型加载完成后会出现第一步。",
+    ),
     "msg.resumed": ("Resuming run **{run}** from its last checkpoint.", "正在从最近的检查点继续运行 **{run}**。"),
-    "msg.job_running": ("A job is already running (**{run}**): stop it, or wait for it to finish.",
-                        "已有任务在运行（**{run}**）：请先停止它，或等待它结束。"),
-    "msg.stop_requested": ("Stopping **{run}**: it finishes the current step, saves the adapter and stops.",
-                           "正在停止 **{run}**：完成当前步后保存适配器并停止。"),
+    "msg.job_running": (
+        "A job is already running (**{run}**): stop it, or wait for it to finish.",
+        "已有任务在运行（**{run}**）：请先停止它，或等待它结束。",
+    ),
+    "msg.stop_requested": (
+        "Stopping **{run}**: it finishes the current step, saves the adapter and stops.",
+        "正在停止 **{run}**：完成当前步后保存适配器并停止。",
+    ),
     "msg.nothing_running": ("Nothing is running.", "当前没有运行中的任务。"),
     "msg.nothing_to_resume": ("Nothing to resume: no stopped run.", "没有可继续的运行。"),
     "mon.no_run": ("No run yet: press **▶ Start**.", "还没有运行：点击 **▶ 开始**。"),
-    "mon.starting": ("**{run}** · starting: loading the model and tokenizing the data…",
-                     "**{run}** · 启动中：正在加载模型并对数据分词……"),
-    "mon.progress": ("**{run}** · {status} · step **{step}/{total}** · epoch {epoch:.2f} · "
-                     "{tps:.0f} tokens/s · elapsed {elapsed} · ETA {eta}",
-                     "**{run}** · {status} · 第 **{step}/{total}** 步 · 第 {epoch:.2f} 轮 · "
-                     "{tps:.0f} token/秒 · 已用 {elapsed} · 预计剩余 {eta}"),
+    "mon.starting": (
+        "**{run}** · starting: loading the model and tokenizing the data…",
+        "**{run}** · 启动中：正在加载模型并对数据分词……",
+    ),
+    "mon.progress": (
+        "**{run}** · {status} · step **{step}/{total}** · epoch {epoch:.2f} · "
+        "{tps:.0f} tokens/s · elapsed {elapsed} · ETA {eta}",
+        "**{run}** · {status} · 第 **{step}/{total}** 步 · 第 {epoch:.2f} 轮 · "
+        "{tps:.0f} token/秒 · 已用 {elapsed} · 预计剩余 {eta}",
+    ),
     "mon.stopping": ("stop requested, finishing the step…", "已请求停止，正在完成当前步……"),
     "mon.failed": ("**Run {run} failed:**", "**运行 {run} 失败：**"),
-    "mon.final": ("**{run}** · {status} at step {step}/{total} · final loss {loss} · eval loss {eval_loss}",
-                  "**{run}** · {status}，第 {step}/{total} 步 · 最终损失 {loss} · 验证损失 {eval_loss}"),
+    "mon.final": (
+        "**{run}** · {status} at step {step}/{total} · final loss {loss} · eval loss {eval_loss}",
+        "**{run}** · {status}，第 {step}/{total} 步 · 最终损失 {loss} · 验证损失 {eval_loss}",
+    ),
     # --- chat tab
     "chat.run": ("Adapter", "适配器"),
     "chat.run.info": ("A finished or stopped run, or the base model alone.", "已完成或已停止的运行，或只用基础模型。"),
     "chat.base_only": ("(base model only)", "（仅基础模型）"),
     "chat.refresh": ("↻ Refresh", "↻ 刷新"),
     "chat.system": ("System prompt", "系统提示词"),
-    "chat.system.info": ("Defaults to the run's system_prompt, so chat matches training.",
-                         "默认使用该运行的 system_prompt，与训练保持一致。"),
+    "chat.system.info": (
+        "Defaults to the run's system_prompt, so chat matches training.",
+        "默认使用该运行的 system_prompt，与训练保持一致。",
+    ),
     "chat.temperature": ("Temperature", "温度"),
-    "chat.temperature.info": ("0 = greedy: the same question gets the same answer.", "0 表示贪心解码：同一问题得到同一回答。"),
+    "chat.temperature.info": (
+        "0 = greedy: the same question gets the same answer.",
+        "0 表示贪心解码：同一问题得到同一回答。",
+    ),
     "chat.max_new_tokens": ("Max new tokens", "最大生成 token 数"),
     "chat.compare": ("Also answer with the base model (side by side)", "同时用基础模型回答（并排对比）"),
     "chat.base": ("Base model", "基础模型"),
     "chat.tuned": ("Tuned", "微调后"),
     "chat.input": ("Message", "消息"),
-    "chat.placeholder": ("Ask something the training data covers, or something it does not…",
-                         "问一个训练数据涵盖的问题，或一个不涵盖的问题……"),
+    "chat.placeholder": (
+        "Ask something the training data covers, or something it does not…",
+        "问一个训练数据涵盖的问题，或一个不涵盖的问题……",
+    ),
     "chat.send": ("Send", "发送"),
     "chat.clear": ("Clear", "清空"),
     "chat.error": ("Chat failed:", "对话失败："),
@@ -191,8 +239,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "runs.delete": ("Delete this run", "删除该运行"),
     "runs.confirm": ("Yes, delete it", "确认删除"),
     "runs.cancel": ("Cancel", "取消"),
-    "runs.confirm_question": ("Delete **{run}** and everything in its folder (adapter, checkpoints, log)?",
-                              "删除 **{run}** 及其文件夹中的所有内容（适配器、检查点、日志）？"),
+    "runs.confirm_question": (
+        "Delete **{run}** and everything in its folder (adapter, checkpoints, log)?",
+        "删除 **{run}** 及其文件夹中的所有内容（适配器、检查点、日志）？",
+    ),
     "runs.deleted": ("Deleted **{run}**.", "已删除 **{run}**。"),
     "runs.col.name": ("run", "运行"),
     "runs.col.status": ("status", "状态"),
@@ -204,20 +254,24 @@ TEXT: dict[str, tuple[str, str]] = {
     "runs.col.dataset": ("dataset", "数据集"),
     # --- export tab
     "export.run": ("Run", "运行"),
-    "export.intro": ("The adapter is a standard PEFT folder: `PeftModel.from_pretrained(base, folder)` loads it "
-                     "anywhere. Merging writes a full model that needs no peft.",
-                     "适配器是标准的 PEFT 文件夹：在任何地方用 `PeftModel.from_pretrained(base, folder)` 即可加载。"
-                     "合并会写出一个不再需要 peft 的完整模型。"),
+    "export.intro": (
+        "The adapter is a standard PEFT folder: `PeftModel.from_pretrained(base, folder)` loads it "
+        "anywhere. Merging writes a full model that needs no peft.",
+        "适配器是标准的 PEFT 文件夹：在任何地方用 `PeftModel.from_pretrained(base, folder)` 即可加载。"
+        "合并会写出一个不再需要 peft 的完整模型。",
+    ),
     "export.zip": ("Download adapter (.zip)", "下载适配器（.zip）"),
     "export.merge": ("Merge into the base model", "合并到基础模型"),
     "export.file": ("Adapter zip", "适配器压缩包"),
     "export.zip_done": ("Adapter zipped: `{path}`", "适配器已打包：`{path}`"),
-    "export.merge_done": ("Merged model saved to `{path}`: load it with "
-                          "`AutoModelForCausalLM.from_pretrained(\"{path}\")`.",
-                          "合并后的模型已保存到 `{path}`：用 `AutoModelForCausalLM.from_pretrained(\"{path}\")` 加载。"),
+    "export.merge_done": (
+        'Merged model saved to `{path}`: load it with `AutoModelForCausalLM.from_pretrained("{path}")`.',
+        '合并后的模型已保存到 `{path}`：用 `AutoModelForCausalLM.from_pretrained("{path}")` 加载。',
+    ),
     "export.no_run": ("Pick a run with an adapter first.", "请先选择一个带适配器的运行。"),
     "export.failed": ("Export failed:", "导出失败："),
 }
+
 
 def lang_index(lang: str | None) -> int:
     return 1 if lang == "zh" else 0

@@ -3,6 +3,7 @@
 The histogram is drawn here (inline SVG) rather than with a plotting library because it needs two
 labelled vertical markers, the current and the suggested cutoff, which gr.BarPlot cannot draw.
 """
+
 from __future__ import annotations
 
 import html
@@ -55,8 +56,9 @@ def name_every_series(frame: pd.DataFrame, series: tuple[str, ...] = ("train", "
     missing = [name for name in series if name not in set(frame[colour])]
     if not missing:
         return frame
-    empty = pd.DataFrame({step: pd.array([None] * len(missing), dtype="Int64"),
-                          value: [float("nan")] * len(missing), colour: missing})
+    empty = pd.DataFrame(
+        {step: pd.array([None] * len(missing), dtype="Int64"), value: [float("nan")] * len(missing), colour: missing}
+    )
     return pd.concat([frame.astype({step: "Int64"}), empty], ignore_index=True)
 
 
@@ -70,8 +72,15 @@ def overlay_frame(curves: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
     return _typed(rows, "loss", "run")
 
 
-def histogram_svg(edges: list[float], counts: list[int], current: int | None, suggested: int | None,
-                  lang: str = "en", width: int = 620, height: int = 220) -> str:
+def histogram_svg(
+    edges: list[float],
+    counts: list[int],
+    current: int | None,
+    suggested: int | None,
+    lang: str = "en",
+    width: int = 620,
+    height: int = 220,
+) -> str:
     """Bars of examples per token-length bin, with the current and suggested cutoff as markers."""
     if not counts:
         return ""
@@ -83,34 +92,46 @@ def histogram_svg(edges: list[float], counts: list[int], current: int | None, su
     def x(value: float) -> float:
         return left + plot_w * min(value, x_max) / x_max
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-             f'class="lt-hist" role="img" style="width:100%;max-width:{width}px;font:12px sans-serif">']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'class="lt-hist" role="img" style="width:100%;max-width:{width}px;font:12px sans-serif">'
+    ]
     for lo, hi, count in zip(edges[:-1], edges[1:], counts):
         bar_h = plot_h * count / y_max
-        parts.append(f'<rect x="{x(lo):.1f}" y="{top + plot_h - bar_h:.1f}" width="{max(x(hi) - x(lo) - 1, 1):.1f}" '
-                     f'height="{bar_h:.1f}" fill="#7c9cd6"><title>{lo:.0f}-{hi:.0f}: {count}</title></rect>')
+        parts.append(
+            f'<rect x="{x(lo):.1f}" y="{top + plot_h - bar_h:.1f}" width="{max(x(hi) - x(lo) - 1, 1):.1f}" '
+            f'height="{bar_h:.1f}" fill="#7c9cd6"><title>{lo:.0f}-{hi:.0f}: {count}</title></rect>'
+        )
     axis_y = top + plot_h
     parts.append(f'<line x1="{left}" y1="{axis_y}" x2="{left + plot_w}" y2="{axis_y}" stroke="#888"/>')
     for tick in _ticks(x_max):
         parts.append(f'<text x="{x(tick):.1f}" y="{axis_y + 14}" text-anchor="middle" fill="#666">{tick:g}</text>')
     parts.append(f'<text x="{left - 6}" y="{top + 4}" text-anchor="end" fill="#666">{y_max}</text>')
     parts.append(f'<text x="{left - 6}" y="{axis_y}" text-anchor="end" fill="#666">0</text>')
-    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 4}" text-anchor="middle" fill="#444">'
-                 f'{html.escape(i18n.t("data.hist.axis", lang))}</text>')
-    markers = [(current, "#d9534f", "4 3", i18n.t("data.hist.current", lang, value=current), 12),
-               (suggested, "#2e9e5b", "", i18n.t("data.hist.suggested", lang, value=suggested), 24)]
+    parts.append(
+        f'<text x="{left + plot_w / 2}" y="{height - 4}" text-anchor="middle" fill="#444">'
+        f"{html.escape(i18n.t('data.hist.axis', lang))}</text>"
+    )
+    markers = [
+        (current, "#d9534f", "4 3", i18n.t("data.hist.current", lang, value=current), 12),
+        (suggested, "#2e9e5b", "", i18n.t("data.hist.suggested", lang, value=suggested), 24),
+    ]
     for value, colour, dash, label, label_y in markers:
         if value is None:
             continue
         beyond = value > x_max  # the current cutoff can be far right of every example
         mx = x(value)
-        parts.append(f'<line x1="{mx:.1f}" y1="{top - 4}" x2="{mx:.1f}" y2="{axis_y}" stroke="{colour}" '
-                     f'stroke-width="2" stroke-dasharray="{dash}"/>')
+        parts.append(
+            f'<line x1="{mx:.1f}" y1="{top - 4}" x2="{mx:.1f}" y2="{axis_y}" stroke="{colour}" '
+            f'stroke-width="2" stroke-dasharray="{dash}"/>'
+        )
         anchor = "end" if mx > left + plot_w * 0.6 else "start"
         dx = -4 if anchor == "end" else 4
         text = f"{label} →" if beyond else label
-        parts.append(f'<text x="{mx + dx:.1f}" y="{label_y}" text-anchor="{anchor}" fill="{colour}" '
-                     f'font-weight="bold">{html.escape(text)}</text>')
+        parts.append(
+            f'<text x="{mx + dx:.1f}" y="{label_y}" text-anchor="{anchor}" fill="{colour}" '
+            f'font-weight="bold">{html.escape(text)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 

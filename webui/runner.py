@@ -10,6 +10,7 @@ A watcher thread per job waits for it, escalates a stop that is not honoured (ST
 SIGTERM, then SIGKILL) and, when the worker exits without a final event, writes one: a crash or an
 OOM kill then shows up as an `error` with the log tail instead of a run that looks busy forever.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,8 +50,10 @@ class JobRunning(UserInputError):
 
     def __init__(self, run: RunFolder):
         self.run = run
-        super().__init__(f"A training job is already running ({run.path.name}): stop it or wait for it "
-                         f"to finish before starting another.")
+        super().__init__(
+            f"A training job is already running ({run.path.name}): stop it or wait for it "
+            f"to finish before starting another."
+        )
 
 
 class _AdoptedProcess:
@@ -92,8 +95,7 @@ def _describe_exit(code: int | None) -> str:
 
 
 class Runner:
-    def __init__(self, runs_dir: str | Path, stop_grace_s: float = STOP_GRACE_S,
-                 kill_grace_s: float = KILL_GRACE_S):
+    def __init__(self, runs_dir: str | Path, stop_grace_s: float = STOP_GRACE_S, kill_grace_s: float = KILL_GRACE_S):
         self.runs_dir = Path(runs_dir).resolve()
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.stop_grace_s, self.kill_grace_s = stop_grace_s, kill_grace_s
@@ -159,7 +161,10 @@ class Runner:
             with open(run.log, "ab") as log:
                 process = subprocess.Popen(
                     [sys.executable, "-m", "core.train", str(run.config)],
-                    cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    cwd=PROJECT_ROOT,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                     start_new_session=True,  # own process group: signals from the terminal skip it
                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 )
@@ -233,12 +238,13 @@ class Runner:
         if not logged_status(job.run.all_events()).ended and lock_holder(job.run.path) is None:
             how = _describe_exit(code)
             if job.stop_requested_at is not None:
-                job.run.append_event("stopped", reason=f"worker ended by {how} before it could save",
-                                     exit_code=code)
+                job.run.append_event("stopped", reason=f"worker ended by {how} before it could save", exit_code=code)
             else:
-                job.run.append_event("error", message=f"The training process ended ({how}) without "
-                                                      f"finishing; see the last lines of train.log.",
-                                     exit_code=code)
+                job.run.append_event(
+                    "error",
+                    message=f"The training process ended ({how}) without finishing; see the last lines of train.log.",
+                    exit_code=code,
+                )
         clear_worker_pid(job.run)
         with self._lock:
             if self._job is job:

@@ -5,6 +5,7 @@ Skipped, with the reason printed by `make test` (pytest -rs), where chromium is 
 On a failure, a screenshot and the console log of every open page, and the server's log, are saved
 under tests/browser/artifacts/<test>/ and the failure report names that folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,15 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 VIEWPORT = {"width": 1400, "height": 1000}  # wide enough for the chat panes to sit side by side
 SERVER_START_S = 180  # importing gradio and torch on two busy cores
 EXPECT_TIMEOUT_MS = 60_000  # what expect() waits for by default; the slow steps pass their own
@@ -88,12 +96,22 @@ def app(tmp_path_factory) -> App:
     root = tmp_path_factory.mktemp("browser-app")
     runs_dir, log = root / "runs", root / "server.log"
     port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
     with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "webui", "--port", str(port), "--runs-dir", str(runs_dir)],
-                                   cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "webui", "--port", str(port), "--runs-dir", str(runs_dir)],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     server = App(f"http://127.0.0.1:{port}/", runs_dir, log, process)
     global _SERVER_LOG
     _SERVER_LOG = log
@@ -109,8 +127,10 @@ def app(tmp_path_factory) -> App:
             pass
         if time.monotonic() > deadline:
             process.kill()
-            pytest.fail(f"python -m webui did not answer on {server.url} within {SERVER_START_S} s:\n"
-                        f"{log.read_text(errors='replace')[-3000:]}")
+            pytest.fail(
+                f"python -m webui did not answer on {server.url} within {SERVER_START_S} s:\n"
+                f"{log.read_text(errors='replace')[-3000:]}"
+            )
         time.sleep(0.5)
     yield server
     server.stop_workers()
@@ -173,7 +193,10 @@ class Tailor:
     def wait_for_step_above(self, step: int, timeout_ms: int = 120_000) -> None:
         self.page.wait_for_function(
             "n => { const m = /step (\\d+)\\//.exec(document.querySelector('#lt-progress').innerText);"
-            " return m !== null && Number(m[1]) > n; }", arg=step, timeout=timeout_ms)
+            " return m !== null && Number(m[1]) > n; }",
+            arg=step,
+            timeout=timeout_ms,
+        )
 
     POINTS = "#lt-loss-plot [aria-roledescription='point'][aria-label*='series: {series}']"
 
@@ -182,8 +205,11 @@ class Tailor:
         return self.page.locator(self.POINTS.format(series=series)).count()
 
     def wait_for_points_above(self, count: int, series: str = "train", timeout_ms: int = 120_000) -> None:
-        self.page.wait_for_function("([sel, n]) => document.querySelectorAll(sel).length > n",
-                                    arg=[self.POINTS.format(series=series), count], timeout=timeout_ms)
+        self.page.wait_for_function(
+            "([sel, n]) => document.querySelectorAll(sel).length > n",
+            arg=[self.POINTS.format(series=series), count],
+            timeout=timeout_ms,
+        )
 
     def line(self, series: str):
         """The drawn line of a series: its stroke is the colour a person sees."""
@@ -202,8 +228,9 @@ class Tailor:
         return self.page.evaluate(self.LEGEND)
 
     def wait_for_legend(self, names: list[str], timeout_ms: int = 60_000) -> None:
-        self.page.wait_for_function(f"names => JSON.stringify(({self.LEGEND})()) === JSON.stringify(names)",
-                                    arg=names, timeout=timeout_ms)
+        self.page.wait_for_function(
+            f"names => JSON.stringify(({self.LEGEND})()) === JSON.stringify(names)", arg=names, timeout=timeout_ms
+        )
 
     def close(self) -> None:
         if self in _OPEN:
@@ -227,10 +254,12 @@ def browser():
 def open_window(browser, app):
     """open_window() -> a new Tailor in its own browser context (its own gradio session, like a
     second person); the caller closes it."""
+
     def open_one() -> Tailor:
         context = browser.new_context(viewport=VIEWPORT, locale="en-US")
         context.set_default_timeout(EXPECT_TIMEOUT_MS)
         return Tailor(context, app)
+
     return open_one
 
 
@@ -267,4 +296,3 @@ def pytest_runtest_makereport(item, call):
         shutil.copyfile(_SERVER_LOG, folder / "server.log")
         saved.append("server.log")
     report.sections.append(("browser artifacts", f"saved in {folder}:\n  " + "\n  ".join(saved)))
-

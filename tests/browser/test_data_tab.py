@@ -1,5 +1,6 @@
 """Data tab in a real browser: the first visit, the token-length analysis, a broken upload, the
 Augment panel's preview."""
+
 import json
 import re
 from pathlib import Path
@@ -65,8 +66,9 @@ def test_first_visit_previews_and_analyzes_the_demo_dataset(tailor, tiny_model_d
 def test_a_malformed_upload_names_the_line_and_the_page_keeps_working(tailor, tmp_path):
     good = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
     broken = tmp_path / "orders.jsonl"
-    broken.write_text(json.dumps(good) + "\n" + json.dumps(good) + "\n" + '{"messages": [{"role": "user",\n',
-                      encoding="utf-8")
+    broken.write_text(
+        json.dumps(good) + "\n" + json.dumps(good) + "\n" + '{"messages": [{"role": "user",\n', encoding="utf-8"
+    )
     page = tailor.open().page
 
     with page.expect_file_chooser() as chooser:

@@ -1,4 +1,5 @@
 """Switching the page to 简体中文 in a real browser relabels tabs, fields and buttons."""
+
 import pytest
 
 from webui import i18n

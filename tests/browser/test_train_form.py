@@ -1,5 +1,6 @@
 """The train form in a real browser: every registry field is there, and a value the config refuses
 turns Start off with a line saying why, in the page's language."""
+
 import pytest
 
 from core.config import fields_in_group

@@ -4,6 +4,7 @@ The tests share the run and go in file order: it streams, survives a reload, ref
 Start, stops, shows up on the runs tab, answers on the chat tab, and is overlaid with another run.
 max_steps is far more than the tests need, so the run is always going until the Stop test stops it.
 """
+
 import json
 import re
 import shutil
@@ -25,8 +26,13 @@ def training(open_window, tiny_model_dir):
     window.set_model(tiny_model_dir)
     window.tab("2 · Train")
     page.locator("#lt-run-name textarea").fill(RUN)
-    for name, value in (("max_steps", MAX_STEPS), ("per_device_train_batch_size", 2), ("cutoff_len", 128),
-                        ("val_size", 0.05), ("learning_rate", 1e-4)):
+    for name, value in (
+        ("max_steps", MAX_STEPS),
+        ("per_device_train_batch_size", 2),
+        ("cutoff_len", 128),
+        ("val_size", 0.05),
+        ("learning_rate", 1e-4),
+    ):
         window.field(name).fill(str(value))
     page.get_by_text("Advanced", exact=True).click()
     window.field("eval_steps").fill("10")
@@ -110,7 +116,8 @@ def test_a_second_start_while_a_run_is_going_is_refused(training, open_window, a
         expect(start).to_be_enabled()
         start.click()
         expect(other.page.locator("#lt-train-error")).to_contain_text(
-            f"A job is already running ({RUN}): stop it, or wait for it to finish.")
+            f"A job is already running ({RUN}): stop it, or wait for it to finish."
+        )
         assert app.run_names() == [RUN]  # no second run folder, no second worker
 
         # Once its monitor catches up, that page shows the running job, and no Start either.
@@ -146,11 +153,14 @@ def engine_reply(app, run: str, question: str, use_adapter: bool) -> str:
 
     folder = app.runs_dir / run
     config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
-    settings = GenerationSettings(system_prompt=config.get("system_prompt") or "", temperature=0.0,
-                                  max_new_tokens=16)
-    return ChatModels().reply([{"role": "user", "content": question}], settings,
-                              model_name_or_path=config["model_name_or_path"], adapter=folder / "adapter",
-                              use_adapter=use_adapter)
+    settings = GenerationSettings(system_prompt=config.get("system_prompt") or "", temperature=0.0, max_new_tokens=16)
+    return ChatModels().reply(
+        [{"role": "user", "content": question}],
+        settings,
+        model_name_or_path=config["model_name_or_path"],
+        adapter=folder / "adapter",
+        use_adapter=use_adapter,
+    )
 
 
 def test_chat_with_the_finished_run_shows_base_and_tuned_side_by_side(finished_run, tailor, app):

@@ -2,6 +2,7 @@
 
 Generation is core.chat's; this module only keeps the two histories and streams them to the page.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -30,7 +31,8 @@ def find_run(ctx: AppContext, name: str | None) -> RunState | None:
 
 def run_choices(ctx: AppContext, lang: str) -> list[tuple[str, str]]:
     return [(i18n.t("chat.base_only", lang), BASE_ONLY)] + [
-        (f"{r.name} ({i18n.t(f'status.{r.status}', lang)})", r.name) for r in chat_runs(ctx)]
+        (f"{r.name} ({i18n.t(f'status.{r.status}', lang)})", r.name) for r in chat_runs(ctx)
+    ]
 
 
 def refresh_runs(ctx: AppContext, lang: str, chat_run: str | None, chat_known: list[str] | None) -> Updates:
@@ -52,14 +54,27 @@ def select_run(ctx: AppContext, chat_run: str, lang: str) -> Updates:
     """The run's system prompt; both panes cleared, the tuned one labelled with the run's name."""
     run = find_run(ctx, chat_run)
     label = f"{i18n.t('chat.tuned', lang)} · {run.name}" if run else i18n.t("chat.tuned", lang)
-    return {"chat_system": str(run.config.get("system_prompt", "")) if run else "",
-            "chat_tuned": gr.update(visible=run is not None, label=label, value=[]),
-            "chat_compare": gr.update(interactive=run is not None), "chat_base": []}
+    return {
+        "chat_system": str(run.config.get("system_prompt", "")) if run else "",
+        "chat_tuned": gr.update(visible=run is not None, label=label, value=[]),
+        "chat_compare": gr.update(interactive=run is not None),
+        "chat_base": [],
+    }
 
 
-def respond(ctx: AppContext, chat_input: str, chat_base: list, chat_tuned: list, chat_run: str, chat_system: str,
-            chat_temperature: float, chat_max_new: float, chat_compare: bool, model_name_or_path: str,
-            lang: str) -> Iterator[Updates]:
+def respond(
+    ctx: AppContext,
+    chat_input: str,
+    chat_base: list,
+    chat_tuned: list,
+    chat_run: str,
+    chat_system: str,
+    chat_temperature: float,
+    chat_max_new: float,
+    chat_compare: bool,
+    model_name_or_path: str,
+    lang: str,
+) -> Iterator[Updates]:
     """Stream both panes' histories (the input box emptied) as the answers come in.
 
     The tuned model answers first (it is what the user came for), then the base model the same
@@ -71,21 +86,25 @@ def respond(ctx: AppContext, chat_input: str, chat_base: list, chat_tuned: list,
     if not message:
         yield {"chat_error": ""}
         return
-    settings = GenerationSettings(system_prompt=chat_system or "", temperature=float(chat_temperature or 0),
-                                  max_new_tokens=int(chat_max_new or 256))
+    settings = GenerationSettings(
+        system_prompt=chat_system or "",
+        temperature=float(chat_temperature or 0),
+        max_new_tokens=int(chat_max_new or 256),
+    )
     run = find_run(ctx, chat_run)
     histories = {"base": list(chat_base or []), "tuned": list(chat_tuned or [])}
     if run is None:
         source = {"model_name_or_path": (model_name_or_path or "default").strip(), "quantization_bit": "none"}
         panes = [("base", None)]
     else:
-        source = {"model_name_or_path": str(run.config.get("model_name_or_path", "default")),
-                  "quantization_bit": str(run.config.get("quantization_bit", "none"))}
+        source = {
+            "model_name_or_path": str(run.config.get("model_name_or_path", "default")),
+            "quantization_bit": str(run.config.get("quantization_bit", "none")),
+        }
         panes = [("tuned", run.path / "adapter")] + ([("base", run.path / "adapter")] if chat_compare else [])
 
     def shown(error: str = "") -> Updates:
-        return {"chat_input": "", "chat_base": histories["base"], "chat_tuned": histories["tuned"],
-                "chat_error": error}
+        return {"chat_input": "", "chat_base": histories["base"], "chat_tuned": histories["tuned"], "chat_error": error}
 
     for number, (pane, adapter) in enumerate(panes):
         history = histories[pane]
@@ -94,8 +113,7 @@ def respond(ctx: AppContext, chat_input: str, chat_base: list, chat_tuned: list,
         history += [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
         yield shown()
         try:
-            for text in ctx.chat.stream(conversation, settings, adapter=adapter, use_adapter=pane == "tuned",
-                                        **source):
+            for text in ctx.chat.stream(conversation, settings, adapter=adapter, use_adapter=pane == "tuned", **source):
                 history[-1] = {"role": "assistant", "content": text}
                 yield shown()
         except Exception as err:  # noqa: BLE001 - bad input, out of memory, a broken model file: say so in the page
@@ -132,49 +150,116 @@ def _text(content: Any) -> str:
 def build(ctx: AppContext) -> None:
     runs = chat_runs(ctx)
     with gr.Row(equal_height=True):
-        ctx.add("chat_run", gr.Dropdown(choices=run_choices(ctx, "en"), value=runs[0].name if runs else BASE_ONLY,
-                                        label=i18n.t("chat.run"), info=i18n.t("chat.run.info"), scale=3,
-                                        elem_id="lt-chat-run"), text="chat.run")
-        ctx.add("chat_refresh", gr.Button(i18n.t("chat.refresh"), scale=0, min_width=110, size="sm"),
-                text="chat.refresh")
-        ctx.add("chat_temperature", gr.Slider(0, 1.5, value=0.0, step=0.05, label=i18n.t("chat.temperature"),
-                                              info=i18n.t("chat.temperature.info"), scale=2), text="chat.temperature")
-        ctx.add("chat_max_new", gr.Slider(16, 1024, value=200, step=8, label=i18n.t("chat.max_new_tokens"), scale=2),
-                text="chat.max_new_tokens")
+        ctx.add(
+            "chat_run",
+            gr.Dropdown(
+                choices=run_choices(ctx, "en"),
+                value=runs[0].name if runs else BASE_ONLY,
+                label=i18n.t("chat.run"),
+                info=i18n.t("chat.run.info"),
+                scale=3,
+                elem_id="lt-chat-run",
+            ),
+            text="chat.run",
+        )
+        ctx.add(
+            "chat_refresh", gr.Button(i18n.t("chat.refresh"), scale=0, min_width=110, size="sm"), text="chat.refresh"
+        )
+        ctx.add(
+            "chat_temperature",
+            gr.Slider(
+                0,
+                1.5,
+                value=0.0,
+                step=0.05,
+                label=i18n.t("chat.temperature"),
+                info=i18n.t("chat.temperature.info"),
+                scale=2,
+            ),
+            text="chat.temperature",
+        )
+        ctx.add(
+            "chat_max_new",
+            gr.Slider(16, 1024, value=200, step=8, label=i18n.t("chat.max_new_tokens"), scale=2),
+            text="chat.max_new_tokens",
+        )
     with gr.Row(equal_height=True):
-        ctx.add("chat_system", gr.Textbox(value=str(runs[0].config.get("system_prompt", "")) if runs else "",
-                                          label=i18n.t("chat.system"), info=i18n.t("chat.system.info"), scale=4,
-                                          elem_id="lt-chat-system"), text="chat.system")
-        ctx.add("chat_compare", gr.Checkbox(value=True, label=i18n.t("chat.compare"), scale=2, interactive=bool(runs)),
-                text="chat.compare")
+        ctx.add(
+            "chat_system",
+            gr.Textbox(
+                value=str(runs[0].config.get("system_prompt", "")) if runs else "",
+                label=i18n.t("chat.system"),
+                info=i18n.t("chat.system.info"),
+                scale=4,
+                elem_id="lt-chat-system",
+            ),
+            text="chat.system",
+        )
+        ctx.add(
+            "chat_compare",
+            gr.Checkbox(value=True, label=i18n.t("chat.compare"), scale=2, interactive=bool(runs)),
+            text="chat.compare",
+        )
     with gr.Row():
         # Its label names the run (select_run sets it), so it is not relabelled with the language.
         tuned = f"{i18n.t('chat.tuned')} · {runs[0].name}" if runs else i18n.t("chat.tuned")
         ctx.add("chat_tuned", gr.Chatbot(label=tuned, height=420, visible=bool(runs), elem_id="lt-chat-tuned"))
-        ctx.add("chat_base", gr.Chatbot(label=i18n.t("chat.base"), height=420, elem_id="lt-chat-base"),
-                text="chat.base")
+        ctx.add(
+            "chat_base", gr.Chatbot(label=i18n.t("chat.base"), height=420, elem_id="lt-chat-base"), text="chat.base"
+        )
     ctx.add("chat_error", gr.HTML())
     ctx.add("chat_known", gr.State([r.name for r in runs]))
     with gr.Row(equal_height=True):
-        ctx.add("chat_input", gr.Textbox(label=i18n.t("chat.input"), placeholder=i18n.t("chat.placeholder"), scale=6,
-                                         elem_id="lt-chat-input"), text="chat.input")
-        ctx.add("chat_send", gr.Button(i18n.t("chat.send"), variant="primary", scale=1, elem_id="lt-chat-send"),
-                text="chat.send")
+        ctx.add(
+            "chat_input",
+            gr.Textbox(
+                label=i18n.t("chat.input"), placeholder=i18n.t("chat.placeholder"), scale=6, elem_id="lt-chat-input"
+            ),
+            text="chat.input",
+        )
+        ctx.add(
+            "chat_send",
+            gr.Button(i18n.t("chat.send"), variant="primary", scale=1, elem_id="lt-chat-send"),
+            text="chat.send",
+        )
         ctx.add("chat_clear", gr.Button(i18n.t("chat.clear"), scale=1), text="chat.clear")
 
 
 def wire(ctx: AppContext) -> None:
     c = ctx.c
-    refresh = {"handler": partial(refresh_runs, ctx), "inputs": ["lang", "chat_run", "chat_known"],
-               "outputs": ["chat_run", "chat_known"]}
+    refresh = {
+        "handler": partial(refresh_runs, ctx),
+        "inputs": ["lang", "chat_run", "chat_known"],
+        "outputs": ["chat_run", "chat_known"],
+    }
     ctx.listen(c["chat_refresh"].click, **refresh, api_name="chat_runs")
     # The list changes while the server runs (a run finishes): refreshed when the tab or page opens.
     ctx.listen([c["tab.chat"].select, ctx.page.load], **refresh, api_visibility="private")
-    ctx.listen(c["chat_run"].change, partial(select_run, ctx), inputs=["chat_run", "lang"],
-               outputs=["chat_system", "chat_tuned", "chat_compare", "chat_base"], api_visibility="private")
-    ctx.listen([c["chat_send"].click, c["chat_input"].submit], partial(respond, ctx),
-               inputs=["chat_input", "chat_base", "chat_tuned", "chat_run", "chat_system", "chat_temperature",
-                       "chat_max_new", "chat_compare", "model_name_or_path", "lang"],
-               outputs=["chat_input", "chat_base", "chat_tuned", "chat_error"], api_name="chat")
-    ctx.listen(c["chat_clear"].click, clear, outputs=["chat_base", "chat_tuned", "chat_error"],
-               api_visibility="private")
+    ctx.listen(
+        c["chat_run"].change,
+        partial(select_run, ctx),
+        inputs=["chat_run", "lang"],
+        outputs=["chat_system", "chat_tuned", "chat_compare", "chat_base"],
+        api_visibility="private",
+    )
+    ctx.listen(
+        [c["chat_send"].click, c["chat_input"].submit],
+        partial(respond, ctx),
+        inputs=[
+            "chat_input",
+            "chat_base",
+            "chat_tuned",
+            "chat_run",
+            "chat_system",
+            "chat_temperature",
+            "chat_max_new",
+            "chat_compare",
+            "model_name_or_path",
+            "lang",
+        ],
+        outputs=["chat_input", "chat_base", "chat_tuned", "chat_error"],
+        api_name="chat",
+    )
+    ctx.listen(
+        c["chat_clear"].click, clear, outputs=["chat_base", "chat_tuned", "chat_error"], api_visibility="private"
+    )

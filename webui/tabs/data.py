@@ -1,5 +1,6 @@
 """Data tab: pick or upload a dataset, see its conversations and problems, analyze token lengths,
 preview and write more phrasings per fact (core.augment)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -76,15 +77,23 @@ def load_preview(dataset: str, dataset_format: str, lang: str) -> Updates:
     try:
         loaded = load(dataset, dataset_format)
     except UserInputError as err:
-        return {"data_summary": "", "data_problems": error_html(i18n.t("data.problems", lang), str(err)),
-                "example": gr.update(value=1, visible=False), "data_preview": gr.update(value=[], visible=False)}
+        return {
+            "data_summary": "",
+            "data_problems": error_html(i18n.t("data.problems", lang), str(err)),
+            "example": gr.update(value=1, visible=False),
+            "data_preview": gr.update(value=[], visible=False),
+        }
     count = len(loaded.conversations)
     turns = sum(len(c) for c in loaded.conversations) / max(count, 1)
-    summary = i18n.t("data.loaded", lang, name=Path(loaded.path).name, format=loaded.format,
-                     count=count, turns=f"{turns:.1f}")
-    return {"data_summary": summary, "data_problems": "",
-            "example": gr.update(minimum=1, maximum=max(count, 2), value=1, visible=True),
-            "data_preview": gr.update(value=loaded.conversations[0], visible=True)}
+    summary = i18n.t(
+        "data.loaded", lang, name=Path(loaded.path).name, format=loaded.format, count=count, turns=f"{turns:.1f}"
+    )
+    return {
+        "data_summary": summary,
+        "data_problems": "",
+        "example": gr.update(minimum=1, maximum=max(count, 2), value=1, visible=True),
+        "data_preview": gr.update(value=loaded.conversations[0], visible=True),
+    }
 
 
 def refresh(ctx: AppContext, dataset: str, dataset_format: str, lang: str) -> Updates:
@@ -122,47 +131,79 @@ def save_upload(ctx: AppContext, upload: str | None, lang: str) -> Updates:
     target = upload_folder(ctx, source) / source.name
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
-    return {"dataset": select_dataset(ctx, target),
-            "data_problems": note_html(i18n.t("data.upload_saved", lang, path=display_path(target)))}
+    return {
+        "dataset": select_dataset(ctx, target),
+        "data_problems": note_html(i18n.t("data.upload_saved", lang, path=display_path(target))),
+    }
 
 
-def analyze(dataset: str, dataset_format: str, model_name_or_path: str, cutoff_len: float, system_prompt: str,
-            train_on_prompt: bool, lang: str) -> Updates:
+def analyze(
+    dataset: str,
+    dataset_format: str,
+    model_name_or_path: str,
+    cutoff_len: float,
+    system_prompt: str,
+    train_on_prompt: bool,
+    lang: str,
+) -> Updates:
     """Token-length numbers, histogram and suggested cutoff from core.lengths."""
     failed = {"length_report": "", "histogram": "", "suggested": None, "use_suggested": gr.update(interactive=False)}
     try:
-        report = analyze_file(resolve_dataset(dataset), model=(model_name_or_path or "default").strip(),
-                              cutoff_len=1024 if cutoff_len is None else int(cutoff_len),
-                              dataset_format=dataset_format or "auto", system_prompt=system_prompt or "",
-                              train_on_prompt=bool(train_on_prompt))
+        report = analyze_file(
+            resolve_dataset(dataset),
+            model=(model_name_or_path or "default").strip(),
+            cutoff_len=1024 if cutoff_len is None else int(cutoff_len),
+            dataset_format=dataset_format or "auto",
+            system_prompt=system_prompt or "",
+            train_on_prompt=bool(train_on_prompt),
+        )
     except UserInputError as err:
         return {**failed, "length_problems": error_html(i18n.t("data.problems", lang), str(err))}
     except Exception as err:  # noqa: BLE001 - a model that cannot load: say so in the page, no traceback
         return {**failed, "length_problems": error_html(i18n.t("data.problems", lang), f"{type(err).__name__}: {err}")}
     info = report.to_dict()
-    svg = histogram_svg(info["histogram"]["edges"], info["histogram"]["counts"], info["current_cutoff"],
-                        info["suggested_cutoff"], lang)
+    svg = histogram_svg(
+        info["histogram"]["edges"], info["histogram"]["counts"], info["current_cutoff"], info["suggested_cutoff"], lang
+    )
     button = gr.update(interactive=True, value=i18n.t("data.use_suggested_n", lang, value=info["suggested_cutoff"]))
-    return {"length_report": report_markdown(info, lang), "histogram": svg, "suggested": info["suggested_cutoff"],
-            "use_suggested": button, "length_problems": ""}
+    return {
+        "length_report": report_markdown(info, lang),
+        "histogram": svg,
+        "suggested": info["suggested_cutoff"],
+        "use_suggested": button,
+        "length_problems": "",
+    }
 
 
 def report_markdown(info: dict[str, Any], lang: str) -> str:
-    lines = [i18n.t("data.suggestion", lang, value=info["suggested_cutoff"], current=info["current_cutoff"],
-                    reason=info.get("reason", "")), "", i18n.t("data.stats.header", lang, count=info["examples"]),
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        i18n.t(
+            "data.suggestion",
+            lang,
+            value=info["suggested_cutoff"],
+            current=info["current_cutoff"],
+            reason=info.get("reason", ""),
+        ),
+        "",
+        i18n.t("data.stats.header", lang, count=info["examples"]),
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for key in ("total", "prompt", "supervised"):
         s = info["summary"].get(key)
         if s:
-            lines.append(f"| {i18n.t('data.stats.' + key, lang)} | {s['mean']:.0f} | {s['p50']:.0f} "
-                         f"| {s['p90']:.0f} | {s['p99']:.0f} | {s['max']:.0f} |")
+            lines.append(
+                f"| {i18n.t('data.stats.' + key, lang)} | {s['mean']:.0f} | {s['p50']:.0f} "
+                f"| {s['p90']:.0f} | {s['p99']:.0f} | {s['max']:.0f} |"
+            )
     rows = _candidate_rows(info)
     if rows:
         lines += ["", i18n.t("data.cand.header", lang), "|---:|---:|---:|---:|---:|"]
         for c in rows:
             mark = " **←**" if c["cutoff"] == info["suggested_cutoff"] else ""
-            lines.append(f"| {c['cutoff']}{mark} | {c['truncated_pct']:.1f}% | {c['dropped_pct']:.1f}% "
-                         f"| {c['supervised_lost_pct']:.1f}% | {c['padding_waste_pct']:.1f}% |")
+            lines.append(
+                f"| {c['cutoff']}{mark} | {c['truncated_pct']:.1f}% | {c['dropped_pct']:.1f}% "
+                f"| {c['supervised_lost_pct']:.1f}% | {c['padding_waste_pct']:.1f}% |"
+            )
     lines += [""] + [f"- ⚠️ {w}" for w in info.get("warnings", [])]
     lines.append(f"\n<sub>{info.get('mode', '')}: {info.get('tokenizer', '')} · {info.get('note', '')}</sub>")
     return "\n".join(lines)
@@ -179,8 +220,10 @@ def _candidate_rows(info: dict[str, Any], most: int = 7) -> list[dict[str, Any]]
 def use_suggested(suggested: int | None, lang: str) -> Updates:
     if not suggested:
         return {"length_problems": note_html(i18n.t("data.no_suggestion", lang))}
-    return {"cutoff_len": int(suggested),
-            "length_problems": note_html(i18n.t("data.suggested_set", lang, value=int(suggested)))}
+    return {
+        "cutoff_len": int(suggested),
+        "length_problems": note_html(i18n.t("data.suggested_set", lang, value=int(suggested))),
+    }
 
 
 # --------------------------------------------------------------------------------- augmentation
@@ -192,19 +235,28 @@ AUGMENT_OUTPUTS = ["aug_table", "aug_summary", "aug_report", "aug_error"]
 
 def generator_options(aug_generator: str) -> Updates:
     """The options the chosen generator reads: an endpoint for openai, a model for openai and local."""
-    return {"aug_base_url": gr.update(visible=aug_generator == "openai"),
-            "aug_api_key_env": gr.update(visible=aug_generator == "openai"),
-            "aug_model": gr.update(visible=aug_generator != "rules")}
+    return {
+        "aug_base_url": gr.update(visible=aug_generator == "openai"),
+        "aug_api_key_env": gr.update(visible=aug_generator == "openai"),
+        "aug_model": gr.update(visible=aug_generator != "rules"),
+    }
 
 
-def generator_spec(aug_generator: str, aug_per_turn: float, aug_model: str, aug_base_url: str,
-                   aug_api_key_env: str, seed: float) -> dict[str, Any]:
+def generator_spec(
+    aug_generator: str, aug_per_turn: float, aug_model: str, aug_base_url: str, aug_api_key_env: str, seed: float
+) -> dict[str, Any]:
     """core.augment's spec of the panel's options, checked as the Train tab's augment_* keys are."""
-    config = config_from_dict({"augment": aug_generator, "augment_per_turn": aug_per_turn,
-                               "augment_model": (aug_model or "").strip(),
-                               "augment_base_url": (aug_base_url or "").strip(),
-                               "augment_api_key_env": (aug_api_key_env or "").strip(), "seed": seed},
-                              source="the Augment panel")
+    config = config_from_dict(
+        {
+            "augment": aug_generator,
+            "augment_per_turn": aug_per_turn,
+            "augment_model": (aug_model or "").strip(),
+            "augment_base_url": (aug_base_url or "").strip(),
+            "augment_api_key_env": (aug_api_key_env or "").strip(),
+            "seed": seed,
+        },
+        source="the Augment panel",
+    )
     return augment.config_spec(config)
 
 
@@ -231,20 +283,35 @@ def phrasings_frame(facts: list[augment.FactPhrasings], lang: str) -> pd.DataFra
 
 
 def augment_failed(lang: str, detail: str) -> Updates:
-    return {"aug_table": gr.update(visible=False), "aug_summary": "", "aug_report": gr.update(visible=False),
-            "aug_error": error_html(i18n.t("aug.failed", lang), detail)}
+    return {
+        "aug_table": gr.update(visible=False),
+        "aug_summary": "",
+        "aug_report": gr.update(visible=False),
+        "aug_error": error_html(i18n.t("aug.failed", lang), detail),
+    }
 
 
 def report_updates(report: augment.AugmentReport, lang: str, heading: str = "") -> Updates:
     """The report's counts in a line, its whole summary (phrasings per fact before and after) in a
     box, and the user turns that failed (the others worked) in an error box."""
-    counts = i18n.t("aug.counts", lang, before=report.source_conversations, after=report.output_conversations,
-                    kept=report.kept, turns=report.turns_augmented, copies=report.removed_copies,
-                    near=report.removed_near_duplicates, lost=report.removed_missing_facts,
-                    leaked=report.removed_leakage)
+    counts = i18n.t(
+        "aug.counts",
+        lang,
+        before=report.source_conversations,
+        after=report.output_conversations,
+        kept=report.kept,
+        turns=report.turns_augmented,
+        copies=report.removed_copies,
+        near=report.removed_near_duplicates,
+        lost=report.removed_missing_facts,
+        leaked=report.removed_leakage,
+    )
     partial = error_html(i18n.t("aug.partial", lang), "\n".join(report.errors)) if report.errors else ""
-    return {"aug_summary": "\n\n".join(filter(None, [heading, counts])),
-            "aug_report": gr.update(value=report.summary(), visible=True), "aug_error": partial}
+    return {
+        "aug_summary": "\n\n".join(filter(None, [heading, counts])),
+        "aug_report": gr.update(value=report.summary(), visible=True),
+        "aug_error": partial,
+    }
 
 
 def _progress_bar(progress: gr.Progress | None, lang: str) -> Callable[[int, int], None] | None:
@@ -254,21 +321,40 @@ def _progress_bar(progress: gr.Progress | None, lang: str) -> Callable[[int, int
     return lambda done, total: progress((done, total), desc=i18n.t("aug.progress", lang))
 
 
-def augment_preview(dataset: str, dataset_format: str, aug_generator: str, aug_per_turn: float, aug_model: str,
-                    aug_base_url: str, aug_api_key_env: str, seed: float, probes: str, lang: str, aug_fact: str,
-                    progress: gr.Progress | None = None) -> Updates:
+def augment_preview(
+    dataset: str,
+    dataset_format: str,
+    aug_generator: str,
+    aug_per_turn: float,
+    aug_model: str,
+    aug_base_url: str,
+    aug_api_key_env: str,
+    seed: float,
+    probes: str,
+    lang: str,
+    aug_fact: str,
+    progress: gr.Progress | None = None,
+) -> Updates:
     """The phrasings the chosen generator writes for each fact (of the one fact in aug_fact), none written."""
     try:
         spec = generator_spec(aug_generator, aug_per_turn, aug_model, aug_base_url, aug_api_key_env, seed)
         conversations = about_fact(load(dataset, dataset_format).conversations, aug_fact)
         if not conversations:
             return augment_failed(lang, i18n.t("aug.no_fact", lang, dataset=dataset, fact=repr(aug_fact)))
-        result = augment.preview(conversations, augment.make_generator(spec), spec["per_turn"],
-                                 probe_questions(probes), spec["seed"], progress=_progress_bar(progress, lang))
+        result = augment.preview(
+            conversations,
+            augment.make_generator(spec),
+            spec["per_turn"],
+            probe_questions(probes),
+            spec["seed"],
+            progress=_progress_bar(progress, lang),
+        )
     except UserInputError as err:
         return augment_failed(lang, str(err))
-    return {"aug_table": gr.update(value=phrasings_frame(result.facts, lang), visible=True),
-            **report_updates(result.report, lang)}
+    return {
+        "aug_table": gr.update(value=phrasings_frame(result.facts, lang), visible=True),
+        **report_updates(result.report, lang),
+    }
 
 
 def augmented_path(ctx: AppContext, source: Path) -> Path:
@@ -281,23 +367,43 @@ def augmented_path(ctx: AppContext, source: Path) -> Path:
     return source.parent / name
 
 
-def augment_write(ctx: AppContext, dataset: str, dataset_format: str, aug_generator: str, aug_per_turn: float,
-                  aug_model: str, aug_base_url: str, aug_api_key_env: str, seed: float, probes: str, lang: str,
-                  progress: gr.Progress | None = None) -> Updates:
+def augment_write(
+    ctx: AppContext,
+    dataset: str,
+    dataset_format: str,
+    aug_generator: str,
+    aug_per_turn: float,
+    aug_model: str,
+    aug_base_url: str,
+    aug_api_key_env: str,
+    seed: float,
+    probes: str,
+    lang: str,
+    progress: gr.Progress | None = None,
+) -> Updates:
     """Write the augmented copy of the whole dataset (every fact, whatever aug_fact shows) and select it."""
     try:
         spec = generator_spec(aug_generator, aug_per_turn, aug_model, aug_base_url, aug_api_key_env, seed)
         source = Path(load(dataset, dataset_format).path)
         out = augmented_path(ctx, source)
         out.parent.mkdir(parents=True, exist_ok=True)
-        report = augment.augment_dataset(source, out, augment.make_generator(spec), spec["per_turn"],
-                                         probe_questions(probes), spec["seed"], progress=_progress_bar(progress, lang))
+        report = augment.augment_dataset(
+            source,
+            out,
+            augment.make_generator(spec),
+            spec["per_turn"],
+            probe_questions(probes),
+            spec["seed"],
+            progress=_progress_bar(progress, lang),
+        )
     except UserInputError as err:
         return augment_failed(lang, str(err))
     except OSError as err:  # a folder the server may not write to
         return augment_failed(lang, f"{type(err).__name__}: {err}")
-    return {"dataset": select_dataset(ctx, out),
-            **report_updates(report, lang, i18n.t("aug.written", lang, path=display_path(out)))}
+    return {
+        "dataset": select_dataset(ctx, out),
+        **report_updates(report, lang, i18n.t("aug.written", lang, path=display_path(out))),
+    }
 
 
 # ---------------------------------------------------------------------------------------- layout
@@ -306,26 +412,53 @@ def build(ctx: AppContext) -> None:
     with gr.Row():
         with gr.Column(scale=5):
             with gr.Row(equal_height=True):
-                ctx.field("dataset", form["dataset"], component=gr.Dropdown, choices=dataset_choices(ctx),
-                          allow_custom_value=True, scale=3)
+                ctx.field(
+                    "dataset",
+                    form["dataset"],
+                    component=gr.Dropdown,
+                    choices=dataset_choices(ctx),
+                    allow_custom_value=True,
+                    scale=3,
+                )
                 ctx.field("dataset_format", form["dataset_format"], scale=1, min_width=140)
-            ctx.add("upload", gr.File(label=i18n.t("data.upload"), file_types=[".json", ".jsonl"], type="filepath",
-                                      height=130, elem_id="lt-upload"), text="data.upload")
+            ctx.add(
+                "upload",
+                gr.File(
+                    label=i18n.t("data.upload"),
+                    file_types=[".json", ".jsonl"],
+                    type="filepath",
+                    height=130,
+                    elem_id="lt-upload",
+                ),
+                text="data.upload",
+            )
             ctx.add("data_summary", gr.Markdown(elem_id="lt-data-summary"))
             ctx.add("data_problems", gr.HTML(elem_id="lt-data-problems"))
             count = count_examples(form["dataset"], form["dataset_format"]) or 2
-            ctx.add("example", gr.Slider(1, max(count, 2), value=1, step=1, label=i18n.t("data.example"),
-                                         elem_id="lt-example"), text="data.example")
-            ctx.add("data_preview", gr.Chatbot(label=i18n.t("data.preview"), height=380, elem_id="lt-data-preview"),
-                    text="data.preview")
+            ctx.add(
+                "example",
+                gr.Slider(1, max(count, 2), value=1, step=1, label=i18n.t("data.example"), elem_id="lt-example"),
+                text="data.example",
+            )
+            ctx.add(
+                "data_preview",
+                gr.Chatbot(label=i18n.t("data.preview"), height=380, elem_id="lt-data-preview"),
+                text="data.preview",
+            )
         with gr.Column(scale=4):
             ctx.text(gr.Markdown(i18n.t("data.lengths")), "data.lengths")
             ctx.text(gr.Markdown(i18n.t("data.analysis_hint")), "data.analysis_hint")
             with gr.Row():
-                ctx.add("analyze", gr.Button(i18n.t("data.analyze"), variant="primary", elem_id="lt-analyze"),
-                        text="data.analyze")
-                ctx.add("use_suggested", gr.Button(i18n.t("data.use_suggested"), interactive=False,
-                                                   elem_id="lt-use-suggested"), text="data.use_suggested")
+                ctx.add(
+                    "analyze",
+                    gr.Button(i18n.t("data.analyze"), variant="primary", elem_id="lt-analyze"),
+                    text="data.analyze",
+                )
+                ctx.add(
+                    "use_suggested",
+                    gr.Button(i18n.t("data.use_suggested"), interactive=False, elem_id="lt-use-suggested"),
+                    text="data.use_suggested",
+                )
             ctx.add("length_problems", gr.HTML())
             ctx.add("histogram", gr.HTML(elem_id="lt-histogram"))
             ctx.add("length_report", gr.Markdown(elem_id="lt-length-report"))
@@ -339,25 +472,60 @@ def build_augment_panel(ctx: AppContext, form: dict[str, Any]) -> None:
     with ctx.add("augment_panel", panel, text="aug.panel"):
         ctx.text(gr.Markdown(i18n.t("aug.help")), "aug.help")
         with gr.Row(equal_height=True):
-            ctx.add("aug_generator", gr.Radio(list(augment.GENERATORS), value="rules", label=i18n.t("aug.generator"),
-                                              info=i18n.t("aug.generator.info"), scale=2, elem_id="lt-aug-generator"),
-                    text="aug.generator")
+            ctx.add(
+                "aug_generator",
+                gr.Radio(
+                    list(augment.GENERATORS),
+                    value="rules",
+                    label=i18n.t("aug.generator"),
+                    info=i18n.t("aug.generator.info"),
+                    scale=2,
+                    elem_id="lt-aug-generator",
+                ),
+                text="aug.generator",
+            )
             ctx.field("augment_per_turn", form["augment_per_turn"], register_as="aug_per_turn", scale=1)
-            ctx.add("aug_fact", gr.Textbox(label=i18n.t("aug.fact"), info=i18n.t("aug.fact.info"), scale=2,
-                                           elem_id="lt-aug-fact"), text="aug.fact")
+            ctx.add(
+                "aug_fact",
+                gr.Textbox(label=i18n.t("aug.fact"), info=i18n.t("aug.fact.info"), scale=2, elem_id="lt-aug-fact"),
+                text="aug.fact",
+            )
         with gr.Row(equal_height=True):
             for name in ("augment_base_url", "augment_model", "augment_api_key_env"):
                 ctx.field(name, form[name], register_as=name.replace("augment_", "aug_"), visible=False)
         with gr.Row():
-            ctx.add("aug_preview", gr.Button(i18n.t("aug.preview"), variant="primary", elem_id="lt-aug-preview"),
-                    text="aug.preview")
+            ctx.add(
+                "aug_preview",
+                gr.Button(i18n.t("aug.preview"), variant="primary", elem_id="lt-aug-preview"),
+                text="aug.preview",
+            )
             ctx.add("aug_write", gr.Button(i18n.t("aug.write"), elem_id="lt-aug-write"), text="aug.write")
         ctx.add("aug_error", gr.HTML(elem_id="lt-aug-error"))
         ctx.add("aug_summary", gr.Markdown(elem_id="lt-aug-summary"))
-        ctx.add("aug_report", gr.Textbox(label=i18n.t("aug.report"), lines=3, max_lines=8, interactive=False,
-                                         visible=False, elem_id="lt-aug-report"), text="aug.report")
-        ctx.add("aug_table", gr.Dataframe(label=i18n.t("aug.table"), interactive=False, wrap=True, visible=False,
-                                          max_height=600, elem_id="lt-aug-table"), text="aug.table")
+        ctx.add(
+            "aug_report",
+            gr.Textbox(
+                label=i18n.t("aug.report"),
+                lines=3,
+                max_lines=8,
+                interactive=False,
+                visible=False,
+                elem_id="lt-aug-report",
+            ),
+            text="aug.report",
+        )
+        ctx.add(
+            "aug_table",
+            gr.Dataframe(
+                label=i18n.t("aug.table"),
+                interactive=False,
+                wrap=True,
+                visible=False,
+                max_height=600,
+                elem_id="lt-aug-table",
+            ),
+            text="aug.table",
+        )
 
 
 PREVIEW = ["data_summary", "data_problems", "example", "data_preview"]
@@ -365,24 +533,74 @@ PREVIEW = ["data_summary", "data_problems", "example", "data_preview"]
 
 def wire(ctx: AppContext) -> None:
     c = ctx.c
-    ctx.listen([c["dataset"].change, c["dataset_format"].change], load_preview,
-               inputs=["dataset", "dataset_format", "lang"], outputs=PREVIEW, api_name="load_data")
-    ctx.listen(ctx.page.load, partial(refresh, ctx), inputs=["dataset", "dataset_format", "lang"],
-               outputs=["dataset", *PREVIEW], api_visibility="private")
-    ctx.listen(c["example"].change, show_example, inputs=["dataset", "dataset_format", "example"],
-               outputs=["data_preview"], api_visibility="private")
-    ctx.listen(c["upload"].upload, partial(save_upload, ctx), inputs=["upload", "lang"],
-               outputs=["dataset", "data_problems"], api_name="upload")
-    ctx.listen(c["analyze"].click, analyze,
-               inputs=["dataset", "dataset_format", "model_name_or_path", "cutoff_len", "system_prompt",
-                       "train_on_prompt", "lang"],
-               outputs=["length_report", "histogram", "suggested", "use_suggested", "length_problems"],
-               api_name="analyze_lengths")
-    ctx.listen(c["use_suggested"].click, use_suggested, inputs=["suggested", "lang"],
-               outputs=["cutoff_len", "length_problems"], api_name="use_suggested_cutoff")
-    ctx.listen(c["aug_generator"].change, generator_options, inputs=["aug_generator"],
-               outputs=["aug_base_url", "aug_api_key_env", "aug_model"], api_visibility="private")
-    ctx.listen(c["aug_preview"].click, augment_preview, inputs=PREVIEW_INPUTS, outputs=AUGMENT_OUTPUTS,
-               api_name="augment_preview")
-    ctx.listen(c["aug_write"].click, partial(augment_write, ctx), inputs=AUGMENT_INPUTS,
-               outputs=["dataset", *AUGMENT_OUTPUTS], api_name="augment_write")
+    ctx.listen(
+        [c["dataset"].change, c["dataset_format"].change],
+        load_preview,
+        inputs=["dataset", "dataset_format", "lang"],
+        outputs=PREVIEW,
+        api_name="load_data",
+    )
+    ctx.listen(
+        ctx.page.load,
+        partial(refresh, ctx),
+        inputs=["dataset", "dataset_format", "lang"],
+        outputs=["dataset", *PREVIEW],
+        api_visibility="private",
+    )
+    ctx.listen(
+        c["example"].change,
+        show_example,
+        inputs=["dataset", "dataset_format", "example"],
+        outputs=["data_preview"],
+        api_visibility="private",
+    )
+    ctx.listen(
+        c["upload"].upload,
+        partial(save_upload, ctx),
+        inputs=["upload", "lang"],
+        outputs=["dataset", "data_problems"],
+        api_name="upload",
+    )
+    ctx.listen(
+        c["analyze"].click,
+        analyze,
+        inputs=[
+            "dataset",
+            "dataset_format",
+            "model_name_or_path",
+            "cutoff_len",
+            "system_prompt",
+            "train_on_prompt",
+            "lang",
+        ],
+        outputs=["length_report", "histogram", "suggested", "use_suggested", "length_problems"],
+        api_name="analyze_lengths",
+    )
+    ctx.listen(
+        c["use_suggested"].click,
+        use_suggested,
+        inputs=["suggested", "lang"],
+        outputs=["cutoff_len", "length_problems"],
+        api_name="use_suggested_cutoff",
+    )
+    ctx.listen(
+        c["aug_generator"].change,
+        generator_options,
+        inputs=["aug_generator"],
+        outputs=["aug_base_url", "aug_api_key_env", "aug_model"],
+        api_visibility="private",
+    )
+    ctx.listen(
+        c["aug_preview"].click,
+        augment_preview,
+        inputs=PREVIEW_INPUTS,
+        outputs=AUGMENT_OUTPUTS,
+        api_name="augment_preview",
+    )
+    ctx.listen(
+        c["aug_write"].click,
+        partial(augment_write, ctx),
+        inputs=AUGMENT_INPUTS,
+        outputs=["dataset", *AUGMENT_OUTPUTS],
+        api_name="augment_write",
+    )

@@ -1,4 +1,5 @@
 """Export tab: the adapter as a zip download, or merged into a full model folder."""
+
 from __future__ import annotations
 
 from functools import partial
@@ -54,13 +55,24 @@ def build(ctx: AppContext) -> None:
     names = export_choices(ctx)
     ctx.text(gr.Markdown(i18n.t("export.intro")), "export.intro")
     with gr.Row(equal_height=True):
-        ctx.add("export_run", gr.Dropdown(choices=names, value=names[0] if names else None, label=i18n.t("export.run"),
-                                          scale=3, elem_id="lt-export-run"), text="export.run")
-        ctx.add("export_refresh", gr.Button(i18n.t("runs.refresh"), scale=0, min_width=110, size="sm"),
-                text="runs.refresh")
+        ctx.add(
+            "export_run",
+            gr.Dropdown(
+                choices=names,
+                value=names[0] if names else None,
+                label=i18n.t("export.run"),
+                scale=3,
+                elem_id="lt-export-run",
+            ),
+            text="export.run",
+        )
+        ctx.add(
+            "export_refresh", gr.Button(i18n.t("runs.refresh"), scale=0, min_width=110, size="sm"), text="runs.refresh"
+        )
     with gr.Row():
-        ctx.add("export_zip", gr.Button(i18n.t("export.zip"), variant="primary", elem_id="lt-export-zip"),
-                text="export.zip")
+        ctx.add(
+            "export_zip", gr.Button(i18n.t("export.zip"), variant="primary", elem_id="lt-export-zip"), text="export.zip"
+        )
         ctx.add("export_merge", gr.Button(i18n.t("export.merge"), elem_id="lt-export-merge"), text="export.merge")
     ctx.add("export_file", gr.File(label=i18n.t("export.file"), interactive=False), text="export.file")
     ctx.add("export_msg", gr.Markdown(elem_id="lt-export-msg"))
@@ -69,12 +81,32 @@ def build(ctx: AppContext) -> None:
 
 def wire(ctx: AppContext) -> None:
     c = ctx.c
-    ctx.listen(c["export_refresh"].click, partial(refresh, ctx), inputs=["export_run"], outputs=["export_run"],
-               api_name="export_runs")
+    ctx.listen(
+        c["export_refresh"].click,
+        partial(refresh, ctx),
+        inputs=["export_run"],
+        outputs=["export_run"],
+        api_name="export_runs",
+    )
     # Runs finish while the server runs: the list is refreshed when the tab or the page opens.
-    ctx.listen([c["tab.export"].select, ctx.page.load], partial(refresh, ctx), inputs=["export_run"],
-               outputs=["export_run"], api_visibility="private")
-    ctx.listen(c["export_zip"].click, partial(export_zip, ctx), inputs=["export_run", "lang"],
-               outputs=["export_file", "export_msg", "export_error"], api_name="export_zip")
-    ctx.listen(c["export_merge"].click, partial(export_merge, ctx), inputs=["export_run", "lang"],
-               outputs=["export_msg", "export_error"], api_name="export_merge")
+    ctx.listen(
+        [c["tab.export"].select, ctx.page.load],
+        partial(refresh, ctx),
+        inputs=["export_run"],
+        outputs=["export_run"],
+        api_visibility="private",
+    )
+    ctx.listen(
+        c["export_zip"].click,
+        partial(export_zip, ctx),
+        inputs=["export_run", "lang"],
+        outputs=["export_file", "export_msg", "export_error"],
+        api_name="export_zip",
+    )
+    ctx.listen(
+        c["export_merge"].click,
+        partial(export_merge, ctx),
+        inputs=["export_run", "lang"],
+        outputs=["export_msg", "export_error"],
+        api_name="export_merge",
+    )

@@ -1,4 +1,5 @@
 """Runs tab: every run with its status, date, final losses and config; overlaid curves; delete."""
+
 from __future__ import annotations
 
 import time
@@ -30,9 +31,18 @@ def runs_table(ctx: AppContext, lang: str) -> pd.DataFrame:
         steps = f"{r.step}/{r.total_steps}" if r.step is not None else ""
         date = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else ""
         dataset = r.config.get("dataset")
-        rows.append([r.name, i18n.t(f"status.{r.status}", lang), date, steps, _loss(r.final_loss),
-                     _loss(r.final_eval_loss), str(r.config.get("model_name_or_path", "")),
-                     display_path(dataset) if dataset else ""])
+        rows.append(
+            [
+                r.name,
+                i18n.t(f"status.{r.status}", lang),
+                date,
+                steps,
+                _loss(r.final_loss),
+                _loss(r.final_eval_loss),
+                str(r.config.get("model_name_or_path", "")),
+                display_path(dataset) if dataset else "",
+            ]
+        )
     return pd.DataFrame(rows, columns=[i18n.t(f"runs.col.{column}", lang) for column in COLUMNS])
 
 
@@ -40,9 +50,11 @@ def refresh(ctx: AppContext, lang: str, runs_select: str | None, runs_overlay: l
     """The table, overlay choices and run selector, keeping the selections that still exist."""
     names = [r.name for r in list_runs(ctx.runs_dir)]
     value = runs_select if runs_select in names else (names[0] if names else None)
-    return {"runs_table": runs_table(ctx, lang),
-            "runs_overlay": gr.update(choices=names, value=[n for n in runs_overlay or [] if n in names]),
-            "runs_select": gr.update(choices=names, value=value)}
+    return {
+        "runs_table": runs_table(ctx, lang),
+        "runs_overlay": gr.update(choices=names, value=[n for n in runs_overlay or [] if n in names]),
+        "runs_select": gr.update(choices=names, value=value),
+    }
 
 
 def overlay_plot(ctx: AppContext, names: list[str] | None) -> pd.DataFrame | None:
@@ -81,8 +93,10 @@ def ask_delete(runs_select: str | None, lang: str) -> Updates:
     """First click: show the confirmation row with the run's name."""
     if not runs_select:
         return cancel_delete()
-    return {"runs_confirm_row": gr.update(visible=True),
-            "runs_confirm_text": i18n.t("runs.confirm_question", lang, run=runs_select)}
+    return {
+        "runs_confirm_row": gr.update(visible=True),
+        "runs_confirm_text": i18n.t("runs.confirm_question", lang, run=runs_select),
+    }
 
 
 def cancel_delete() -> Updates:
@@ -110,32 +124,64 @@ def resume_selected(ctx: AppContext, runs_select: str | None, lang: str) -> Upda
 def build(ctx: AppContext) -> None:
     names = [r.name for r in list_runs(ctx.runs_dir)]
     with gr.Row():
-        ctx.add("runs_refresh", gr.Button(i18n.t("runs.refresh"), scale=0, min_width=120, size="sm",
-                                          elem_id="lt-runs-refresh"), text="runs.refresh")
-    ctx.add("runs_table", gr.Dataframe(runs_table(ctx, "en"), label=i18n.t("runs.table"), interactive=False,
-                                       elem_id="lt-runs-table"), text="runs.table")
+        ctx.add(
+            "runs_refresh",
+            gr.Button(i18n.t("runs.refresh"), scale=0, min_width=120, size="sm", elem_id="lt-runs-refresh"),
+            text="runs.refresh",
+        )
+    ctx.add(
+        "runs_table",
+        gr.Dataframe(runs_table(ctx, "en"), label=i18n.t("runs.table"), interactive=False, elem_id="lt-runs-table"),
+        text="runs.table",
+    )
     with gr.Row():
         with gr.Column(scale=1):
-            ctx.add("runs_overlay", gr.CheckboxGroup(choices=names, label=i18n.t("runs.overlay"),
-                                                     elem_id="lt-runs-overlay"), text="runs.overlay")
+            ctx.add(
+                "runs_overlay",
+                gr.CheckboxGroup(choices=names, label=i18n.t("runs.overlay"), elem_id="lt-runs-overlay"),
+                text="runs.overlay",
+            )
             # No height: a fixed one clips the legend, which gradio draws below the chart.
-            ctx.add("runs_plot", gr.LinePlot(None, x="step", y="loss", color="run", color_title="",
-                                             label=i18n.t("runs.chart")), text="runs.chart")
+            ctx.add(
+                "runs_plot",
+                gr.LinePlot(None, x="step", y="loss", color="run", color_title="", label=i18n.t("runs.chart")),
+                text="runs.chart",
+            )
         with gr.Column(scale=1):
-            ctx.add("runs_select", gr.Dropdown(choices=names, value=names[0] if names else None,
-                                               label=i18n.t("runs.select"), elem_id="lt-runs-select"),
-                    text="runs.select")
-            ctx.add("runs_config", gr.Code(show_config(ctx, names[0] if names else None)["runs_config"],
-                                           language="yaml", label=i18n.t("runs.config"), max_lines=18),
-                    text="runs.config")
+            ctx.add(
+                "runs_select",
+                gr.Dropdown(
+                    choices=names,
+                    value=names[0] if names else None,
+                    label=i18n.t("runs.select"),
+                    elem_id="lt-runs-select",
+                ),
+                text="runs.select",
+            )
+            ctx.add(
+                "runs_config",
+                gr.Code(
+                    show_config(ctx, names[0] if names else None)["runs_config"],
+                    language="yaml",
+                    label=i18n.t("runs.config"),
+                    max_lines=18,
+                ),
+                text="runs.config",
+            )
             with gr.Row():
                 ctx.add("runs_resume", gr.Button(i18n.t("runs.resume")), text="runs.resume")
-                ctx.add("runs_delete", gr.Button(i18n.t("runs.delete"), variant="stop", elem_id="lt-runs-delete"),
-                        text="runs.delete")
+                ctx.add(
+                    "runs_delete",
+                    gr.Button(i18n.t("runs.delete"), variant="stop", elem_id="lt-runs-delete"),
+                    text="runs.delete",
+                )
             with ctx.add("runs_confirm_row", gr.Row(visible=False)):
                 ctx.add("runs_confirm_text", gr.Markdown())
-                ctx.add("runs_confirm", gr.Button(i18n.t("runs.confirm"), variant="stop", elem_id="lt-runs-confirm"),
-                        text="runs.confirm")
+                ctx.add(
+                    "runs_confirm",
+                    gr.Button(i18n.t("runs.confirm"), variant="stop", elem_id="lt-runs-confirm"),
+                    text="runs.confirm",
+                )
                 ctx.add("runs_cancel", gr.Button(i18n.t("runs.cancel")), text="runs.cancel")
             ctx.add("runs_msg", gr.Markdown())
             ctx.add("runs_error", gr.HTML())
@@ -143,20 +189,44 @@ def build(ctx: AppContext) -> None:
 
 def wire(ctx: AppContext) -> None:
     c = ctx.c
-    listing = {"handler": partial(refresh, ctx), "inputs": ["lang", "runs_select", "runs_overlay"],
-               "outputs": ["runs_table", "runs_overlay", "runs_select"]}
+    listing = {
+        "handler": partial(refresh, ctx),
+        "inputs": ["lang", "runs_select", "runs_overlay"],
+        "outputs": ["runs_table", "runs_overlay", "runs_select"],
+    }
     ctx.listen(c["runs_refresh"].click, **listing, api_name="list_runs")
     ctx.listen(c["tab.runs"].select, **listing, api_visibility="private")
-    ctx.listen(c["runs_overlay"].change, partial(overlay_update, ctx), inputs=["runs_overlay"], outputs=["runs_plot"],
-               api_name="overlay_runs")
-    ctx.listen(c["runs_select"].change, partial(show_config, ctx), inputs=["runs_select"], outputs=["runs_config"],
-               api_visibility="private")
+    ctx.listen(
+        c["runs_overlay"].change,
+        partial(overlay_update, ctx),
+        inputs=["runs_overlay"],
+        outputs=["runs_plot"],
+        api_name="overlay_runs",
+    )
+    ctx.listen(
+        c["runs_select"].change,
+        partial(show_config, ctx),
+        inputs=["runs_select"],
+        outputs=["runs_config"],
+        api_visibility="private",
+    )
     confirm = ["runs_confirm_row", "runs_confirm_text"]
-    ctx.listen(c["runs_delete"].click, ask_delete, inputs=["runs_select", "lang"], outputs=confirm,
-               api_visibility="private")
+    ctx.listen(
+        c["runs_delete"].click, ask_delete, inputs=["runs_select", "lang"], outputs=confirm, api_visibility="private"
+    )
     ctx.listen(c["runs_cancel"].click, cancel_delete, outputs=confirm, api_visibility="private")
-    deleted = ctx.listen(c["runs_confirm"].click, partial(confirm_delete, ctx), inputs=["runs_select", "lang"],
-                         outputs=["runs_confirm_row", "runs_msg", "runs_error"], api_name="delete_run")
+    deleted = ctx.listen(
+        c["runs_confirm"].click,
+        partial(confirm_delete, ctx),
+        inputs=["runs_select", "lang"],
+        outputs=["runs_confirm_row", "runs_msg", "runs_error"],
+        api_name="delete_run",
+    )
     ctx.listen(deleted.then, **listing, api_visibility="private")
-    ctx.listen(c["runs_resume"].click, partial(resume_selected, ctx), inputs=["runs_select", "lang"],
-               outputs=["runs_msg", "runs_error"], api_name="resume_run")
+    ctx.listen(
+        c["runs_resume"].click,
+        partial(resume_selected, ctx),
+        inputs=["runs_select", "lang"],
+        outputs=["runs_msg", "runs_error"],
+        api_name="resume_run",
+    )

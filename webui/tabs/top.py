@@ -1,4 +1,5 @@
 """Top bar: title, language, model, preset. A preset fills every field of the form, on all tabs."""
+
 from __future__ import annotations
 
 from functools import partial
@@ -28,8 +29,11 @@ def fill_preset(preset: str) -> Updates:
     """The form from a preset, and its description. The model and the dataset change only when the
     preset names them: switching recipes keeps the user's own model and data."""
     explicit = preset_values(preset)
-    form = {key: value for key, value in preset_form(preset).items()
-            if key not in ("model_name_or_path", "dataset") or key in explicit}
+    form = {
+        key: value
+        for key, value in preset_form(preset).items()
+        if key not in ("model_name_or_path", "dataset") or key in explicit
+    }
     return {**form, "preset_desc": list_presets().get(preset, "")}
 
 
@@ -40,19 +44,38 @@ def build(ctx: AppContext) -> None:
             ctx.text(gr.Markdown(i18n.t("app.title")), "app.title")
             ctx.text(gr.Markdown(i18n.t("app.subtitle"), elem_id="lt-subtitle"), "app.subtitle")
         with gr.Column(scale=1, min_width=160):
-            ctx.add("lang", gr.Dropdown(choices=i18n.LANGUAGES, value=i18n.DEFAULT_LANGUAGE,
-                                        label=i18n.t("top.language"), elem_id="lt-lang"))
+            ctx.add(
+                "lang",
+                gr.Dropdown(
+                    choices=i18n.LANGUAGES, value=i18n.DEFAULT_LANGUAGE, label=i18n.t("top.language"), elem_id="lt-lang"
+                ),
+            )
     with gr.Row(equal_height=True):
-        ctx.field("model_name_or_path", preset_form(DEFAULT_PRESET)["model_name_or_path"], scale=3,
-                  elem_id="lt-model")
-        ctx.add("preset", gr.Dropdown(choices=list(presets), value=DEFAULT_PRESET, label=i18n.t("top.preset"),
-                                      info=i18n.t("top.preset.info"), scale=2, elem_id="lt-preset"), text="top.preset")
+        ctx.field("model_name_or_path", preset_form(DEFAULT_PRESET)["model_name_or_path"], scale=3, elem_id="lt-model")
+        ctx.add(
+            "preset",
+            gr.Dropdown(
+                choices=list(presets),
+                value=DEFAULT_PRESET,
+                label=i18n.t("top.preset"),
+                info=i18n.t("top.preset.info"),
+                scale=2,
+                elem_id="lt-preset",
+            ),
+            text="top.preset",
+        )
     ctx.add("preset_desc", gr.Markdown(presets.get(DEFAULT_PRESET, ""), elem_id="lt-preset-desc"))
 
 
 def wire(ctx: AppContext) -> None:
     """After every tab is built: the preset fills their fields, the language relabels them."""
-    ctx.listen(ctx.c["preset"].change, fill_preset, inputs=["preset"], outputs=[*PAGE_FIELDS, "preset_desc"],
-               api_name="fill_preset")
-    ctx.listen(ctx.c["lang"].change, partial(relabel, ctx), inputs=["lang"], outputs=list(ctx.labels),
-               api_visibility="private")
+    ctx.listen(
+        ctx.c["preset"].change,
+        fill_preset,
+        inputs=["preset"],
+        outputs=[*PAGE_FIELDS, "preset_desc"],
+        api_name="fill_preset",
+    )
+    ctx.listen(
+        ctx.c["lang"].change, partial(relabel, ctx), inputs=["lang"], outputs=list(ctx.labels), api_visibility="private"
+    )

@@ -7,6 +7,7 @@ the run scores probes) is polled by a gr.Timer every second. What it shows comes
 (the server's one job) and the run folder, never from the browser session, so a reloaded page or a
 second browser sees the same job. A tick that finds nothing new sends nothing.
 """
+
 from __future__ import annotations
 
 import time
@@ -89,24 +90,41 @@ def plan_view(ctx: AppContext, lang: str, **form: Any) -> Updates:
         config = form_config(ctx, form, run_name="preview")
     except UserInputError as err:
         problems = "\n".join(f"- {p}" for p in err.problems or [str(err)])
-        return {"plan": f"**{i18n.t('train.invalid', lang)}**\n\n{problems}", "form_ok": False,
-                "apply_fix": gr.update(visible=False), "plan_fix": {}}
+        return {
+            "plan": f"**{i18n.t('train.invalid', lang)}**\n\n{problems}",
+            "form_ok": False,
+            "apply_fix": gr.update(visible=False),
+            "plan_fix": {},
+        }
     count = data_tab.count_examples(form.get("dataset", ""), form.get("dataset_format", "auto"))
     if count:
         train_count = count - eval_count(count, config.val_size)
         plan = advisor.training_plan(config, train_count)
-        lines = [i18n.t("train.plan", lang, batch=plan["effective_batch_size"], total=plan["total_steps"],
-                        steps_per_epoch=plan["steps_per_epoch"], examples=train_count)]
+        lines = [
+            i18n.t(
+                "train.plan",
+                lang,
+                batch=plan["effective_batch_size"],
+                total=plan["total_steps"],
+                steps_per_epoch=plan["steps_per_epoch"],
+                examples=train_count,
+            )
+        ]
     else:
         lines = [i18n.t("train.plan_no_data", lang, batch=config.effective_batch_size)]
-    notes = [n for n in advisor.advise(config, count or None, lang=lang)
-             if n.rule not in ("effective_batch", "steps")]  # those are in the read-out line
+    notes = [
+        n for n in advisor.advise(config, count or None, lang=lang) if n.rule not in ("effective_batch", "steps")
+    ]  # those are in the read-out line
     fix: dict[str, Any] = {}
     for note in notes:
         for name, value in note.fix.items():
             fix.setdefault(name, value)
-    return {"plan": "\n".join(lines + _notes(notes)), "form_ok": True, "apply_fix": fix_button(fix, lang),
-            "plan_fix": fix}
+    return {
+        "plan": "\n".join(lines + _notes(notes)),
+        "form_ok": True,
+        "apply_fix": fix_button(fix, lang),
+        "plan_fix": fix,
+    }
 
 
 def apply_fix(plan_fix: dict[str, Any]) -> Updates:
@@ -118,14 +136,17 @@ def preview_config(ctx: AppContext, lang: str, **form: Any) -> Updates:
     try:
         config = form_config(ctx, form)
     except UserInputError as err:
-        return {"config_yaml": gr.update(visible=False),
-                "train_error": error_html(i18n.t("train.invalid", lang), str(err))}
+        return {
+            "config_yaml": gr.update(visible=False),
+            "train_error": error_html(i18n.t("train.invalid", lang), str(err)),
+        }
     return {"config_yaml": gr.update(value=config_to_yaml(config), visible=True), "train_error": ""}
 
 
 # ------------------------------------------------------------------------------- start and stop
-def launch(lang: str, start: Callable[[], RunFolder], started_key: str,
-           invalid_title: str | None = None) -> tuple[str, str]:
+def launch(
+    lang: str, start: Callable[[], RunFolder], started_key: str, invalid_title: str | None = None
+) -> tuple[str, str]:
     """(message, error box) of starting a job: start() returns its run or raises why it cannot run.
     `invalid_title` heads the problems of a refused config; other refusals are one sentence."""
     try:
@@ -138,15 +159,20 @@ def launch(lang: str, start: Callable[[], RunFolder], started_key: str,
 
 
 def start_run(ctx: AppContext, lang: str, **form: Any) -> Updates:
-    message, error = launch(lang, lambda: ctx.runner.start(form_config(ctx, form)), "msg.started",
-                            invalid_title=i18n.t("train.invalid", lang))
+    message, error = launch(
+        lang,
+        lambda: ctx.runner.start(form_config(ctx, form)),
+        "msg.started",
+        invalid_title=i18n.t("train.invalid", lang),
+    )
     return {"train_msg": message, "train_error": error}
 
 
 def stop_run(ctx: AppContext, lang: str) -> Updates:
     run = ctx.runner.stop()
-    message = i18n.t("msg.nothing_running", lang) if run is None else i18n.t("msg.stop_requested", lang,
-                                                                              run=run.path.name)
+    message = (
+        i18n.t("msg.nothing_running", lang) if run is None else i18n.t("msg.stop_requested", lang, run=run.path.name)
+    )
     return {"train_msg": message, "train_error": ""}
 
 
@@ -181,15 +207,31 @@ def _loss(value: float | None) -> str:
 def progress_markdown(state: RunState, events: list[dict[str, Any]], stopping: bool, lang: str) -> str:
     status_text = i18n.t(f"status.{state.status}", lang)
     if state.status.ended:
-        return i18n.t("mon.final", lang, run=state.name, status=status_text, step=state.step or "—",
-                      total=state.total_steps or "—", loss=_loss(state.final_loss),
-                      eval_loss=_loss(state.final_eval_loss))
+        return i18n.t(
+            "mon.final",
+            lang,
+            run=state.name,
+            status=status_text,
+            step=state.step or "—",
+            total=state.total_steps or "—",
+            loss=_loss(state.final_loss),
+            eval_loss=_loss(state.final_eval_loss),
+        )
     progress = progress_of(events)
     if progress is None:
         return i18n.t("mon.starting", lang, run=state.name)
-    text = i18n.t("mon.progress", lang, run=state.name, status=status_text, step=progress.step,
-                  total=progress.total_steps, epoch=progress.epoch, tps=progress.tokens_per_s,
-                  elapsed=_duration(progress.elapsed_s), eta=_duration(progress.eta_s))
+    text = i18n.t(
+        "mon.progress",
+        lang,
+        run=state.name,
+        status=status_text,
+        step=progress.step,
+        total=progress.total_steps,
+        epoch=progress.epoch,
+        tps=progress.tokens_per_s,
+        elapsed=_duration(progress.elapsed_s),
+        eta=_duration(progress.eta_s),
+    )
     return text + (f" · *{i18n.t('mon.stopping', lang)}*" if stopping else "")
 
 
@@ -223,17 +265,32 @@ def poll(ctx: AppContext, lang: str, seen: Any, form_ok: bool) -> Updates:
     signature = (state and (str(state.path), len(events), log_size, state.status), stopping, running, form_ok, lang)
     if signature == seen:
         return {}
-    buttons = {**start_button(ctx, form_ok, lang), "stop": gr.update(interactive=running and not stopping),
-               "resume": gr.update(interactive=not running and resumable(ctx) is not None), "seen": signature}
+    buttons = {
+        **start_button(ctx, form_ok, lang),
+        "stop": gr.update(interactive=running and not stopping),
+        "resume": gr.update(interactive=not running and resumable(ctx) is not None),
+        "seen": signature,
+    }
     if state is None:
-        return {"loss_plot": None, "progress": i18n.t("mon.no_run", lang), "loss_notes": "", "failure": "",
-                "log": "", **buttons}
+        return {
+            "loss_plot": None,
+            "progress": i18n.t("mon.no_run", lang),
+            "loss_notes": "",
+            "failure": "",
+            "log": "",
+            **buttons,
+        }
     failure = ""
     if state.status == RunStatus.ERROR:
         failure = error_html(i18n.t("mon.failed", lang, run=state.name).replace("**", ""), state.message)
-    return {"loss_plot": chart_value(events), "progress": progress_markdown(state, events, stopping, lang),
-            "loss_notes": notes_markdown(state, events, lang), "failure": failure, "log": run.log_tail(LOG_LINES),
-            **buttons}
+    return {
+        "loss_plot": chart_value(events),
+        "progress": progress_markdown(state, events, stopping, lang),
+        "loss_notes": notes_markdown(state, events, lang),
+        "failure": failure,
+        "log": run.log_tail(LOG_LINES),
+        **buttons,
+    }
 
 
 def chart_value(events: list[dict[str, Any]]):
@@ -255,8 +312,7 @@ def missed_probes(run: RunFolder, events: list[dict[str, Any]]) -> list[tuple[Pr
     if tuned is None:
         return []
     probes = load_probes(run.path / RUN_PROBES_FILE)
-    return [(probe, answer) for probe, answer, hit in zip(probes, tuned["answers"], tuned["probe_hits"])
-            if not hit]
+    return [(probe, answer) for probe, answer, hit in zip(probes, tuned["answers"], tuned["probe_hits"]) if not hit]
 
 
 def fact_of(probe: Probe) -> str:
@@ -281,12 +337,18 @@ def probe_view(run: RunFolder | None, events: list[dict[str, Any]], miss_fact: s
     facts: dict[str, str] = {}  # the filter value -> the fact's label, in the order of the misses
     for probe, _ in misses:
         facts.setdefault(" + ".join(probe.expect), fact_of(probe))
-    choices = [(label if len(label) <= FACT_LABEL_CHARS else label[:FACT_LABEL_CHARS] + "…", value)
-               for value, label in facts.items()]
+    choices = [
+        (label if len(label) <= FACT_LABEL_CHARS else label[:FACT_LABEL_CHARS] + "…", value)
+        for value, label in facts.items()
+    ]
     chosen = miss_fact if miss_fact in facts else next(iter(facts), None)
-    return {"probe_box": gr.update(visible=True), "recall_plot": name_every_series(frame, RECALL_SERIES),
-            "misses": misses_frame(misses, lang), "miss_fact": gr.update(choices=choices, value=chosen),
-            "miss_augment": gr.update(interactive=bool(facts))}
+    return {
+        "probe_box": gr.update(visible=True),
+        "recall_plot": name_every_series(frame, RECALL_SERIES),
+        "misses": misses_frame(misses, lang),
+        "miss_fact": gr.update(choices=choices, value=chosen),
+        "miss_augment": gr.update(interactive=bool(facts)),
+    }
 
 
 def poll_probes(ctx: AppContext, lang: str, probes_seen: Any, miss_fact: str | None) -> Updates:
@@ -304,8 +366,11 @@ def augment_missed_fact(ctx: AppContext, miss_fact: str | None) -> Updates:
     the dataset the monitored run trained on."""
     run = ctx.runner.current()
     dataset = run_state(run.path).config.get("dataset") if run is not None else None
-    updates = {"tabs": gr.update(selected="tab.data"), "augment_panel": gr.update(open=True),
-               "aug_fact": miss_fact or ""}
+    updates = {
+        "tabs": gr.update(selected="tab.data"),
+        "augment_panel": gr.update(open=True),
+        "aug_fact": miss_fact or "",
+    }
     return {**updates, "dataset": display_path(dataset)} if dataset else updates
 
 
@@ -324,14 +389,21 @@ def build(ctx: AppContext) -> None:
         names, per_row = fields_in_group(group), PER_ROW.get(group, 3)
         for i in range(0, len(names), per_row):
             with gr.Row(equal_height=True):
-                for name in names[i:i + per_row]:
+                for name in names[i : i + per_row]:
                     _field(ctx, name, values[name])
 
     with gr.Row():
         with gr.Column(scale=5):
-            ctx.add("run_name", gr.Textbox(label=i18n.t("train.run_name"), info=i18n.t("train.run_name.info"),
-                                           placeholder=time.strftime("run-%Y%m%d-%H%M%S"), elem_id="lt-run-name"),
-                    text="train.run_name")
+            ctx.add(
+                "run_name",
+                gr.Textbox(
+                    label=i18n.t("train.run_name"),
+                    info=i18n.t("train.run_name.info"),
+                    placeholder=time.strftime("run-%Y%m%d-%H%M%S"),
+                    elem_id="lt-run-name",
+                ),
+                text="train.run_name",
+            )
             for group in FORM_GROUPS:
                 if group == COLLAPSED:
                     with ctx.text(gr.Accordion(i18n.t("train.advanced"), open=False), "train.advanced"):
@@ -339,18 +411,31 @@ def build(ctx: AppContext) -> None:
                 else:
                     ctx.text(gr.Markdown(i18n.t(f"train.group.{group}")), f"train.group.{group}")
                     fields(group)
-            ctx.add("config_yaml", gr.Code(language="yaml", label=i18n.t("train.preview_code"), visible=False,
-                                           elem_id="lt-config-yaml"), text="train.preview_code")
+            ctx.add(
+                "config_yaml",
+                gr.Code(language="yaml", label=i18n.t("train.preview_code"), visible=False, elem_id="lt-config-yaml"),
+                text="train.preview_code",
+            )
         with gr.Column(scale=6):
             with gr.Row():
-                ctx.add("start", gr.Button(i18n.t("train.start"), variant="primary", elem_id="lt-start"),
-                        text="train.start")
-                ctx.add("stop", gr.Button(i18n.t("train.stop"), variant="stop", interactive=False, elem_id="lt-stop"),
-                        text="train.stop")
-                ctx.add("resume", gr.Button(i18n.t("train.resume"), interactive=False, elem_id="lt-resume"),
-                        text="train.resume")
-                ctx.add("preview", gr.Button(i18n.t("train.preview"), variant="secondary", elem_id="lt-preview"),
-                        text="train.preview")
+                ctx.add(
+                    "start", gr.Button(i18n.t("train.start"), variant="primary", elem_id="lt-start"), text="train.start"
+                )
+                ctx.add(
+                    "stop",
+                    gr.Button(i18n.t("train.stop"), variant="stop", interactive=False, elem_id="lt-stop"),
+                    text="train.stop",
+                )
+                ctx.add(
+                    "resume",
+                    gr.Button(i18n.t("train.resume"), interactive=False, elem_id="lt-resume"),
+                    text="train.resume",
+                )
+                ctx.add(
+                    "preview",
+                    gr.Button(i18n.t("train.preview"), variant="secondary", elem_id="lt-preview"),
+                    text="train.preview",
+                )
             ctx.add("start_why", gr.Markdown(elem_id="lt-start-why"))
             ctx.add("train_msg", gr.Markdown(elem_id="lt-train-msg"))
             ctx.add("train_error", gr.HTML(elem_id="lt-train-error"))
@@ -360,53 +445,144 @@ def build(ctx: AppContext) -> None:
             ctx.add("progress", gr.Markdown(i18n.t("mon.no_run"), elem_id="lt-progress"))
             ctx.add("failure", gr.HTML(elem_id="lt-failure"))
             # No height: a fixed one clips the legend, which gradio draws below the chart.
-            ctx.add("loss_plot", gr.LinePlot(None, x="step", y="loss", color="series", color_title="",
-                                             label=i18n.t("train.chart"),
-                                             color_map={"train": "#3b6fd6", "eval": "#e07b28"},
-                                             elem_id="lt-loss-plot"), text="train.chart")
+            ctx.add(
+                "loss_plot",
+                gr.LinePlot(
+                    None,
+                    x="step",
+                    y="loss",
+                    color="series",
+                    color_title="",
+                    label=i18n.t("train.chart"),
+                    color_map={"train": "#3b6fd6", "eval": "#e07b28"},
+                    elem_id="lt-loss-plot",
+                ),
+                text="train.chart",
+            )
             ctx.add("loss_notes", gr.Markdown(elem_id="lt-loss-notes"))
             with ctx.add("probe_box", gr.Column(visible=False, elem_id="lt-probe-box")):
-                ctx.add("recall_plot", gr.LinePlot(None, x="step", y="recall", color="series", color_title="",
-                                                   y_lim=[0, 1], label=i18n.t("train.recall_chart"),
-                                                   color_map={"tuned": "#2e9e5b", "base": "#9a9a9a"},
-                                                   elem_id="lt-recall-plot"), text="train.recall_chart")
-                ctx.add("misses", gr.Dataframe(label=i18n.t("train.misses"), interactive=False, wrap=True,
-                                               max_height=320, column_widths=["28%", "12%", "35%", "25%"],
-                                               elem_id="lt-misses"), text="train.misses")
+                ctx.add(
+                    "recall_plot",
+                    gr.LinePlot(
+                        None,
+                        x="step",
+                        y="recall",
+                        color="series",
+                        color_title="",
+                        y_lim=[0, 1],
+                        label=i18n.t("train.recall_chart"),
+                        color_map={"tuned": "#2e9e5b", "base": "#9a9a9a"},
+                        elem_id="lt-recall-plot",
+                    ),
+                    text="train.recall_chart",
+                )
+                ctx.add(
+                    "misses",
+                    gr.Dataframe(
+                        label=i18n.t("train.misses"),
+                        interactive=False,
+                        wrap=True,
+                        max_height=320,
+                        column_widths=["28%", "12%", "35%", "25%"],
+                        elem_id="lt-misses",
+                    ),
+                    text="train.misses",
+                )
                 with gr.Row(equal_height=True):
-                    ctx.add("miss_fact", gr.Dropdown(label=i18n.t("train.miss_fact"), scale=3,
-                                                     info=i18n.t("train.miss_fact.info"), elem_id="lt-miss-fact"),
-                            text="train.miss_fact")
-                    ctx.add("miss_augment", gr.Button(i18n.t("train.miss_augment"), interactive=False, scale=1,
-                                                      elem_id="lt-miss-augment"), text="train.miss_augment")
+                    ctx.add(
+                        "miss_fact",
+                        gr.Dropdown(
+                            label=i18n.t("train.miss_fact"),
+                            scale=3,
+                            info=i18n.t("train.miss_fact.info"),
+                            elem_id="lt-miss-fact",
+                        ),
+                        text="train.miss_fact",
+                    )
+                    ctx.add(
+                        "miss_augment",
+                        gr.Button(i18n.t("train.miss_augment"), interactive=False, scale=1, elem_id="lt-miss-augment"),
+                        text="train.miss_augment",
+                    )
                 ctx.add("probes_seen", gr.State(None))  # what the probe view last sent
-            ctx.add("log", gr.Textbox(label=i18n.t("train.log"), lines=LOG_LINES, max_lines=LOG_LINES, autoscroll=True,
-                                      interactive=False, elem_id="lt-log"), text="train.log")
+            ctx.add(
+                "log",
+                gr.Textbox(
+                    label=i18n.t("train.log"),
+                    lines=LOG_LINES,
+                    max_lines=LOG_LINES,
+                    autoscroll=True,
+                    interactive=False,
+                    elem_id="lt-log",
+                ),
+                text="train.log",
+            )
             ctx.add("seen", gr.State(None))  # what the monitor last sent: a tick with nothing new sends nothing
             ctx.add("form_ok", gr.State(True))  # whether the form holds a valid config (plan_view decides)
             ctx.add("timer", gr.Timer(POLL_INTERVAL_S))
 
 
-
 def wire(ctx: AppContext) -> None:
     c = ctx.c
     inputs = ["lang", *FORM]
-    ctx.listen([*(c[name].change for name in inputs), ctx.page.load], partial(plan_view, ctx), inputs=inputs,
-               outputs=["plan", "form_ok", "apply_fix", "plan_fix"], trigger_mode="always_last", api_name="plan")
+    ctx.listen(
+        [*(c[name].change for name in inputs), ctx.page.load],
+        partial(plan_view, ctx),
+        inputs=inputs,
+        outputs=["plan", "form_ok", "apply_fix", "plan_fix"],
+        trigger_mode="always_last",
+        api_name="plan",
+    )
     ctx.listen(c["apply_fix"].click, apply_fix, inputs=["plan_fix"], outputs=PAGE_FIELDS, api_name="apply_fix")
-    ctx.listen(c["preview"].click, partial(preview_config, ctx), inputs=inputs, outputs=["config_yaml", "train_error"],
-               api_name="preview_config")
-    ctx.listen(c["start"].click, partial(start_run, ctx), inputs=inputs, outputs=["train_msg", "train_error"],
-               api_name="start")
-    ctx.listen(c["stop"].click, partial(stop_run, ctx), inputs=["lang"], outputs=["train_msg", "train_error"],
-               api_name="stop")
-    ctx.listen(c["resume"].click, partial(resume_run, ctx), inputs=["lang"], outputs=["train_msg", "train_error"],
-               api_name="resume")
-    ctx.listen(c["timer"].tick, partial(poll, ctx), inputs=["lang", "seen", "form_ok"], outputs=MONITOR,
-               api_name="poll", concurrency_limit=None, show_progress="hidden")
-    ctx.listen(c["timer"].tick, partial(poll_probes, ctx), inputs=["lang", "probes_seen", "miss_fact"],
-               outputs=PROBE_MONITOR, api_name="poll_probes", concurrency_limit=None, show_progress="hidden")
-    switched = ctx.listen(c["miss_augment"].click, partial(augment_missed_fact, ctx), inputs=["miss_fact"],
-                          outputs=["tabs", "augment_panel", "aug_fact", "dataset"], api_visibility="private")
-    ctx.listen(switched.then, data_tab.augment_preview, inputs=data_tab.PREVIEW_INPUTS,
-               outputs=data_tab.AUGMENT_OUTPUTS, api_visibility="private")
+    ctx.listen(
+        c["preview"].click,
+        partial(preview_config, ctx),
+        inputs=inputs,
+        outputs=["config_yaml", "train_error"],
+        api_name="preview_config",
+    )
+    ctx.listen(
+        c["start"].click, partial(start_run, ctx), inputs=inputs, outputs=["train_msg", "train_error"], api_name="start"
+    )
+    ctx.listen(
+        c["stop"].click, partial(stop_run, ctx), inputs=["lang"], outputs=["train_msg", "train_error"], api_name="stop"
+    )
+    ctx.listen(
+        c["resume"].click,
+        partial(resume_run, ctx),
+        inputs=["lang"],
+        outputs=["train_msg", "train_error"],
+        api_name="resume",
+    )
+    ctx.listen(
+        c["timer"].tick,
+        partial(poll, ctx),
+        inputs=["lang", "seen", "form_ok"],
+        outputs=MONITOR,
+        api_name="poll",
+        concurrency_limit=None,
+        show_progress="hidden",
+    )
+    ctx.listen(
+        c["timer"].tick,
+        partial(poll_probes, ctx),
+        inputs=["lang", "probes_seen", "miss_fact"],
+        outputs=PROBE_MONITOR,
+        api_name="poll_probes",
+        concurrency_limit=None,
+        show_progress="hidden",
+    )
+    switched = ctx.listen(
+        c["miss_augment"].click,
+        partial(augment_missed_fact, ctx),
+        inputs=["miss_fact"],
+        outputs=["tabs", "augment_panel", "aug_fact", "dataset"],
+        api_visibility="private",
+    )
+    ctx.listen(
+        switched.then,
+        data_tab.augment_preview,
+        inputs=data_tab.PREVIEW_INPUTS,
+        outputs=data_tab.AUGMENT_OUTPUTS,
+        api_visibility="private",
+    )

@@ -41,8 +41,9 @@ import time
 from collections import deque
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PERSONA = PROJECT_ROOT / "datasets_demo" / "persona_en.jsonl"
+from core.paths import DEMO_DIR, PROJECT_ROOT
+
+PERSONA = DEMO_DIR / "persona_en.jsonl"
 # Per dataset: timed optimizer steps, warm-up steps, per-device batch, gradient accumulation,
 # cutoff_len. Warm-up steps run first and are not timed: a process's first steps are slower (memory
 # touched for the first time, lazily loaded weights), whatever the pipeline. The long set uses a

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from core.paths import PROJECT_ROOT
 from tests.webui_helpers import free_port
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

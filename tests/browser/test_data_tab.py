@@ -3,13 +3,13 @@ Augment panel's preview."""
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
+from core.paths import PROJECT_ROOT
+
 expect = pytest.importorskip("playwright.sync_api", reason="playwright not installed: browser tests skipped").expect
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEMO = "datasets_demo/persona_en.jsonl"
 
 

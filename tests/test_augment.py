@@ -15,28 +15,23 @@ from pathlib import Path
 
 import pytest
 
-from core import augment
+from core import augment, paraphrase_rules
 from core.augment import (
-    FAMILIES,
     NEAR_DUPLICATE_JACCARD,
     JunkOutput,
     LocalGenerator,
     NearDuplicates,
     OpenAIGenerator,
-    RulesGenerator,
     assign_quotas,
     augment_dataset,
-    detect_lang,
-    embedded_clause,
-    find_facts,
     make_generator,
-    missing_facts,
     parse_phrasings,
     preview,
     user_turns,
 )
 from core.data import load_dataset
 from core.errors import UserInputError
+from core.paraphrase_rules import FAMILIES, RulesGenerator, detect_lang, embedded_clause, find_facts, missing_facts
 from tests.conftest import write_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,8 +152,8 @@ def test_typos_never_touch_numbers_emails_codes_or_names():
     ],
 )
 def test_indirect_questions(question, clause):
-    masked = augment.mask(question)
-    result = embedded_clause(augment.split_end(masked.text)[0])
+    masked = paraphrase_rules.mask(question)
+    result = embedded_clause(paraphrase_rules.split_end(masked.text)[0])
     assert (masked.unmask(result) if result else None) == clause
 
 

@@ -204,14 +204,14 @@ def training_plan(config: TrainConfig, num_examples: int) -> dict[str, Any]:
     is given (core.engine), the page shows and the start event records.
 
     Steps are counted as transformers' Trainer counts them (one device). num_train_epochs: auto
-    takes the whole number of epochs nearest to target_steps steps (1..MAX_AUTO_EPOCHS), so each
-    example is seen equally often. learning_rate is scaled from lr_reference_batch when one is set.
+    takes the whole number of epochs nearest to target_steps steps (auto_min_epochs..MAX_AUTO_EPOCHS),
+    so each example is seen equally often. learning_rate is scaled from lr_reference_batch when one is set.
     """
     batches_per_epoch = math.ceil(num_examples / config.per_device_train_batch_size)
     steps_per_epoch = max(math.ceil(batches_per_epoch / config.gradient_accumulation_steps), 1)
     epochs = config.num_train_epochs
     if epochs == AUTO:
-        epochs = float(min(max(round(config.target_steps / steps_per_epoch), 1), MAX_AUTO_EPOCHS))
+        epochs = float(min(max(round(config.target_steps / steps_per_epoch), config.auto_min_epochs), MAX_AUTO_EPOCHS))
     total = config.max_steps if config.max_steps > 0 else math.ceil(epochs * steps_per_epoch)
     return {
         "effective_batch_size": config.effective_batch_size,

@@ -139,12 +139,24 @@ class TrainConfig:
     )
     target_steps: int = _f(
         200,
-        f"With num_train_epochs: auto, about this many optimizer steps (at least 1 epoch, at most {MAX_AUTO_EPOCHS}).",
-        f"num_train_epochs 为 auto 时的目标优化步数（至少 1 轮，至多 {MAX_AUTO_EPOCHS} 轮）。",
+        f"With num_train_epochs: auto, about this many optimizer steps (at least auto_min_epochs, at most "
+        f"{MAX_AUTO_EPOCHS} epochs).",
+        f"num_train_epochs 为 auto 时的目标优化步数（至少 auto_min_epochs 轮，至多 {MAX_AUTO_EPOCHS} 轮）。",
         ("Target steps (auto epochs)", "目标步数（自动轮数）"),
         "optim",
         gt=0,
         le=10_000_000,
+    )
+    auto_min_epochs: int = _f(
+        1,
+        "With num_train_epochs: auto, at least this many epochs even when target_steps is reached sooner: "
+        "a fact has to be seen several times in each phrasing, however many phrasings there are.",
+        "num_train_epochs 为 auto 时至少训练的轮数（即使更早达到 target_steps）：每个事实的每种问法都要被看到多次，"
+        "无论问法有多少。",
+        ("Min epochs (auto)", "最少轮数（自动）"),
+        "optim",
+        ge=1,
+        le=MAX_AUTO_EPOCHS,
     )
     max_steps: int = _f(
         -1,

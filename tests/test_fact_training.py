@@ -167,6 +167,9 @@ def test_auto_epochs_aim_at_the_target_steps(examples, expected_epochs):
     plan = training_plan(config, examples)
     assert plan["num_train_epochs"] == expected_epochs
     assert plan["total_steps"] == expected_epochs * plan["steps_per_epoch"]
+    # a floor on the epochs: the larger set gets 6 passes, the small one keeps its ~200 steps
+    floored = training_plan(TrainConfig(**{**config.to_dict(), "auto_min_epochs": 6}), examples)
+    assert floored["num_train_epochs"] == max(expected_epochs, 6)
 
 
 @pytest.mark.parametrize("rule, expected", [("linear", 2e-3), ("sqrt", 1e-3 * 2**0.5)])

@@ -87,16 +87,20 @@ class RunFolder:
     def stop_requested(self) -> bool:
         return self.stop_file.exists()
 
-    def latest_checkpoint(self) -> Path | None:
-        """Newest checkpoint that was written completely (trainer_state.json is written last)."""
+    def complete_checkpoints(self) -> list[Path]:
+        """Checkpoints written completely (trainer_state.json is written last), oldest first."""
         if not self.checkpoints.is_dir():
-            return None
+            return []
         complete = [
             p
             for p in self.checkpoints.glob("checkpoint-*")
             if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
         ]
-        return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
+        return sorted(complete, key=checkpoint_step)
+
+    def latest_checkpoint(self) -> Path | None:
+        complete = self.complete_checkpoints()
+        return complete[-1] if complete else None
 
     def log_tail(self, lines: int = 20) -> str:
         if not self.log.is_file():
@@ -117,6 +121,11 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(item) for item in value]
     return value
+
+
+def checkpoint_step(path: Path) -> int:
+    """The optimizer step a checkpoint-<step> folder was saved at."""
+    return int(path.name.split("-")[-1])
 
 
 def last_event(events: list[dict[str, Any]], *types: str) -> dict[str, Any] | None:

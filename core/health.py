@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from core.events import RunFolder
+from core.events import RunFolder, checkpoint_step
 
 MAX_BAD_STEPS = 3  # in a row; a single odd batch is skipped and forgotten
 MAX_ROLLBACKS = 2
@@ -93,24 +93,8 @@ class HealthGuard(TrainerCallback):
 
     def good_checkpoint(self) -> Path | None:
         """The newest complete checkpoint whose weights were still healthy, or None (start over)."""
-        healthy = [p for p in complete_checkpoints(self.run) if checkpoint_step(p) <= self.last_healthy_step]
+        healthy = [p for p in self.run.complete_checkpoints() if checkpoint_step(p) <= self.last_healthy_step]
         return healthy[-1] if healthy else None
-
-
-def checkpoint_step(path: Path) -> int:
-    return int(path.name.split("-")[-1])
-
-
-def complete_checkpoints(run: RunFolder) -> list[Path]:
-    """Checkpoints written completely (trainer_state.json is written last), oldest first."""
-    if not run.checkpoints.is_dir():
-        return []
-    complete = [
-        p
-        for p in run.checkpoints.glob("checkpoint-*")
-        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
-    ]
-    return sorted(complete, key=checkpoint_step)
 
 
 def weights_are_finite(model) -> bool:

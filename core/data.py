@@ -1,15 +1,29 @@
 """Read chat datasets (.json / .jsonl) in alpaca, sharegpt or OpenAI-messages format.
 
 Every format is normalised to a list of conversations, each a list of {"role", "content"} messages
-with roles system (optional, first), then user / assistant alternating, ending on assistant. All
-problems in a file are collected with their record number (the line number in a .jsonl file) and
-raised together, so one pass over a bad file tells the user everything to fix.
+with roles system (optional, first), then user / assistant alternating, ending on assistant; an
+assistant message may call tools, and the tool results ("tool" messages) follow it. All problems in
+a file are collected with their record number (the line number in a .jsonl file) and raised
+together, so one pass over a bad file tells the user everything to fix.
+
+A message is the OpenAI / Hugging Face chat-template shape, so that a conversation written back as
+{"messages": [...]} (core.augment) reads in again unchanged:
+  role         system | user | assistant | tool
+  content      str: a list of text parts ({"type": "text", "text" or "value": ...}) is joined
+  tool_calls   assistant only, optional: [{"type": "function", "function": {"name", "arguments": dict}}],
+               from OpenAI `tool_calls`, sharegpt `function_call` turns, or LLaMA-Factory v1 `tool_call` parts
+  loss_weight  assistant only, present only as 0: the message is context, not trained
+  tools        on a conversation's first message only: the tool definitions (the record's top-level
+               `tools`, a list or its JSON text), [{"type": "function", "function": {...}}]. Carried
+               by a message so that every list operation on a conversation (slicing, copying,
+               prepending a system prompt) keeps them; core.template hands them to the chat template.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +32,22 @@ from core.config import DATASET_FORMATS
 from core.errors import UserInputError
 from core.paths import path_errors, shown_path
 
-Message = dict[str, str]
+Message = dict[str, Any]  # role, content (str), and optionally tool_calls, loss_weight, tools: see above
 Conversation = list[Message]
 
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
-OPENAI_ROLES = ("system", "user", "assistant")
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+    "function_call": "assistant",  # LLaMA-Factory: the value is the call(s) as JSON
+    "observation": "tool",  # LLaMA-Factory: a tool's result
+}
+OPENAI_ROLES = ("system", "user", "assistant", "tool")
+TOOLS = "tools"  # the first message's key that holds its conversation's tool definitions
+TEXT_PART_KEYS = ("text", "value")  # OpenAI's text part, LLaMA-Factory v1's
+LOSS_WEIGHT_KEYS = ("loss_weight", "weight")  # LLaMA-Factory v1's, OpenAI fine-tuning's
 
 
 @dataclass
@@ -38,7 +63,7 @@ def eval_count(num_examples: int, val_size: float) -> int:
     return min(math.ceil(num_examples * val_size), num_examples - 1) if val_size > 0 else 0
 
 
-def _read_records(path: Path) -> list[tuple[str, Any]]:
+def read_records(path: Path) -> list[tuple[str, Any]]:
     """(label, record) pairs; the label says where the record is ('line 7', 'record 3')."""
     with path_errors("Dataset file", path):
         if not path.is_file():
@@ -133,6 +158,115 @@ def _from_alpaca(record: dict, where: str, problems: list[str]) -> Conversation:
     return conversation
 
 
+def _parse_json(value: Any, what: str, at: str, problems: list[str]) -> Any:
+    """`value` itself, or the JSON a string holds (LLaMA-Factory writes tools and calls as JSON text)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as err:
+        problems.append(f"{at}: {what} is not valid JSON ({err.msg} at column {err.colno})")
+        return None
+
+
+def _tool_call(value: Any, at: str, problems: list[str]) -> dict[str, Any] | None:
+    """One call in the chat templates' shape, from {"name", "arguments"} or OpenAI's
+    {"type": "function", "function": {"name", "arguments"}} (arguments a dict or its JSON text)."""
+    call = value.get("function") if isinstance(value, dict) and isinstance(value.get("function"), dict) else value
+    if not isinstance(call, dict) or not isinstance(call.get("name"), str) or not call["name"].strip():
+        problems.append(f'{at}: a tool call must be an object with a "name" and "arguments", got {value!r:.80}')
+        return None
+    what = f"the arguments of tool call {call['name']!r}"
+    arguments = _parse_json(call.get("arguments") or {}, what, at, problems)  # absent / null / "": no arguments
+    if not isinstance(arguments, dict):
+        if arguments is not None:  # None: _parse_json said why
+            problems.append(f"{at}: {what} must be a JSON object")
+        return None
+    shaped: dict[str, Any] = {"type": "function", "function": {"name": call["name"], "arguments": arguments}}
+    if isinstance(value.get("id"), str):
+        shaped["id"] = value["id"]  # some templates pair results with calls by id
+    return shaped
+
+
+def _tool_calls(value: Any, at: str, problems: list[str]) -> list[dict[str, Any]]:
+    """A call or a list of calls (JSON text or parsed); [] after a problem."""
+    value = _parse_json(value, "the tool call", at, problems)
+    if value is None:
+        return []
+    calls = [_tool_call(v, at, problems) for v in (value if isinstance(value, list) else [value])]
+    return [] if None in calls else calls
+
+
+def _tools(value: Any, where: str, problems: list[str]) -> list[dict[str, Any]]:
+    """A record's tool definitions (a JSON string or a list; "[]" and absent mean none), each in the
+    {"type": "function", "function": {...}} shape chat templates are written for."""
+    value = _parse_json(value, "field 'tools'", where, problems) if value not in (None, "") else []
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        if value is not None:
+            problems.append(f"{where}: field 'tools' must be a list of tool definitions, got {type(value).__name__}")
+        return []
+    tools = []
+    for number, tool in enumerate(value, start=1):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        definition = function if isinstance(function, dict) else tool
+        if not isinstance(definition, dict) or not isinstance(definition.get("name"), str):
+            problems.append(f'{where}: tools[{number}] must be a function definition with a "name"')
+            continue
+        tools.append({"type": "function", "function": definition})
+    return tools
+
+
+def _content(value: Any, at: str, key: str, problems: list[str]) -> tuple[str, list[dict[str, Any]]] | None:
+    """(text, tool calls) of a message's content: a string, or a list of parts whose text parts are
+    joined (LLaMA-Factory v1 may also put `tool_call` parts there). None after a problem."""
+    if value is None or isinstance(value, str):
+        return value or "", []
+    if not isinstance(value, list):
+        problems.append(f"{at}: '{key}' must be a string or a list of text parts, got {type(value).__name__}")
+        return None
+    texts, calls = [], []
+    for number, part in enumerate(value, start=1):
+        kind = part.get("type", "text") if isinstance(part, dict) else None
+        text = next((part[k] for k in TEXT_PART_KEYS if isinstance(part.get(k), str)), None) if kind else None
+        if kind == "text" and text is not None:
+            texts.append(text)
+        elif kind == "tool_call" and text is not None:
+            calls += _tool_calls(text, at, problems)
+        elif kind not in (None, "text", "tool_call"):
+            problems.append(
+                f"{at}: {key}[{number}] is a {kind!r} part: only text can be trained here (LoRA Tailor tunes "
+                f"text chat models); remove the non-text parts"
+            )
+            return None
+        else:
+            problems.append(f'{at}: {key}[{number}] must be a part like {{"type": "text", "text": "..."}}')
+            return None
+    return "".join(texts), calls
+
+
+def _trained(turn: dict, role: str, at: str, problems: list[str]) -> bool:
+    """False when the message says loss_weight 0 (context only). A weight other than 0 or 1 is
+    refused rather than rounded: training here is per message, on or off."""
+    key = next((k for k in LOSS_WEIGHT_KEYS if k in turn), None)
+    if key is None:
+        return True
+    weight = turn[key]
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight not in (0, 1):
+        problems.append(
+            f"{at}: {key} must be 0 (not trained) or 1 (trained), got {weight!r}: LoRA Tailor trains a "
+            f"message or not, it does not weight it"
+        )
+        return True
+    if weight == 1 and role != "assistant":
+        problems.append(
+            f"{at}: {key} 1 on a {role} message: only assistant messages are trained here "
+            f"(train_on_prompt: true trains every token)"
+        )
+    return weight == 1
+
+
 def _from_turns(
     record: dict, where: str, problems: list[str], key: str, role_key: str, content_key: str, roles: dict[str, str]
 ) -> Conversation:
@@ -149,35 +283,74 @@ def _from_turns(
         if not isinstance(turn, dict):
             problems.append(f"{at}: each turn must be an object with '{role_key}' and '{content_key}'")
             continue
-        role = roles.get(str(turn.get(role_key, "")).strip().lower())
+        given_role = str(turn.get(role_key, "")).strip().lower()
+        role = roles.get(given_role)
         if role is None:
             problems.append(f"{at}: '{role_key}' must be one of {', '.join(sorted(roles))}; got {turn.get(role_key)!r}")
             continue
-        content = turn.get(content_key)
-        if not isinstance(content, str) or not content.strip():
+        content = _content(turn.get(content_key), at, content_key, problems)
+        if content is None:
+            continue
+        text, calls = content
+        if given_role == "function_call":  # sharegpt: the whole value is the call (or a list of calls)
+            text, calls = "", _tool_calls(text, at, problems) if text.strip() else []
+        if turn.get("tool_calls"):
+            calls += _tool_calls(turn["tool_calls"], at, problems)
+        if calls and role != "assistant":
+            problems.append(f"{at}: only an assistant message can call tools, not a {role} message")
+            continue
+        if not text.strip() and not calls:
             what = "empty assistant reply" if role == "assistant" else f"'{content_key}' is missing or empty"
             problems.append(f"{at}: {what}")
             continue
-        conversation.append({"role": role, "content": content})
+        message: Message = {"role": role, "content": text}
+        if calls:
+            message["tool_calls"] = calls
+        for name in ("name", "tool_call_id"):  # OpenAI tool results name their call; some templates print it
+            if role == "tool" and isinstance(turn.get(name), str):
+                message[name] = turn[name]
+        if not _trained(turn, role, at, problems) and role == "assistant":
+            message["loss_weight"] = 0
+        conversation.append(message)
+    # Also read from the first turn: where the copies core.augment writes ({"messages": [...]}) keep them.
+    first = turns[0] if isinstance(turns[0], dict) else {}
+    tools = _tools(record.get(TOOLS, first.get(TOOLS)), where, problems)
+    if tools and conversation:
+        conversation[0][TOOLS] = tools
     return conversation
 
 
+def conversation_tools(conversation: Conversation) -> list[dict[str, Any]]:
+    """The tool definitions a conversation was given ([] for none)."""
+    return next((m[TOOLS] for m in conversation if m.get(TOOLS)), [])
+
+
+def uses_tools(conversation: Conversation) -> bool:
+    """Does the conversation define tools or call one (what a chat template must be able to render)?"""
+    return any(m.get(TOOLS) or m.get("tool_calls") or m["role"] == "tool" for m in conversation)
+
+
 def _check_order(conversation: Conversation, where: str, problems: list[str]) -> None:
-    """system? then user/assistant alternating, starting with user and ending with assistant."""
-    roles = [m["role"] for m in conversation]
-    if roles and roles[0] == "system":
-        roles = roles[1:]
-    if not roles:
+    """system? then user/assistant alternating, starting with user and ending with assistant; an
+    assistant's tool calls are followed by their results (tool messages), then by the assistant."""
+    messages = conversation[1:] if conversation and conversation[0]["role"] == "system" else conversation
+    if not messages:
         return
-    expected = ["user", "assistant"] * (len(roles) // 2 + 1)
-    for index, (role, want) in enumerate(zip(roles, expected), start=1):
-        if role != want:
+    expected = ("user",)
+    for index, message in enumerate(messages, start=1):
+        role = message["role"]
+        if role not in expected:
+            tools = "; tool results follow an assistant's tool calls" if "tool" in (role, *expected) else ""
             problems.append(
-                f"{where}: roles out of order: turn {index} is '{role}', expected '{want}' "
-                f"(system first, then user and assistant alternating)"
+                f"{where}: roles out of order: turn {index} is '{role}', expected "
+                f"{' or '.join(repr(r) for r in expected)} (system first, then user and assistant alternating{tools})"
             )
             return
-    if roles[-1] != "assistant":
+        if role == "assistant":
+            expected = ("tool",) if message.get("tool_calls") else ("user",)
+        else:
+            expected = ("tool", "assistant") if role == "tool" else ("assistant",)
+    if messages[-1]["role"] != "assistant":
         problems.append(f"{where}: the last turn must be an assistant reply (nothing to train on)")
 
 
@@ -197,12 +370,15 @@ def normalise(record: Any, fmt: str, where: str, problems: list[str]) -> Convers
     return conversation
 
 
-def load_dataset(path: str | Path, fmt: str = "auto") -> Dataset:
-    """Load and validate a dataset file; raise UserInputError listing every bad record."""
+def load_dataset(path: str | Path, fmt: str = "auto", convert: Callable[[Any], Any] | None = None) -> Dataset:
+    """Load and validate a dataset file; raise UserInputError listing every bad record. `convert`
+    maps each record first (core.dataset_info: a registry entry's columns to the canonical keys)."""
     path = Path(path)
     if fmt not in DATASET_FORMATS:
         raise UserInputError(f"Unknown dataset format {fmt!r}: use one of {', '.join(DATASET_FORMATS)}")
-    records = _read_records(path)
+    records = read_records(path)
+    if convert is not None:
+        records = [(where, convert(record)) for where, record in records]
     if not records:
         raise UserInputError(f"{path.name} holds no examples")
     if fmt == "auto":

@@ -19,6 +19,13 @@ contents, and a conversation of that shape then needs one real render, which is 
 the skeleton with the real contents filled in. Templates that inspect or transform the content
 (`|trim`, `'<think>' in content`, ...) and conversations whose render does not match the skeleton
 take the prefix-rendering path; both paths give the same spans.
+
+A message with loss_weight 0 (core.data) is rendered as context: its span is left out of the
+trained ones (and, with train_on_prompt, cut out of the whole-text span). Tool-calling
+conversations go through the template's own tool support: the tool definitions as its `tools`
+variable, the calls as the assistant messages' `tool_calls`, so a call is trained like any reply
+and a tool result, not being an assistant turn, is not. A template that would silently drop them
+is refused for those conversations (`tool_support`).
 """
 
 from __future__ import annotations
@@ -27,10 +34,11 @@ import itertools
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
-from core.data import Conversation
+from core.data import TOOLS, Conversation, conversation_tools, uses_tools
 from core.errors import UserInputError
 
 IGNORE_INDEX = -100  # label value the loss skips (transformers / torch convention)
@@ -39,6 +47,10 @@ ENCODE_CHUNK = 2048  # conversations per tokenizer call: batched, with bounded P
 # Placeholder contents for skeleton renders: private-use characters no chat template writes itself.
 _PLACEHOLDER = "\ue000{}\ue001"
 _PLACEHOLDER_RE = re.compile("\ue000(\\d+)\ue001")
+# A made-up tool and call: a template with tool support prints their names, one without drops them.
+_PROBE_TOOL, _PROBE_CALL = "lt_probe_tool_definition", "lt_probe_tool_call"
+_NOT_FOR_TEMPLATE = (TOOLS, "loss_weight")  # message keys core.data adds that are no chat-template input
+SHOWN_EXAMPLES = 10  # example numbers named in a refusal, then "..."
 
 
 @dataclass
@@ -50,6 +62,23 @@ class Encoded:
 
     def labels(self) -> np.ndarray:
         return np.where(self.trained, self.input_ids, IGNORE_INDEX)
+
+
+def _template_inputs(messages: Conversation) -> tuple[Conversation, list | None]:
+    """(messages, tools) as the chat template takes them: the messages without the keys only this
+    code reads, the tools they carry (None for none). One plain loop: this runs for every render."""
+    for message in messages:
+        if TOOLS in message or "loss_weight" in message:
+            break
+    else:
+        return messages, None
+    stripped = [{k: v for k, v in m.items() if k not in _NOT_FOR_TEMPLATE} for m in messages]
+    return stripped, conversation_tools(messages) or None
+
+
+def _numbers(numbers: list[int]) -> str:
+    shown = ", ".join(map(str, numbers[:SHOWN_EXAMPLES]))
+    return shown + (", ..." if len(numbers) > SHOWN_EXAMPLES else "")
 
 
 def with_system_prompt(conversation: Conversation, system_prompt: str) -> Conversation:
@@ -187,13 +216,57 @@ class ChatEncoder:
         self._skeletons: dict[tuple[str, ...], _Skeleton | None] = {}
 
     def render(self, messages: Conversation, add_generation_prompt: bool = False) -> str:
+        messages, tools = _template_inputs(messages)
         return self._template.render(
             messages=messages,
             add_generation_prompt=add_generation_prompt,
-            tools=None,
+            tools=tools,
             documents=None,
             **self._variables,
         )
+
+    @cached_property
+    def tool_support(self) -> tuple[bool, bool]:
+        """(renders tool definitions, renders tool calls), found by rendering a made-up tool and a
+        call to it: a template without tool support leaves them out (or fails on them)."""
+        call = {"type": "function", "function": {"name": _PROBE_CALL, "arguments": {"x": 1}}}
+        # A full JSON-schema definition: some templates read parameters.properties / required.
+        parameters = {"type": "object", "properties": {"x": {"type": "integer", "description": "x"}}, "required": ["x"]}
+        tool = {"type": "function", "function": {"name": _PROBE_TOOL, "description": "d", "parameters": parameters}}
+        probe = [
+            {"role": "user", "content": "q", TOOLS: [tool]},
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "content": "r"},
+            {"role": "assistant", "content": "a"},
+        ]
+        try:
+            text = self.render(probe)
+        except Exception:  # noqa: BLE001 - a template that raises on tools has no support for them
+            return False, False
+        return _PROBE_TOOL in text, _PROBE_CALL in text
+
+    def check_tool_support(self, conversations: list[Conversation]) -> None:
+        """Refuse conversations that define or call tools when the template would drop them: they
+        would train on text that does not hold the tools. Examples are numbered from 1 in the order given."""
+        using = [number for number, c in enumerate(conversations, start=1) if uses_tools(c)]
+        if not using:
+            return
+        defines, calls = self.tool_support
+        lacking = [
+            number
+            for number in using
+            if (conversation_tools(conversations[number - 1]) and not defines)
+            or (any(m.get("tool_calls") for m in conversations[number - 1]) and not calls)
+        ]
+        if lacking:
+            name = getattr(self.tokenizer, "name_or_path", "") or type(self.tokenizer).__name__
+            drops = "definitions and calls" if not (defines or calls) else ("calls" if defines else "definitions")
+            raise UserInputError(
+                f"{len(lacking)} example(s) ({_numbers(lacking)}, counted from 1 in dataset order) define or call "
+                f"tools, but {name}'s chat template has no tool-calling support: it leaves the tool {drops} "
+                f"out. Choose a model whose chat template renders tools (e.g. Qwen2.5-Instruct), or remove "
+                f"those examples."
+            )
 
     def prompt_for_reply(self, conversation: Conversation) -> str:
         """The text the model continues to answer the last user turn (the chat tab uses this)."""
@@ -249,29 +322,51 @@ class ChatEncoder:
         self._skeletons[roles] = skeleton
         return skeleton
 
-    def _text_and_spans(self, conversation: Conversation) -> tuple[str, list[tuple[int, int]]]:
-        messages = with_system_prompt(conversation, self.system_prompt)
-        text = self.render(messages)
-        if self.train_on_prompt:
-            return text, [(0, len(text))]
+    def _assistant_spans(self, messages: Conversation, text: str) -> list[tuple[int, int]]:
+        """(start, end) characters of every assistant turn in `text`, by the skeleton when it applies."""
         skeleton = None
+        # Only plain {role, content} messages: tools, tool calls and loss weights take the prefix path.
         if self._skeletons_allowed and all(
             len(m) == 2 and isinstance(m.get("content"), str) and m["content"] for m in messages
         ):
             skeleton = self._skeleton(tuple(m["role"] for m in messages))
         if skeleton is None:
-            return text, self._spans_by_prefix_renders(messages, text)
+            return self._spans_by_prefix_renders(messages, text)
         contents = [messages[slot]["content"] for slot in skeleton.slots]
         parts = [None] * (2 * len(contents) + 1)
         parts[0::2], parts[1::2] = skeleton.pieces, contents
         if "".join(parts) != text:  # the template did not copy these contents verbatim
-            return text, self._spans_by_prefix_renders(messages, text)
+            return self._spans_by_prefix_renders(messages, text)
         piece_starts = [0, *itertools.accumulate(len(p) for p in parts)][0::2]
         spans = []
         for (prompt_piece, prompt_chars), (through_piece, through_chars) in skeleton.bounds:
             through_end = piece_starts[through_piece] + through_chars
             spans.append((piece_starts[prompt_piece] + prompt_chars, len(text[:through_end].rstrip())))
-        return text, spans
+        return spans
+
+    def _text_and_spans(self, conversation: Conversation) -> tuple[str, list[tuple[int, int]]]:
+        messages = with_system_prompt(conversation, self.system_prompt)
+        text = self.render(messages)
+        trained = [m.get("loss_weight", 1) != 0 for m in messages if m["role"] == "assistant"]
+        if self.train_on_prompt and all(trained):
+            return text, [(0, len(text))]
+        spans = self._assistant_spans(messages, text)
+        if not self.train_on_prompt:
+            return text, [span for span, train in zip(spans, trained) if train]
+        # Every character but those of the replies marked loss_weight 0.
+        cuts = [0, *itertools.chain.from_iterable(s for s, train in zip(spans, trained) if not train), len(text)]
+        return text, [(start, end) for start, end in zip(cuts[0::2], cuts[1::2]) if end > start]
+
+    def _rendered(self, number: int, conversation: Conversation) -> tuple[str, list[tuple[int, int]]]:
+        """_text_and_spans, with a template's own refusal (`raise_exception`) named by example."""
+        from jinja2 import TemplateError
+
+        try:
+            return self._text_and_spans(conversation)
+        except TemplateError as err:
+            raise UserInputError(
+                f"Example {number} (counted from 1 in dataset order): the chat template refuses it: {err}"
+            ) from None
 
     # ------------------------------------------------------------------------------- tokenizing
     def encode(self, conversations: list[Conversation]) -> list[Encoded]:
@@ -280,11 +375,15 @@ class ChatEncoder:
         Pipelined by chunks: while a worker thread tokenizes one chunk (the Rust tokenizer releases
         the GIL), this thread assembles the previous one and renders the next.
         """
+        self.check_tool_support(conversations)
         out: list[Encoded] = []
         with ThreadPoolExecutor(max_workers=1) as tokenizer_thread:
             pending = None
             for start in range(0, len(conversations), ENCODE_CHUNK):
-                rendered = [self._text_and_spans(c) for c in conversations[start : start + ENCODE_CHUNK]]
+                rendered = [
+                    self._rendered(number, c)
+                    for number, c in enumerate(conversations[start : start + ENCODE_CHUNK], start=start + 1)
+                ]
                 batch = tokenizer_thread.submit(
                     self.tokenizer,
                     [text for text, _ in rendered],

@@ -124,7 +124,7 @@ DATASET_CASES = [  # (file name, its bytes, or None for a folder; expected)
     pytest.param(
         "bot.jsonl",
         b'{"messages": [{"role": "bot", "content": "x"}]}\n',
-        "line 1, messages[1]: 'role' must be one of assistant, system, user; got 'bot'",
+        "line 1, messages[1]: 'role' must be one of assistant, system, tool, user; got 'bot'",
         id="bad-role",
     ),
     pytest.param(

@@ -205,7 +205,7 @@ def test_turn_problems_openai(tmp_path):
             {"messages": [msg(A, "b"), msg(U, "a")]},  # roles out of order
             {"messages": [msg(U, "a"), msg(U, "b"), msg(A, "c")]},  # two user turns
             {"messages": [msg(U, "a")]},  # nothing to train on
-            {"messages": [msg(U, "a"), {"role": "tool", "content": "x"}]},  # unknown role
+            {"messages": [msg(U, "a"), {"role": "bot", "content": "x"}]},  # unknown role
             {"messages": []},
             {"messages": [msg(U, ""), msg(A, "b")]},
             {"messages": [msg(U, "a"), msg(A, "b"), msg(S, "late system")]},
@@ -219,7 +219,7 @@ def test_turn_problems_openai(tmp_path):
         "line 4: roles out of order: turn 2 is 'user', expected 'assistant' "
         "(system first, then user and assistant alternating)",
         "line 5: the last turn must be an assistant reply (nothing to train on)",
-        "line 6, messages[2]: 'role' must be one of assistant, system, user; got 'tool'",
+        "line 6, messages[2]: 'role' must be one of assistant, system, tool, user; got 'bot'",
         "line 7: field 'messages' must be a non-empty list of turns",
         "line 8, messages[1]: 'content' is missing or empty",
         "line 9: roles out of order: turn 3 is 'system', expected 'user' "
@@ -244,7 +244,8 @@ def test_turn_problems_sharegpt_in_json_list_use_record_numbers(tmp_path):
     assert error.title == "s.json (sharegpt format): 3 problem(s):"
     assert error.problems == [
         "record 2, conversations[2]: empty assistant reply",
-        "record 3, conversations[1]: 'from' must be one of assistant, gpt, human, system, user; got 'bot'",
+        "record 3, conversations[1]: 'from' must be one of assistant, function_call, gpt, human, observation, "
+        "system, user; got 'bot'",
         "record 4, conversations[1]: each turn must be an object with 'from' and 'value'",
     ]
 

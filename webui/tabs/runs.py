@@ -1,4 +1,5 @@
-"""Runs tab: every run with its status, date, final losses and config; overlaid curves; delete."""
+"""Runs tab: every run with its status, date, final losses and config; overlaid curves; delete;
+open a LLaMA-Factory output folder as a run (core.lf_runs)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 
 from core.errors import UserInputError
 from core.events import RunFolder
+from core.lf_runs import open_lf_output
 from core.paths import display_path
 from core.runs import delete_run, list_runs, run_path
 from webui import i18n
@@ -116,6 +118,23 @@ def confirm_delete(ctx: AppContext, runs_select: str | None, lang: str) -> Updat
     return {"runs_confirm_row": hidden, "runs_msg": i18n.t("runs.deleted", lang, run=runs_select), "runs_error": ""}
 
 
+def open_folder(ctx: AppContext, runs_open_path: str, runs_overlay: list[str] | None, lang: str) -> Updates:
+    """Open a LLaMA-Factory output folder as a run: listed, selected, and its loss curve overlaid."""
+    try:
+        run = open_lf_output(ctx.runs_dir, runs_open_path or "")
+    except UserInputError as err:
+        return {"runs_msg": "", "runs_error": error_html(i18n.t("runs.open_failed", lang), str(err))}
+    overlay = [*(n for n in runs_overlay or [] if n != run.path.name), run.path.name]
+    listing = refresh(ctx, lang, run.path.name, overlay)
+    return {
+        **listing,
+        "runs_plot": overlay_plot(ctx, overlay),
+        **show_config(ctx, run.path.name),
+        "runs_msg": i18n.t("runs.opened", lang, run=run.path.name),
+        "runs_error": "",
+    }
+
+
 def resume_selected(ctx: AppContext, runs_select: str | None, lang: str) -> Updates:
     message, error = launch(lang, lambda: ctx.runner.resume(run_path(ctx.runs_dir, runs_select or "")), "msg.resumed")
     return {"runs_msg": message, "runs_error": error}
@@ -185,6 +204,22 @@ def build(ctx: AppContext) -> None:
                 ctx.add("runs_cancel", gr.Button(i18n.t("runs.cancel")), text="runs.cancel")
             ctx.add("runs_msg", gr.Markdown())
             ctx.add("runs_error", gr.HTML())
+            with gr.Row(equal_height=True):
+                ctx.add(
+                    "runs_open_path",
+                    gr.Textbox(
+                        label=i18n.t("runs.open_path"),
+                        info=i18n.t("runs.open_path.info"),
+                        scale=4,
+                        elem_id="lt-runs-open-path",
+                    ),
+                    text="runs.open_path",
+                )
+                ctx.add(
+                    "runs_open",
+                    gr.Button(i18n.t("runs.open"), scale=1, min_width=110, elem_id="lt-runs-open"),
+                    text="runs.open",
+                )
 
 
 def wire(ctx: AppContext) -> None:
@@ -223,6 +258,13 @@ def wire(ctx: AppContext) -> None:
         api_name="delete_run",
     )
     ctx.listen(deleted.then, **listing, api_visibility="private")
+    ctx.listen(
+        [c["runs_open"].click, c["runs_open_path"].submit],
+        partial(open_folder, ctx),
+        inputs=["runs_open_path", "runs_overlay", "lang"],
+        outputs=["runs_table", "runs_overlay", "runs_select", "runs_plot", "runs_config", "runs_msg", "runs_error"],
+        api_name="open_run_folder",
+    )
     ctx.listen(
         c["runs_resume"].click,
         partial(resume_selected, ctx),

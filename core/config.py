@@ -30,6 +30,8 @@ MAX_AUTO_EPOCHS = 50  # num_train_epochs: auto on a tiny FAQ; facts need many pa
 DATASET_FORMATS = ("auto", "alpaca", "sharegpt", "openai")
 QUANTIZATION_BITS = ("none", "4", "8")
 LAYERWISE_LR = ("none", "cosine")
+# How several processes share a run (presets/accelerate/<strategy>.yaml, core.distributed).
+DISTRIBUTED_STRATEGIES = ("ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3")
 
 # Where a field is edited on the page. "top" and "data_tab" fields live outside the train form.
 GROUPS = ("top", "data_tab", "optim", "data", "facts", "lora", "advanced")
@@ -96,6 +98,15 @@ class TrainConfig:
         ("Format", "格式"),
         "data_tab",
         choices=DATASET_FORMATS,
+    )
+    dataset_dir: str = _f(
+        "",
+        "A folder holding a LLaMA-Factory dataset_info.json: `dataset` may then name its registered datasets, "
+        "comma-separated (a .json/.jsonl path stays a file). Empty: `dataset` is one file.",
+        "存放 LLaMA-Factory dataset_info.json 的文件夹：此时 `dataset` 可填其中登记的数据集名（逗号分隔；"
+        ".json/.jsonl 路径仍按文件读取）。留空：`dataset` 是一个文件。",
+        ("Dataset folder (dataset_info.json)", "数据集文件夹（dataset_info.json）"),
+        "data_tab",
     )
     # --- optimisation ---
     learning_rate: float = _f(
@@ -230,6 +241,15 @@ class TrainConfig:
         gt=0,
         le=1_048_576,
     )
+    max_samples: int = _f(
+        0,
+        "Use only the first this many examples of each dataset (0 = all), as LLaMA-Factory's max_samples.",
+        "每个数据集只用前这么多条样本（0 表示全部），同 LLaMA-Factory 的 max_samples。",
+        ("Max examples per dataset", "每个数据集的最大样本数"),
+        "data",
+        ge=0,
+        le=1_000_000_000,
+    )
     val_size: float = _f(
         0.0,
         "Share of examples held out for eval loss (0 = none, e.g. 0.1).",
@@ -246,6 +266,15 @@ class TrainConfig:
         "放在每段没有系统提示词的对话前，训练和对话时都使用。留空：使用对话模板自带的默认提示词"
         "（SmolLM2 和 Qwen 会注入一个）。",
         ("System prompt", "系统提示词"),
+        "data",
+    )
+    template: str = _f(
+        "",
+        "Empty: the tokenizer's own chat template. A LLaMA-Factory template name (qwen, llama3, ...): "
+        "checked when the run starts against the tokenizer's template, which is always the one used.",
+        "留空：使用分词器自带的对话模板。填 LLaMA-Factory 模板名（qwen、llama3 等）：开始训练时检查它与分词器"
+        "模板是否一致（训练始终使用分词器的模板）。",
+        ("LLaMA-Factory template (checked)", "LLaMA-Factory 模板（仅检查）"),
         "data",
     )
     # --- facts: probes and augmentation ---
@@ -429,6 +458,18 @@ class TrainConfig:
         ("Fused LoRA dropout", "融合 LoRA dropout"),
         "advanced",
     )
+    cpu_bf16: bool = _f(
+        False,
+        "On a CPU with native bf16 (AMX or AVX512-BF16): frozen base weights in bf16 and bf16 mixed "
+        "precision; LoRA weights and optimizer stay float32. Less weight memory, faster matrix products, "
+        "but the loss falls a little slower (the LoRA update is added in bf16). No effect elsewhere, "
+        "nor with quantization. Off: float32 throughout.",
+        "在支持原生 bf16 的 CPU（AMX 或 AVX512-BF16）上：冻结的基座权重用 bf16，并用 bf16 混合精度计算；"
+        "LoRA 权重和优化器仍为 float32。权重更省内存、矩阵乘更快，但损失下降略慢（LoRA 增量以 bf16 相加）。"
+        "其他设备或量化时不起作用。关闭：全程 float32。",
+        ("bf16 on the CPU", "CPU 上使用 bf16"),
+        "advanced",
+    )
     logging_steps: int = _f(
         1,
         "Write a step event every this many optimizer steps.",
@@ -464,6 +505,29 @@ class TrainConfig:
         "advanced",
         gt=0,
         le=10_000,
+    )
+    num_processes: int = _f(
+        1,
+        "Training processes, one per GPU (gloo processes on a CPU): each takes its own batches, so the "
+        "effective batch is per-device batch x accumulation x processes. Above 1, core.train relaunches "
+        "itself through `accelerate launch`.",
+        "训练进程数，每块 GPU 一个（CPU 上为 gloo 进程）：每个进程各取自己的批次，所以有效批大小 = 单设备批大小 × "
+        "梯度累积 × 进程数。大于 1 时 core.train 通过 `accelerate launch` 重新启动自身。",
+        ("Processes (devices)", "进程数（设备数）"),
+        "advanced",
+        ge=1,
+        le=1024,
+    )
+    distributed: str = _f(
+        "ddp",
+        "With num_processes > 1: 'ddp' (a full copy per device; also on a CPU), 'fsdp' (weights sharded, "
+        "QLoRA works; GPUs), 'deepspeed_zero2' or 'deepspeed_zero3' (GPUs, `pip install deepspeed`, no "
+        "quantization).",
+        "num_processes 大于 1 时的并行方式：'ddp'（每个设备一份完整模型；CPU 上也可用）、'fsdp'（权重分片，"
+        "支持 QLoRA；需要 GPU）、'deepspeed_zero2' 或 'deepspeed_zero3'（需要 GPU 和 `pip install deepspeed`，不支持量化）。",
+        ("Multi-device strategy", "多设备策略"),
+        "advanced",
+        choices=DISTRIBUTED_STRATEGIES,
     )
     # --- run folder (set by the page itself) ---
     output_dir: str = _f(
@@ -503,7 +567,8 @@ class TrainConfig:
     # --- derived numbers the advisor, the UI and the trainer agree on ---
     @property
     def effective_batch_size(self) -> int:
-        return self.per_device_train_batch_size * self.gradient_accumulation_steps
+        """Examples per optimizer step, over every process: the global batch."""
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps * self.num_processes
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -599,9 +664,14 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
         return FIELDS[name].default
 
 
-def config_from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
-    """Build and validate a TrainConfig; unknown keys are errors that name the nearest valid key."""
+def config_from_dict(values: dict[str, Any], source: str = "config", notes: list[str] | None = None) -> TrainConfig:
+    """Build and validate a TrainConfig; unknown keys are errors that name the nearest valid key.
+    A LLaMA-Factory file's keys are read in our terms first (core.lf_compat); what that leaves out
+    is said in `notes` (the CLI prints them)."""
+    from core.lf_compat import from_lf  # it reads this module's field registry
+
     problems: list[str] = []
+    values = from_lf(values, problems, notes if notes is not None else [])
     kwargs: dict[str, Any] = {}
     for key, raw in values.items():
         if key not in FIELDS:
@@ -666,12 +736,16 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(
-    path: str | Path, overrides: dict[str, Any] | None = None, ignore_keys: tuple[str, ...] = ("description",)
+    path: str | Path,
+    overrides: dict[str, Any] | None = None,
+    ignore_keys: tuple[str, ...] = ("description",),
+    notes: list[str] | None = None,
 ) -> TrainConfig:
-    """Load a YAML config. A preset file is a valid config too: its `description` is for people."""
+    """Load a YAML config (ours or LLaMA-Factory's). A preset file is a valid config too: its
+    `description` is for people."""
     values = {k: v for k, v in read_yaml_mapping(path).items() if k not in ignore_keys}
     values.update(overrides or {})
-    return config_from_dict(values, source=str(path))
+    return config_from_dict(values, source=str(path), notes=notes)
 
 
 def config_to_yaml(config: TrainConfig) -> str:

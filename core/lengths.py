@@ -1,11 +1,13 @@
 """Token lengths of a chat dataset, and the cutoff_len they suggest.
 
-Two ways to count, over the same loaded dataset (core.data.load_dataset):
+Ways to count, over the same loaded dataset (core.dataset_info.load_datasets):
   estimate  tiktoken's cl100k_base (offline copy) on each turn's text: instant, no model. The chat
             template's own tokens are not counted and the model's tokenizer differs, so the numbers
             are an estimate.
   exact     the model's tokenizer and chat template through ChatEncoder.encode, with the trainer's
             options (system_prompt, train_on_prompt): the tokens the trainer will see.
+  quick     (core.quick_lengths) exact counts of a random sample, with confidence intervals: seconds
+            on 100k conversations, so a page can show numbers before the exact count ends.
 
 For every candidate cutoff (multiples of 64 up to the model's maximum positions, plus the current
 cutoff_len) it reports the share of examples truncated, of examples dropped (no trained token left,
@@ -14,6 +16,9 @@ examples in dataset order. The suggestion is the smallest multiple of 64 that lo
 `target` of the supervised tokens, capped by the model's maximum.
 
     python -m core.lengths DATA [--model default|PATH|tiktoken] [--cutoff N] [--batch-size N] [--json]
+                                [--quick [--sample N]]
+
+--quick counts a random sample exactly and states its error bounds (core.quick_lengths).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -31,7 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from core.data import Conversation, load_dataset
+from core.data import Conversation
+from core.dataset_info import load_datasets
 from core.errors import UserInputError
 from core.template import ChatEncoder, with_system_prompt
 
@@ -41,6 +48,8 @@ ESTIMATE_MAX_POSITIONS = 8192  # no model in estimate mode: a common context siz
 CUTOFF_STEP = 64
 PERCENTILES = (50, 90, 95, 99)
 HISTOGRAM_BINS = 20
+PROGRESS_CHUNK = 16384  # conversations encoded between two progress reports of the exact count
+Progress = Callable[[int, int], None]  # progress(done, total) in conversations
 NEVER = np.iinfo(np.int64).max  # first trained position of an example without any trained token
 # config.json keys that hold a model's context size, by model family (llama/qwen, gpt2, others).
 MAX_POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
@@ -130,7 +139,7 @@ def estimate_counts(
 # ------------------------------------------------------------------------------------ the report
 @dataclass
 class LengthReport:
-    mode: str  # "estimate" | "exact"
+    mode: str  # "estimate" | "exact" | "quick" (exact counts of a random sample, core.quick_lengths)
     tokenizer: str  # the tiktoken encoding, or the model folder whose tokenizer counted
     examples: int
     summary: dict[str, dict[str, float]]  # total / prompt / supervised -> count, min, mean, p50 ... max
@@ -144,6 +153,10 @@ class LengthReport:
     batch_size: int
     target: float  # the largest share of supervised tokens the suggestion may lose
     note: str = ""  # what the numbers count (the estimate's caveats)
+    sample_size: int = 0  # quick: conversations drawn (the summary's count); 0 when every one was counted
+    # quick: name -> "p50"... -> [low, high], the confidence interval of that percentile (None: unbounded)
+    intervals: dict[str, dict[str, list[float | None]]] = field(default_factory=dict)
+    share_error_pct: float = 0.0  # quick: +- points on every truncated/dropped share, all cutoffs at once
     rows_shown: list[int] = field(default_factory=list, repr=False)  # cutoffs table() prints
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,6 +174,11 @@ class LengthReport:
         lines.append(f"{'':<12}" + "".join(f"{k:>9}" for k in keys))
         for name, stats in self.summary.items():
             lines.append(f"{name:<12}" + "".join(f"{stats[k]:>9g}" for k in keys))
+            if name in self.intervals:
+                ranges = self.intervals[name]
+                lines.append(
+                    f"{'  interval':<12}{'':>18}" + "".join(f"{_range(ranges[f'p{q}']):>9}" for q in PERCENTILES)
+                )
         lines += ["", "Total lengths:"]
         edges, counts = self.histogram["edges"], self.histogram["counts"]
         widest = max(counts, default=0) or 1
@@ -245,6 +263,11 @@ def candidate_table(counts: TokenCounts, cutoffs: np.ndarray, batch_size: int) -
     }
 
 
+def _range(bounds: list[float | None]) -> str:
+    low, high = bounds
+    return f"{'-' if low is None else f'{low:g}'}..{'' if high is None else f'{high:g}'}"
+
+
 def _pct(share: float) -> str:
     """A share as a percentage that never rounds up to a misleading 100% (or down to 0%)."""
     value = share * 100
@@ -265,7 +288,9 @@ def analyze_counts(
     max_positions: int,
     answer: str = "answer",
     note: str = "",
+    population: int | None = None,
 ) -> LengthReport:
+    """`population`: counts is a sample of that many examples; example counts are scaled to it."""
     n = len(counts.total)
     if n == 0:
         raise UserInputError("No conversations to analyze.")
@@ -276,6 +301,10 @@ def analyze_counts(
     extra = {cutoff_len} | ({max_positions} if longest > top else set())
     cutoffs = np.array(sorted(set(steps) | extra), dtype=np.int64)
     metrics = candidate_table(counts, cutoffs, batch_size)
+    if population is not None:
+        for key in ("truncated", "dropped"):
+            metrics[key] = np.rint(metrics[key] * population / n).astype(np.int64)
+        n = population
     all_supervised = int(counts.supervised.sum())
     fits = [
         cutoff
@@ -369,7 +398,7 @@ def _rows_to_show(cutoffs: np.ndarray, metrics: dict[str, np.ndarray], suggested
     return sorted(set(shown) | {current, suggested})
 
 
-def _check_options(cutoff_len: int, batch_size: int, target: float) -> None:
+def check_options(cutoff_len: int, batch_size: int, target: float) -> None:
     problems = []
     if not isinstance(cutoff_len, int) or cutoff_len < 1:
         problems.append(f"cutoff_len must be a whole number of tokens >= 1, got {cutoff_len!r}")
@@ -398,10 +427,12 @@ def analyze_conversations(
     system_prompt: str = "",
     train_on_prompt: bool = False,
     tokenizer_name: str = "",
+    progress: Progress | None = None,
 ) -> LengthReport:
     """Analyze loaded conversations: exact with `encoder`, or the tiktoken estimate with None (then
-    system_prompt and train_on_prompt apply here; an encoder brings its own)."""
-    _check_options(cutoff_len, batch_size, target)
+    system_prompt and train_on_prompt apply here; an encoder brings its own). The exact count calls
+    progress(done, total) after each chunk of conversations; an exception it raises stops the count."""
+    check_options(cutoff_len, batch_size, target)
     if not conversations:
         raise UserInputError("No conversations to analyze.")
     if encoder is None:
@@ -422,9 +453,14 @@ def analyze_conversations(
             "trained" if train_on_prompt else "answer",
             note,
         )
-    counts = exact_counts(encoder.encode(conversations))
+    encoded = []
+    for start in range(0, len(conversations), PROGRESS_CHUNK):
+        encoded += encoder.encode(conversations[start : start + PROGRESS_CHUNK])
+        if progress is not None:
+            progress(len(encoded), len(conversations))
+    counts = exact_counts(encoded)
     name = tokenizer_name or getattr(encoder.tokenizer, "name_or_path", "") or type(encoder.tokenizer).__name__
-    max_positions = max_positions or _tokenizer_max_positions(encoder.tokenizer)
+    max_positions = max_positions or tokenizer_max_positions(encoder.tokenizer)
     note = "" if max_positions else f"The model's maximum positions are unknown; assumed {ESTIMATE_MAX_POSITIONS}."
     return analyze_counts(
         counts,
@@ -439,7 +475,7 @@ def analyze_conversations(
     )
 
 
-def _tokenizer_max_positions(tokenizer) -> int | None:
+def tokenizer_max_positions(tokenizer) -> int | None:
     limit = getattr(tokenizer, "model_max_length", None)
     return int(limit) if isinstance(limit, int) and 0 < limit < 10_000_000 else None  # else: "unset" sentinel
 
@@ -467,11 +503,15 @@ def analyze_file(
     train_on_prompt: bool = False,
     batch_size: int = 8,
     target: float = 0.01,
+    dataset_dir: str = "",
+    progress: Progress | None = None,
 ) -> LengthReport:
-    """Load a dataset file and analyze it: model='tiktoken' estimates, anything resolve_model accepts
-    ('default', a folder, a .gguf) counts exactly with that model's tokenizer and chat template."""
-    _check_options(cutoff_len, batch_size, target)
-    dataset = load_dataset(path, dataset_format)
+    """Load a dataset (a file; with dataset_dir, names registered in its dataset_info.json) and
+    analyze it: model='tiktoken' estimates, anything resolve_model accepts ('default', a folder, a
+    .gguf) counts exactly with that model's tokenizer and chat template (see analyze_conversations
+    for `progress`)."""
+    check_options(cutoff_len, batch_size, target)
+    dataset = load_datasets(str(path), dataset_format, dataset_dir)
     if model.strip() == ESTIMATE_MODEL:
         return analyze_conversations(
             dataset.conversations,
@@ -494,6 +534,7 @@ def analyze_file(
         target,
         max_positions=model_max_positions(source.path),
         tokenizer_name=source.path,
+        progress=progress,
     )
 
 
@@ -520,21 +561,37 @@ def main(argv: list[str] | None = None) -> int:
         help="largest share of answer tokens the suggestion may lose (default: 0.01)",
     )
     parser.add_argument("--format", default="auto", choices=DATASET_FORMATS, help="dataset format (default: auto)")
+    parser.add_argument(
+        "--dataset-dir", default="", help="a folder with a dataset_info.json: `data` may then name its datasets (a,b)"
+    )
     parser.add_argument("--system-prompt", default="", help="as in training: put in front of conversations without one")
     parser.add_argument("--train-on-prompt", action="store_true", help="as in training: every token is trained")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="count a random sample exactly with the model's tokenizer, with confidence intervals (seconds on 100k)",
+    )
+    parser.add_argument("--sample", type=int, default=None, help="conversations the quick analysis draws")
     args = parser.parse_args(argv)
+    options = (
+        args.data,
+        args.model,
+        args.cutoff,
+        args.format,
+        args.system_prompt,
+        args.train_on_prompt,
+        args.batch_size,
+        args.target,
+        args.dataset_dir,
+    )
     try:
-        report = analyze_file(
-            args.data,
-            args.model,
-            args.cutoff,
-            args.format,
-            args.system_prompt,
-            args.train_on_prompt,
-            args.batch_size,
-            args.target,
-        )
+        if args.quick:
+            from core.quick_lengths import analyze_quick
+
+            report = analyze_quick(*options, sample_size=args.sample)
+        else:
+            report = analyze_file(*options)
     except UserInputError as err:
         print(err, file=sys.stderr)
         return 2

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from core.config import TrainConfig, config_to_yaml, read_yaml_mapping
+from core.dataset_info import dataset_problem
 from core.errors import UserInputError
+from core.estimate import eta_s
 from core.events import TERMINAL_EVENTS, RunFolder, last_event
 from core.lock import PROC, LockHeld, lock_holder, pid_alive
 from core.paths import HUB_ID, path_errors, shown_path
@@ -119,16 +121,14 @@ def progress_of(events: list[dict[str, Any]]) -> Progress | None:
     if last is None:
         return None
     start = last_event(events, "start") or {}
-    done_since_start = last["step"] - start.get("resumed_from_step", 0)
     total = last.get("total_steps") or start.get("total_steps") or last["step"]
-    eta = last["elapsed_s"] / done_since_start * (total - last["step"]) if done_since_start > 0 else None
     return Progress(
         step=last["step"],
         total_steps=total,
         epoch=last.get("epoch", 0.0),
         tokens_per_s=last.get("tokens_per_s", 0.0),
         elapsed_s=last.get("elapsed_s", 0.0),
-        eta_s=eta,
+        eta_s=eta_s(events),
     )
 
 
@@ -289,16 +289,6 @@ def _local(value: str, workdir: Path) -> Path:
     return workdir / Path(value.strip()).expanduser()  # an absolute value stays as it is
 
 
-def _dataset_problem(value: str, workdir: Path) -> str | None:
-    path = _local(value, workdir)
-    with path_errors("Dataset", value):
-        if path.is_dir():
-            return f"Dataset {shown_path(path)} is a folder: give a .json or .jsonl file"
-        if not path.is_file():
-            return f"Dataset file not found: {shown_path(path)}"
-    return None
-
-
 def _model_problem(value: str, workdir: Path) -> str | None:
     """The rules of core.models.resolve_model that need no torch: 'default' and a hub id pass (only
     loading can tell whether the hub has one), a local path must be there."""
@@ -323,9 +313,7 @@ def check_inputs(config: TrainConfig, workdir: Path | None = None) -> None:
     now instead of a worker that fails once torch has loaded. Relative paths are taken from
     `workdir`, the directory the worker runs in (this process's own by default)."""
     workdir = workdir or Path.cwd()
-    problems = [
-        p for p in (_dataset_problem(config.dataset, workdir), _model_problem(config.model_name_or_path, workdir)) if p
-    ]
+    problems = [p for p in (dataset_problem(config, workdir), _model_problem(config.model_name_or_path, workdir)) if p]
     if len(problems) == 1:
         raise UserInputError(problems[0])
     if problems:

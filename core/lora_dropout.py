@@ -18,25 +18,34 @@ import torch
 
 
 class _DroppedInputLinearFn(torch.autograd.Function):
-    """y = (x * keep * scale) @ weight.T; saves x, keep (bool) and weight, not the dropped copy."""
+    """y = (x * keep * scale) @ weight.T; saves x, keep (bool) and weight, not the dropped copy.
+
+    Under CPU autocast (cpu_bf16) the product runs in the autocast dtype, as F.linear would, and so
+    does backward (which runs outside the autocast context); each gradient returns in its input's dtype.
+    """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, p: float) -> torch.Tensor:
         keep = torch.rand_like(x) >= p  # bool [..., in_features]: kept with probability 1 - p
         scale = 1.0 / (1.0 - p)
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
         ctx.save_for_backward(x, keep, weight)
-        ctx.scale = scale
-        return torch.nn.functional.linear(x * keep * scale, weight)  # the dropped copy is freed here
+        ctx.scale, ctx.dtype = scale, dtype
+        with torch.autocast("cpu", enabled=False):  # the dropped copy is freed after the product
+            return torch.nn.functional.linear((x * keep * scale).to(dtype), weight.to(dtype))
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         x, keep, weight = ctx.saved_tensors
+        grad_out = grad_out.to(ctx.dtype)
         grad_x = grad_weight = None
         if ctx.needs_input_grad[0]:
-            grad_x = (grad_out @ weight).mul_(keep).mul_(ctx.scale)
+            grad_x = (grad_out @ weight.to(ctx.dtype)).mul_(keep).mul_(ctx.scale).to(x.dtype)
         if ctx.needs_input_grad[1]:
-            dropped = (x * keep).mul_(ctx.scale)
-            grad_weight = grad_out.reshape(-1, grad_out.shape[-1]).T @ dropped.reshape(-1, x.shape[-1])
+            dropped = (x * keep).mul_(ctx.scale).to(ctx.dtype)
+            grad_weight = (grad_out.reshape(-1, grad_out.shape[-1]).T @ dropped.reshape(-1, x.shape[-1])).to(
+                weight.dtype
+            )
         return grad_x, grad_weight, None
 
 

@@ -125,7 +125,7 @@ def compute_dtype(device: str) -> torch.dtype:
     """bf16 where the GPU does it natively, else fp16 on GPUs; float32 on the CPU.
 
     bf16 compute on an AVX2 CPU without native bf16 is an order of magnitude slower than float32
-    (bench/README.md), so the CPU always computes in float32.
+    (bench/README.md), so the CPU computes in float32 unless cpu_bf16_applies (training only).
     """
     if device == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -134,8 +134,26 @@ def compute_dtype(device: str) -> torch.dtype:
     return torch.float32
 
 
-def quantization_config(quantization_bit: str, device: str):
-    """bitsandbytes settings: nf4 with double quantization (QLoRA), LLM.int8, or None."""
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AMX-BF16 or AVX512-BF16, Linux's
+    /proc/cpuinfo flags). Elsewhere bf16 is emulated and slower than float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def cpu_bf16_applies(device: str, cpu_bf16: bool, quantization_bit: str) -> bool:
+    """TrainConfig.cpu_bf16 in effect: frozen base weights in bf16 and bf16 autocast (LoRA weights
+    and their optimizer state stay float32). CPU only, unquantized only (QLoRA keeps float32 compute)."""
+    return device == "cpu" and cpu_bf16 and quantization_bit == "none" and cpu_has_native_bf16()
+
+
+def quantization_config(quantization_bit: str, device: str, sharded: bool = False):
+    """bitsandbytes settings: nf4 with double quantization (QLoRA), LLM.int8, or None. `sharded`
+    (FSDP): FSDP shards float tensors only, so the packed 4-bit weights are stored in the compute
+    dtype (bnb_4bit_quant_storage), as bitsandbytes documents for QLoRA + FSDP."""
     if quantization_bit == "none":
         return None
     from transformers import BitsAndBytesConfig
@@ -146,6 +164,7 @@ def quantization_config(quantization_bit: str, device: str):
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute_dtype(device),
+            **({"bnb_4bit_quant_storage": compute_dtype(device)} if sharded else {}),
         )
     return BitsAndBytesConfig(load_in_8bit=True)
 
@@ -165,17 +184,25 @@ def load_tokenizer(source: ModelSource):
     return tokenizer
 
 
-def load_model(source: ModelSource, quantization_bit: str = "none", device: str | None = None):
-    """Load a causal LM for training or chat, on `device` (default: the best available)."""
+def load_model(
+    source: ModelSource,
+    quantization_bit: str = "none",
+    device: str | None = None,
+    sharded: bool = False,
+    cpu_bf16: bool = False,
+):
+    """Load a causal LM for training or chat, on `device` (default: the best available); `sharded`:
+    for FSDP (quantization_config); `cpu_bf16`: bf16 weights where cpu_bf16_applies."""
     from transformers import AutoModelForCausalLM
 
     device = device or best_device()
-    dtype = compute_dtype(device)
-    quant = quantization_config(quantization_bit, device)
+    dtype = torch.bfloat16 if cpu_bf16_applies(device, cpu_bf16, quantization_bit) else compute_dtype(device)
+    quant = quantization_config(quantization_bit, device, sharded)
     kwargs = {"dtype": dtype, "gguf_file": source.gguf_file}
     if quant is not None:
         kwargs["quantization_config"] = quant
-        kwargs["device_map"] = {"": device}
+        # "cuda" is this process's own GPU (accelerate sets it per rank), not always GPU 0
+        kwargs["device_map"] = {"": torch.cuda.current_device() if device == "cuda" else device}
     try:
         model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
     except (OSError, ValueError) as err:  # missing files; ValueError: e.g. an unknown model_type

@@ -35,8 +35,9 @@ LANGS = ("en", "zh")
 # rule -> (English, 中文) templates, filled with str.format.
 MESSAGES: dict[str, tuple[str, str]] = {
     "effective_batch": (
-        "Effective batch = {per_device} per device x {accum} accumulation = {batch} examples per step.",
-        "有效批大小 = 单设备 {per_device} × 梯度累积 {accum} = 每步 {batch} 个样本。",
+        "Effective batch = {per_device} per device x {accum} accumulation x {processes} process(es) = "
+        "{batch} examples per step.",
+        "有效批大小 = 单设备 {per_device} × 梯度累积 {accum} × {processes} 个进程 = 每步 {batch} 个样本。",
     ),
     "lr_scaled": (
         "learning_rate {lr:g} at reference batch {ref_batch} -> {scaled:.3g} at batch {batch} ({scaling} rule).",
@@ -203,23 +204,34 @@ def training_plan(config: TrainConfig, num_examples: int) -> dict[str, Any]:
     """Steps, epochs and learning rate of a run on `num_examples` training examples: what the trainer
     is given (core.engine), the page shows and the start event records.
 
-    Steps are counted as transformers' Trainer counts them (one device). num_train_epochs: auto
+    Steps are counted as transformers' Trainer counts them (steps_per_epoch). num_train_epochs: auto
     takes the whole number of epochs nearest to target_steps steps (auto_min_epochs..MAX_AUTO_EPOCHS),
     so each example is seen equally often. learning_rate is scaled from lr_reference_batch when one is set.
     """
-    batches_per_epoch = math.ceil(num_examples / config.per_device_train_batch_size)
-    steps_per_epoch = max(math.ceil(batches_per_epoch / config.gradient_accumulation_steps), 1)
+    steps = steps_per_epoch(config, num_examples)
     epochs = config.num_train_epochs
     if epochs == AUTO:
-        epochs = float(min(max(round(config.target_steps / steps_per_epoch), config.auto_min_epochs), MAX_AUTO_EPOCHS))
-    total = config.max_steps if config.max_steps > 0 else math.ceil(epochs * steps_per_epoch)
+        epochs = float(min(max(round(config.target_steps / steps), config.auto_min_epochs), MAX_AUTO_EPOCHS))
+    total = config.max_steps if config.max_steps > 0 else math.ceil(epochs * steps)
     return {
         "effective_batch_size": config.effective_batch_size,
-        "steps_per_epoch": steps_per_epoch,
+        "steps_per_epoch": steps,
         "total_steps": total,
         "num_train_epochs": epochs,
         "learning_rate": effective_lr(config),
     }
+
+
+def steps_per_epoch(config: TrainConfig, num_examples: int) -> int:
+    """Optimizer steps in one pass over `num_examples`, as Trainer counts them on each process.
+
+    The epoch is cut into micro-batches of per_device_train_batch_size, dealt to the processes in turn
+    (accelerate's BatchSamplerShard; the last round is topped up from the start so every process gets
+    as many), and each process takes one optimizer step per gradient_accumulation_steps of its own,
+    a shorter last one included: one step consumes the global batch (config.effective_batch_size)."""
+    micro_batches = math.ceil(num_examples / config.per_device_train_batch_size)
+    per_process = math.ceil(micro_batches / config.num_processes)
+    return max(math.ceil(per_process / config.gradient_accumulation_steps), 1)
 
 
 def effective_lr(config: TrainConfig) -> float:
@@ -257,6 +269,7 @@ def advise(
             lang,
             per_device=config.per_device_train_batch_size,
             accum=config.gradient_accumulation_steps,
+            processes=config.num_processes,
             batch=batch,
         )
     ]

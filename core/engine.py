@@ -43,15 +43,18 @@ warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", categ
 import torch  # noqa: E402
 from transformers import Trainer, TrainerCallback  # noqa: E402
 
+from core import distributed
 from core.advisor import advise, template_injects_system, training_plan
 from core.augment import augment_conversations, config_spec, make_generator, write_jsonl_atomically
 from core.config import TrainConfig
-from core.data import Dataset, eval_count, load_dataset
+from core.data import Dataset, eval_count
+from core.dataset_info import load_run_dataset
 from core.errors import UserInputError
 from core.events import RunFolder
 from core.health import MAX_ROLLBACKS, ROLLBACK_LR_FACTOR, HealthGuard, is_out_of_memory, reset_lora, weights_are_finite
+from core.lf_compat import check_template
 from core.lora_dropout import fuse_lora_dropout
-from core.models import best_device, load_model, load_tokenizer, resolve_model
+from core.models import best_device, cpu_bf16_applies, load_model, load_tokenizer, resolve_model
 from core.packing import PackingCollator, TrainedTokensTrainer, use_packed_attention
 from core.probes import RUN_PROBES_FILE, Probe, probes_for_run, save_probes, score_probes
 from core.stop import StopSignals
@@ -60,6 +63,7 @@ from core.template import IGNORE_INDEX, ChatEncoder, Encoded, truncate
 log = logging.getLogger("lora_tailor.train")
 
 AUGMENTED_FILE = "augmented.jsonl"
+STOP_REASONS = ("STOP file", "SIGTERM", "SIGINT")  # a stop's reason, as the ranks agree on it by index
 ANSWER_CHARS = 200  # of each probe answer kept in a probe event  # a run's training conversations after augmentation
 LAYERWISE_MIN_SCALE = 0.1  # the bottom layer's lr share under layerwise_lr: cosine
 LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")  # "model.layers.7.self_attn.q_proj.lora_A.default.weight"
@@ -81,7 +85,7 @@ def encode_dataset(
     An example whose trained tokens all fall beyond the cutoff would teach nothing (and divide the
     loss by zero), so it is dropped and counted instead of silently trained on.
     """
-    dataset = dataset or load_dataset(config.dataset, config.dataset_format)
+    dataset = dataset or load_run_dataset(config)
     conversations = dataset.conversations
     encoder = ChatEncoder(tokenizer, config.system_prompt, config.train_on_prompt)
     examples, truncated, dropped = [], 0, 0
@@ -150,7 +154,13 @@ def build_model(config: TrainConfig, device: str):
 
     source = resolve_model(config.model_name_or_path)
     tokenizer = load_tokenizer(source)
-    model = load_model(source, config.quantization_bit, device)
+    model = load_model(
+        source,
+        config.quantization_bit,
+        device,
+        sharded=distributed.strategy(config) == "fsdp",
+        cpu_bf16=config.cpu_bf16,
+    )
     if config.quantization_bit != "none":
         # Casts norms to float32 and enables input grads, so gradients flow through frozen 4/8-bit layers.
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
@@ -290,7 +300,10 @@ def keep_best_adapter(probing: ProbeCallback, run: RunFolder, final_step: int) -
 def training_arguments(config: TrainConfig, run: RunFolder, device: str, has_eval: bool):
     from transformers import TrainingArguments
 
-    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    # cpu_bf16: Trainer's bf16 autocast over the bf16 base weights (core.models.cpu_bf16_applies)
+    bf16 = (device == "cuda" and torch.cuda.is_bf16_supported()) or cpu_bf16_applies(
+        device, config.cpu_bf16, config.quantization_bit
+    )
     return TrainingArguments(
         output_dir=str(run.checkpoints),
         per_device_train_batch_size=config.per_device_train_batch_size,
@@ -314,6 +327,9 @@ def training_arguments(config: TrainConfig, run: RunFolder, device: str, has_eva
         fp16=device == "cuda" and not bf16,
         use_cpu=device == "cpu",
         report_to=[],
+        # Several processes (DDP): every LoRA weight takes part in every forward, so DDP need not
+        # search the graph for unused ones (that search also breaks with gradient checkpointing).
+        ddp_find_unused_parameters=False,
         logging_nan_inf_filter=False,  # a non-finite loss is logged as such (null), not hidden
         disable_tqdm=True,  # the events callback draws its own bar with the loss in it
         remove_unused_columns=False,
@@ -384,7 +400,8 @@ class ProbeCallback(TrainerCallback):
         if self.best is None or event["recall"] >= self.best[0]:  # a tie: the later adapter, trained longer
             self.best = (event["recall"], state.global_step)
             if self.config.probe_best_adapter:
-                model.save_pretrained(self.best_adapter)
+                if distributed.is_main():
+                    model.save_pretrained(self.best_adapter)
         if self.config.probe_patience and self.since_best >= self.config.probe_patience:
             self.early_stopped = control.should_training_stop = True
             self.run.append_event(
@@ -432,6 +449,8 @@ class EventsCallback(TrainerCallback):
             resumed_from_step=state.global_step,
             num_train_epochs=self.config.num_train_epochs,
             effective_batch_size=self.config.effective_batch_size,
+            num_processes=self.config.num_processes,
+            distributed=distributed.strategy(self.config),
             **self.stats,
         )
         if self.show_progress:
@@ -446,6 +465,10 @@ class EventsCallback(TrainerCallback):
             self.stop_reason = self.stop_signals.caught
         if self.stop_reason is None and self.run.stop_requested():
             self.stop_reason = "STOP file"
+        # Every rank stops at the step where the first of them saw a reason (one all-reduce a step).
+        agreed = distributed.agreed_stop_code(STOP_REASONS.index(self.stop_reason) + 1 if self.stop_reason else 0)
+        if agreed and self.stop_reason is None:
+            self.stop_reason = STOP_REASONS[agreed - 1]
         if self.stop_reason is not None and not control.should_training_stop:
             log.info("stop requested (%s): saving at step %d", self.stop_reason, state.global_step)
         if self.stop_reason is not None:
@@ -530,7 +553,9 @@ class EngineTrainer(TrainedTokensTrainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
-        self.guard.record(loss)
+        # The mean over the ranks (a no-op alone): every rank's guard judges the same loss, so all
+        # skip or keep the same steps (their gradients are already the same, all-reduced).
+        self.guard.record(self.accelerator.reduce(loss, reduction="mean"))
         return loss
 
 
@@ -568,7 +593,8 @@ def _train_with_recovery(
         try:
             result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         except Exception as err:  # noqa: BLE001 - only out-of-memory is retried; anything else re-raised
-            if not is_out_of_memory(err) or config.per_device_train_batch_size == 1:
+            # Several ranks cannot retry: the others are waiting in a collective for this one.
+            if not is_out_of_memory(err) or config.per_device_train_batch_size == 1 or distributed.world_size() > 1:
                 raise
             config = dataclasses.replace(
                 config,
@@ -627,25 +653,32 @@ def _free_memory(device: str) -> None:
 def _run_training(
     config: TrainConfig, show_progress: bool, print_advice: bool, stop_signals: StopSignals, callbacks: tuple = ()
 ) -> dict[str, Any]:
-    run = RunFolder(config.output_dir)
+    run = distributed.run_folder_for_rank(config.output_dir)  # written by rank 0 only
     device = best_device()
+    distributed.start_process_group(device)
     resume_from = run.latest_checkpoint() if config.resume else None
     if config.resume and resume_from is None:
         run.append_event(
             "warning", message=f"resume: true but no complete checkpoint in {run.checkpoints}; starting from scratch"
         )
     model, tokenizer = build_model(config, device)
-    dataset = load_dataset(config.dataset, config.dataset_format)
+    template_note = check_template(config.template, tokenizer)  # a LLaMA-Factory `template` that disagrees stops here
+    if template_note and print_advice:
+        print(template_note, file=sys.stderr)
+    dataset = load_run_dataset(config)
     conversations, probes = probes_for_run(config.probes, dataset.conversations, config.seed)
     if probes:
-        save_probes(probes, run.path / RUN_PROBES_FILE)  # `python -m core.probes RUN` scores with these
+        if distributed.is_main():
+            save_probes(probes, run.path / RUN_PROBES_FILE)  # `python -m core.probes RUN` scores with these
     if config.augment != "none":
-        conversations = augment_for_run(config, run, conversations, probes)
+        # made once (by rank 0, which writes augmented.jsonl): every rank trains on the same phrasings
+        conversations = distributed.from_main(lambda: augment_for_run(config, run, conversations, probes))
     data = prepare_data(config, tokenizer, dataclasses.replace(dataset, conversations=conversations))
     stats = {
         **data.stats,
         "device": device,
         "quantization_bit": config.quantization_bit,
+        "template": template_note,
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
     log.info("data: %s", stats)
@@ -682,6 +715,8 @@ def _run_training(
         "trained_tokens_loss": config.trained_tokens_loss,
         # CPU: LoRA dropout kept as a bool mask inside lora_A (core.lora_dropout); the count of layers
         "fused_lora_dropout_layers": fuse_lora_dropout(model) if config.fused_lora_dropout else 0,
+        # CPU with AMX / AVX512-BF16: bf16 base weights and autocast, float32 LoRA (core.models)
+        "cpu_bf16": cpu_bf16_applies(device, config.cpu_bf16, config.quantization_bit),
     }
     events = EventsCallback(run, config, stats, show_progress, stop_signals)
     probing = [ProbeCallback(run, config, probes, tokenizer)] if probes else []
@@ -695,8 +730,12 @@ def _run_training(
             f"lower learning_rate (was {config.learning_rate:g})"
         )
 
-    model.save_pretrained(run.adapter)
-    save_tokenizer_with_system_prompt(tokenizer, config.system_prompt, run.adapter)
+    # Gathered on every rank (FSDP and ZeRO-3 hold shards; otherwise the model's own state dict),
+    # written by rank 0.
+    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    if distributed.is_main():
+        model.save_pretrained(run.adapter, state_dict=state_dict)
+        save_tokenizer_with_system_prompt(tokenizer, config.system_prompt, run.adapter)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
     final = {
@@ -711,7 +750,7 @@ def _run_training(
         ),
         "adapter": str(run.adapter),
     }
-    if probing:
+    if probing and distributed.is_main():
         final.update(keep_best_adapter(probing[0], run, trainer.state.global_step))
     if events.stop_reason:
         return run.append_event("stopped", reason=events.stop_reason, **final)

@@ -132,7 +132,12 @@ def use_packed_attention(model) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- loss
-def trained_tokens_loss(model, inputs: dict[str, torch.Tensor], num_items_in_batch: torch.Tensor | int | None = None):
+def trained_tokens_loss(
+    model,
+    inputs: dict[str, torch.Tensor],
+    num_items_in_batch: torch.Tensor | int | None = None,
+    direct_head: bool = True,
+):
     """Causal-LM cross-entropy computed only at the positions whose next token is trained.
 
     Position t predicts token t+1, so position t is kept when labels[t+1] is trained. Only the kept
@@ -142,14 +147,16 @@ def trained_tokens_loss(model, inputs: dict[str, torch.Tensor], num_items_in_bat
     and returns logits [kept, vocab] instead of [rows, tokens, vocab].
     The sum of token losses is divided by num_items_in_batch (the trained tokens of the whole
     gradient-accumulation window, counted by Trainer) when given, else by this batch's count: the
-    same normalisation as transformers' ForCausalLMLoss. Returns (loss, model outputs).
+    same normalisation as transformers' ForCausalLMLoss. `direct_head` False: the model's own
+    forward is always used (a DDP / FSDP / DeepSpeed wrapper syncs or gathers weights there, so its
+    decoder must not be called around it). Returns (loss, model outputs).
     """
     labels = inputs["labels"]  # [rows, tokens]
     targets = labels[:, 1:]  # [rows, tokens - 1]: the token each position predicts
     keep = torch.nn.functional.pad(targets != IGNORE_INDEX, (0, 1), value=False)  # [rows, tokens]
     kept_targets = targets[keep[:, :-1]]  # [kept]
     model_inputs = {name: value for name, value in inputs.items() if name != "labels"}
-    head = plain_frozen_head(model)
+    head = plain_frozen_head(model) if direct_head else None
     if head is not None:
         decoder, weight = head
         outputs = decoder(**model_inputs)
@@ -174,9 +181,14 @@ class TrainedTokensTrainer(Trainer):
     The loss is normalised by num_items_in_batch exactly when Trainer passes it (a model that
     accepts loss kwargs), which is when Trainer's default rule treats it as already scaled for
     gradient accumulation; otherwise it is a per-batch mean and Trainer divides it by the number of
-    accumulation steps, as for the standard loss. Single device: no cross-device token averaging.
+    accumulation steps, as for the standard loss. Several processes: Trainer counts num_items_in_batch
+    over all of them (average_tokens_across_devices) and DDP averages their gradients, so each
+    process's loss is scaled by the number of processes, as Trainer.compute_loss does.
     """
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, outputs = trained_tokens_loss(model, inputs, num_items_in_batch)
+        wrapped = self.accelerator.unwrap_model(model) is not model  # several processes
+        loss, outputs = trained_tokens_loss(model, inputs, num_items_in_batch, direct_head=not wrapped)
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            loss = loss * self.accelerator.num_processes
         return (loss, outputs) if return_outputs else loss

@@ -6,6 +6,8 @@ the same job, and closing a page stops nothing.
 
 The worker is `python -m core.train <run>/config.yaml`, started without a shell in its own process
 group (so Ctrl-C in the server's terminal does not reach it) with stdout/stderr in <run>/train.log.
+With num_processes > 1 the worker is the launcher of its ranks (core.distributed), which share its
+process group: the SIGTERM / SIGKILL fallbacks below reach every rank.
 A watcher thread per job waits for it, escalates a stop that is not honoured (STOP file, then
 SIGTERM, then SIGKILL) and, when the worker exits without a final event, writes one: a crash or an
 OOM kill then shows up as an `error` with the log tail instead of a run that looks busy forever.
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import TrainConfig, load_config
+from core.distributed import check_run, visible_devices
 from core.errors import UserInputError
 from core.events import RunFolder
 from core.lock import lock_holder
@@ -43,6 +46,12 @@ from core.runs import (
 
 STOP_GRACE_S = 120.0  # a step of a 7B model on a slow GPU, plus saving the checkpoint and adapter
 KILL_GRACE_S = 30.0  # after SIGTERM, which the trainer also honours at the end of the step
+
+
+def process_choices() -> list[int]:
+    """The num_processes this machine can train with: 1 up to its visible GPUs, or on a machine
+    without CUDA up to its CPU cores (gloo processes)."""
+    return list(range(1, max(visible_devices()[1], 1) + 1))
 
 
 class JobRunning(UserInputError):
@@ -157,6 +166,7 @@ class Runner:
             folder = run_folder_of(config)
             if live_worker_pid(folder) is not None:
                 raise JobRunning(folder)  # a worker this server does not own
+            check_run(config, folder)  # processes, devices, strategy: refused here, not in the log
             run = prepare_run(config, workdir=PROJECT_ROOT)  # the worker's cwd: relative paths mean the same
             with open(run.log, "ab") as log:
                 process = subprocess.Popen(

@@ -1,15 +1,19 @@
-"""How fast is the length analyzer? (issue 3's speed check)
+"""How fast is the length analyzer, against the tokenizer's floor and LLaMA-Factory? (issue 14)
 
-    python -m bench.lengths [--examples 100000] [--baseline-examples 1000] [--model default] [--profile]
+    python -m bench.lengths [--examples 100000] [--model default] [--sample N] [--no-lf] [--profile]
 
-Writes a deterministic dataset of mixed-length, multi-turn conversations to a temporary file, then
-times, on it and on the demo set:
+Writes a deterministic dataset of mixed-length, multi-turn conversations (~306 tokens each with the
+default model) to a temporary file, then times on it, one after the other in this run:
+  quick     core.quick_lengths.analyze_quick: reads the file, counts a random sample exactly
+  exact     core.lengths.analyze_file: reads, validates, renders and counts every conversation
   estimate  analyze_file(model="tiktoken")
-  exact     analyze_file(model=...) (the model's tokenizer and chat template via ChatEncoder.encode)
-  baseline  the naive exact count: per example tokenizer.apply_chat_template(tokenize=True), plus
-            one re-tokenization of every assistant turn's prompt and `through` prefix to find the
-            trained tokens; run on a subset and extrapolated per example.
-and prints examples/s and the speed-up of exact over the baseline, measured in the same run.
+  floor     the model's tokenizer alone batch-encoding the same turn texts (data already loaded):
+            the HF tokenizer call, and its Rust backend's encode_batch (no Python lists)
+  LF        LLaMA-Factory's SFT data pipeline (its get_dataset: load, template, tokenize) on the same
+            file through a dataset_info.json entry, in bench/.lf-venv (bench/lf_venv.py), timed
+            inside that process after its imports and tokenizer load
+and prints the analyzer table (wall and CPU time, ratios) and how far the quick p50/p95 are from
+the exact ones. The tokenizer is loaded once beforehand (a server keeps it; its load is printed).
 --profile prints the top of a cProfile of the exact mode. A benchmark, not a test: run it by hand.
 """
 
@@ -21,17 +25,20 @@ import json
 import os
 import pstats
 import random
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from bench.lf_venv import lf_python
 from core.data import load_dataset
 from core.lengths import analyze_conversations, analyze_file
 from core.models import load_tokenizer, resolve_model
+from core.quick_lengths import analyze_quick
 from core.template import ChatEncoder
 
-DEMO = Path(__file__).resolve().parent.parent / "datasets_demo" / "persona_en.jsonl"
 SEED = 0
+WORDS_SCALE = 1.8  # turn lengths x this: ~306 tokens a conversation with the default model, as in issue 14
 WORDS = """
 order shipping return refund item days policy help please thank you can we our your the a an is are
 was will be to of in on for with at by from this that it not no yes card account email phone store
@@ -66,108 +73,149 @@ def _turn(rng: random.Random, median_words: float) -> str:
     return " ".join(sentences)
 
 
-def generate(path: Path, examples: int, seed: int = SEED) -> Path:
+def generate(path: Path, examples: int, seed: int = SEED, scale: float = WORDS_SCALE) -> Path:
     """OpenAI-messages JSONL: 1-4 exchanges, a system turn in 1 of 5, lognormal turn lengths."""
     rng = random.Random(seed)
     with path.open("w", encoding="utf-8") as out:
         for _ in range(examples):
-            messages = [{"role": "system", "content": _turn(rng, 12)}] if rng.random() < 0.2 else []
+            messages = [{"role": "system", "content": _turn(rng, 12 * scale)}] if rng.random() < 0.2 else []
             for _ in range(rng.choice((1, 1, 1, 2, 2, 3, 4))):
                 messages += [
-                    {"role": "user", "content": _turn(rng, 10)},
-                    {"role": "assistant", "content": _turn(rng, 28)},
+                    {"role": "user", "content": _turn(rng, 10 * scale)},
+                    {"role": "assistant", "content": _turn(rng, 28 * scale)},
                 ]
             out.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
     return path
 
 
-def naive_count(tokenizer, conversation: list[dict]) -> tuple[int, int]:
-    """(total, trained) tokens the straightforward way: apply_chat_template per example and per prefix."""
-    ids = tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=False)
-    trained = 0
-    for index, message in enumerate(conversation):
-        if message["role"] == "assistant":
-            prompt = tokenizer.apply_chat_template(
-                conversation[:index], tokenize=True, return_dict=False, add_generation_prompt=True
-            )
-            through = tokenizer.apply_chat_template(conversation[: index + 1], tokenize=True, return_dict=False)
-            trained += len(through) - len(prompt)
-    return len(ids), trained
+# LLaMA-Factory's SFT data pipeline, run by its own venv's python: argv[1] is its YAML keys as JSON.
+LF_SCRIPT = """
+import json, sys, time
+from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
+from llamafactory.hparams import get_train_args
+from llamafactory.model import load_tokenizer
+model_args, data_args, training_args, _, _ = get_train_args(json.loads(sys.argv[1]))
+tokenizer_module = load_tokenizer(model_args)
+template = get_template_and_fix_tokenizer(tokenizer_module["tokenizer"], data_args)
+start, cpu = time.perf_counter(), time.process_time()
+dataset = get_dataset(template, model_args, data_args, training_args, stage="sft", **tokenizer_module)
+seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+train = dataset["train_dataset"]
+tokens = sum(map(len, train["input_ids"]))
+print(json.dumps({"seconds": seconds, "cpu": cpu, "examples": len(train), "tokens": tokens}))
+"""
+LF_DATASET = {  # our OpenAI-style file as LLaMA-Factory reads it
+    "formatting": "sharegpt",
+    "columns": {"messages": "messages"},
+    "tags": {
+        "role_tag": "role",
+        "content_tag": "content",
+        "user_tag": "user",
+        "assistant_tag": "assistant",
+        "system_tag": "system",
+    },
+}
 
 
-def _timed(label: str, examples: int, fn):
-    """Wall time (what a user waits) and CPU time of this process's threads: on a shared machine
-    the wall time grows with the other load, the CPU time much less."""
+def llama_factory(path: Path, model_path: str, folder: Path) -> dict:
+    """LLaMA-Factory's get_dataset on `path` (stage sft, template smollm2): its own timing and counts."""
+    (path.parent / "dataset_info.json").write_text(json.dumps({path.stem: {"file_name": path.name, **LF_DATASET}}))
+    keys = {
+        "model_name_or_path": model_path,
+        "stage": "sft",
+        "do_train": True,
+        "finetuning_type": "lora",
+        "dataset": path.stem,
+        "dataset_dir": str(path.parent),
+        "template": "smollm2",
+        "cutoff_len": 100_000,  # nothing truncated: every token counted, as ours
+        "overwrite_cache": True,
+        "output_dir": str(folder / "lf-out"),
+        "report_to": "none",
+    }
+    env = {**os.environ, "HF_DATASETS_CACHE": str(folder / "hf-datasets"), "HF_HUB_OFFLINE": "1"}
+    env["DISABLE_VERSION_CHECK"] = "1"
+    done = subprocess.run(
+        [str(lf_python()), "-c", LF_SCRIPT, json.dumps(keys)], capture_output=True, text=True, env=env, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"LLaMA-Factory failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _timed(label: str, fn):
+    """fn's result, wall time (what a user waits) and CPU time of this process's threads: on a
+    shared machine the wall time grows with the other load, the CPU time much less."""
     start, cpu_start = time.perf_counter(), time.process_time()
     result = fn()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    rate = f"{examples / seconds:>9,.0f} examples/s" if examples else ""
-    print(f"  {label:<46} {seconds:7.2f} s wall {cpu:7.2f} s CPU {rate}", flush=True)
+    print(f"  {label:<52} {seconds:7.2f} s wall {cpu:7.2f} s CPU", flush=True)
     return result, seconds, cpu
-
-
-def bench_file(path: Path, model: str, baseline_examples: int, tokenizer) -> None:
-    dataset, _, _ = _timed("load_dataset (inside both analyze_file rows)", 0, lambda: load_dataset(path))
-    n = len(dataset.conversations)
-    _timed("estimate: analyze_file(model='tiktoken')", n, lambda: analyze_file(path, "tiktoken"))
-    _timed(f"exact: analyze_file(model={model!r})", n, lambda: analyze_file(path, model))
-    _timed("estimate, analysis only (data loaded)", n, lambda: analyze_conversations(dataset.conversations, None))
-    encoder = ChatEncoder(tokenizer)
-    report, exact_s, exact_cpu = _timed(
-        "exact, analysis only (data, tokenizer loaded)",
-        n,
-        lambda: analyze_conversations(dataset.conversations, encoder),
-    )
-    tokens = int(report.summary["total"]["mean"] * n)
-    print(
-        f"  exact tokens: ~{tokens:,} ({report.summary['total']['mean']:.0f} per conversation, max "
-        f"{report.summary['total']['max']:,}); suggested cutoff_len {report.suggested_cutoff} ({report.reason})"
-    )
-    subset = dataset.conversations[:baseline_examples]
-    counts, naive_s, naive_cpu = _timed(
-        f"naive baseline on the first {len(subset):,}", len(subset), lambda: [naive_count(tokenizer, c) for c in subset]
-    )
-    same = [total for total, _ in counts] == [len(e.input_ids) for e in encoder.encode(subset)]
-    scale = n / len(subset)
-    print(
-        f"  naive baseline extrapolated to {n:,}: {naive_s * scale:.1f} s wall, {naive_cpu * scale:.1f} s CPU "
-        f"(its totals equal the exact mode's: {same})"
-    )
-    print(
-        f"  speed-up of exact analysis over the naive baseline: {naive_s * scale / exact_s:.1f}x wall, "
-        f"{naive_cpu * scale / exact_cpu:.1f}x CPU"
-    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.lengths", description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=100_000)
-    parser.add_argument("--baseline-examples", type=int, default=1000)
     parser.add_argument("--model", default="default")
+    parser.add_argument("--sample", type=int, default=None, help="the quick mode's sample (default: its own)")
+    parser.add_argument("--no-lf", action="store_true", help="leave LLaMA-Factory out")
     parser.add_argument("--profile", action="store_true", help="cProfile the exact mode on the generated set")
     args = parser.parse_args()
     print(
         f"CPU: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start "
         f"(the machine may be shared: timings are as measured)"
     )
-    tokenizer = load_tokenizer(resolve_model(args.model))
+    source = resolve_model(args.model)
+    tokenizer, _, _ = _timed("one-time tokenizer load (imports included)", lambda: load_tokenizer(source))
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bench.jsonl"
-        start = time.perf_counter()
+        path = Path(tmp) / "chats.jsonl"
         generate(path, args.examples)
-        print(
-            f"\nGenerated {args.examples:,} conversations (seed {SEED}, {path.stat().st_size / 1e6:.0f} MB) "
-            f"in {time.perf_counter() - start:.1f} s"
+        print(f"\nGenerated {args.examples:,} conversations (seed {SEED}, {path.stat().st_size / 1e6:.0f} MB)")
+        rows = {}
+        quick, *rows["quick"] = _timed(
+            "quick: analyze_quick (read, sample, count)",
+            lambda: analyze_quick(path, args.model, sample_size=args.sample),
         )
-        bench_file(path, args.model, args.baseline_examples, tokenizer)
-        if DEMO.is_file():
-            print(f"\nDemo set {DEMO.name}")
-            bench_file(DEMO, args.model, args.baseline_examples, tokenizer)
+        exact, *rows["exact"] = _timed(
+            "exact: analyze_file (read, validate, render, count)", lambda: analyze_file(path, args.model)
+        )
+        _, *rows["estimate (tiktoken)"] = _timed(
+            "estimate: analyze_file(model='tiktoken')", lambda: analyze_file(path, "tiktoken")
+        )
+        conversations, _, _ = _timed(
+            "load_dataset alone (inside exact and estimate)", lambda: load_dataset(path).conversations
+        )
+        turns = [m["content"] for c in conversations for m in c]
+        _, *rows["floor: HF tokenizer(turn texts)"] = _timed(
+            f"floor: tokenizer({len(turns):,} turn texts), HF call",
+            lambda: tokenizer(turns, add_special_tokens=False, return_attention_mask=False),
+        )
+        _, *rows["floor: Rust encode_batch(turn texts)"] = _timed(
+            "floor: its Rust backend's encode_batch, no Python lists",
+            lambda: tokenizer.backend_tokenizer.encode_batch(turns, add_special_tokens=False),
+        )
+        if not args.no_lf:
+            lf, seconds, _ = _timed(
+                "LLaMA-Factory get_dataset (whole process)", lambda: llama_factory(path, source.path, Path(tmp))
+            )
+            rows["LLaMA-Factory data pipeline"] = [lf["seconds"], lf["cpu"]]
+            print(
+                f"  LLaMA-Factory: {lf['examples']:,} examples, {lf['tokens'] / lf['examples']:.0f} tokens a "
+                f"conversation (ours: {exact.summary['total']['mean']:.0f}); its process took {seconds:.0f} s"
+            )
+        floor = rows["floor: HF tokenizer(turn texts)"][0]
+        print(f"\nAnalyzer on {args.examples:,} conversations, {exact.summary['total']['mean']:.0f} tokens each:")
+        print(f"  {'':<38} {'wall s':>8} {'CPU s':>8} {'x floor':>8} {'x exact':>8}")
+        for name, (seconds, cpu) in rows.items():
+            print(f"  {name:<38} {seconds:8.2f} {cpu:8.2f} {seconds / floor:8.2f} {seconds / rows['exact'][0]:8.2f}")
+        for q in ("p50", "p95"):
+            got, want = quick.summary["total"][q], exact.summary["total"][q]
+            low, high = quick.intervals.get("total", {}).get(q, [got, got])
+            print(f"  quick total {q}: {got} (interval {low}..{high}), exact {want}: {100 * (got / want - 1):+.1f}%")
         if args.profile:
-            conversations = load_dataset(path).conversations
             profile = cProfile.Profile()
             profile.runcall(analyze_conversations, conversations, ChatEncoder(tokenizer))
-            print("\ncProfile of exact analysis (top 15 by own time):")
+            print("\ncProfile of exact analysis, data loaded (top 15 by own time):")
             pstats.Stats(profile).sort_stats("tottime").print_stats(15)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 

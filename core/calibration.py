@@ -1,0 +1,231 @@
+"""This machine's training speed, measured once and kept: the cost model of core.estimate.
+
+    python -m core.calibration CONFIG.yaml
+
+runs a few real training steps (core.engine.run_training, the trainer's own path) on a synthetic
+dataset of one repeated conversation at 2-3 lengths, with CONFIG's model and settings at batch 1,
+times each step, and fits `seconds = overhead_s + flops / flops_per_s` over the steps' flops
+(core.estimate.micro_batch_flops). The result is kept in <cache>/calibration.json by machine and by
+the settings that change the speed beyond what the flops count (model, quantization_bit, gradient
+checkpointing, trained_tokens_loss, packing). It runs as its own process, like training: the web
+server only starts it and reads its output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from core.config import TrainConfig, load_config
+from core.errors import UserInputError
+from core.estimate import BatchTokens, CostModel, micro_batch_flops, model_shape, rough_cost
+
+CACHE_FILE = "calibration.json"
+CALIBRATION_TOKENS = (32, 96, 192)  # example lengths: a short chat to a long one, a step of seconds on a CPU
+WARMUP_STEPS = 1  # the first step allocates and warms up kernels: not timed
+TIMED_STEPS = 2
+MIN_TRAINED = 8  # trained tokens in the shortest calibration example
+WORDS = "the order will ship within two days and you can return it for a full refund".split()
+
+
+# ------------------------------------------------------------------------------------ the cache
+def cache_file() -> Path:
+    from core.models import cache_dir  # imports torch: only when a calibration is read or written
+
+    return cache_dir() / CACHE_FILE
+
+
+def machine_id(device: str) -> str:
+    """The processor (or GPU) and the threads torch uses: a calibration holds for that machine only."""
+    import torch
+
+    if device == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(0)}"
+    cpu = platform.machine()
+    try:
+        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+        cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{device}:{cpu} x{os.cpu_count()} threads {torch.get_num_threads()}"
+
+
+def settings_key(config: TrainConfig, model_folder: str) -> str:
+    return (
+        f"{model_folder}|bits={config.quantization_bit}|checkpointing={config.gradient_checkpointing}"
+        f"|trained_tokens_loss={config.trained_tokens_loss}|packing={config.packing}"
+    )
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def cost_for(config: TrainConfig, model_folder: str, device: str) -> CostModel:
+    """The calibrated cost of these settings on this machine; else this machine's median over its
+    other calibrations ('scaled'); else the rough default."""
+    entries = _read(cache_file()).get(machine_id(device), {})
+    entry = entries.get(settings_key(config, model_folder))
+    if entry is not None:
+        return CostModel(entry["overhead_s"], entry["flops_per_s"], "calibrated")
+    if entries:
+        return CostModel(
+            statistics.median(e["overhead_s"] for e in entries.values()),
+            statistics.median(e["flops_per_s"] for e in entries.values()),
+            "scaled",
+        )
+    return rough_cost(device)
+
+
+def save_cost(config: TrainConfig, model_folder: str, device: str, cost: CostModel, points: list) -> None:
+    """Add this calibration to the cache file, written whole to a temporary file and renamed."""
+    path = cache_file()
+    data = _read(path)
+    data.setdefault(machine_id(device), {})[settings_key(config, model_folder)] = {
+        "overhead_s": cost.overhead_s,
+        "flops_per_s": cost.flops_per_s,
+        "points": points,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# -------------------------------------------------------------------------------------- the fit
+def fit_cost(points: list[tuple[float, float]]) -> CostModel:
+    """Least squares of seconds = overhead_s + flops / flops_per_s over (flops, seconds) points;
+    an overhead the noise pushes below zero is taken as zero (the line through the origin)."""
+    if len({f for f, _ in points}) < 2:
+        raise UserInputError("A calibration needs steps of at least two sizes.")
+    mean_f = statistics.fmean(f for f, _ in points)
+    mean_s = statistics.fmean(s for _, s in points)
+    slope = sum((f - mean_f) * (s - mean_s) for f, s in points) / sum((f - mean_f) ** 2 for f, _ in points)
+    overhead = mean_s - slope * mean_f
+    if overhead < 0 or slope <= 0:
+        overhead, slope = 0.0, sum(f * s for f, s in points) / sum(f * f for f, _ in points)
+    return CostModel(overhead_s=overhead, flops_per_s=1 / slope, source="calibrated")
+
+
+# ---------------------------------------------------------------------------------- measuring
+def _conversation(words: int) -> list[dict[str, str]]:
+    """A short question and an answer of `words` words (at least a token each): mostly trained tokens."""
+    answer = " ".join(WORDS[i % len(WORDS)] for i in range(words))
+    return [{"role": "user", "content": "When will my order ship?"}, {"role": "assistant", "content": answer}]
+
+
+def _step_timer():
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        """Seconds of each optimizer step: forward, backward and the optimizer, as the trainer runs them."""
+
+        def __init__(self):
+            self.seconds: list[float] = []
+            self.began = 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.began = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.seconds.append(time.perf_counter() - self.began)
+
+    return StepTimer()
+
+
+def calibration_lengths(cutoff_len: int, first_trained: int = 0) -> list[int]:
+    """The example lengths to time: CALIBRATION_TOKENS within cutoff_len, each with at least
+    MIN_TRAINED tokens after the prompt's `first_trained` ones, and at least two different lengths."""
+    shortest = min(first_trained + MIN_TRAINED, cutoff_len)
+    lengths = sorted({min(max(n, shortest), cutoff_len) for n in CALIBRATION_TOKENS})
+    return lengths if len(lengths) > 1 else [max((shortest + cutoff_len) // 2, 1), cutoff_len]
+
+
+def measure(config: TrainConfig, log=print) -> list[tuple[float, float]]:
+    """(flops, seconds) of each timed step, at each calibration length: one synthetic conversation,
+    longer than the length and cut to it (cutoff_len), trained on at batch 1."""
+    from core.engine import run_training
+    from core.models import load_tokenizer, resolve_model
+    from core.template import ChatEncoder
+
+    source = resolve_model(config.model_name_or_path)
+    encoder = ChatEncoder(load_tokenizer(source), config.system_prompt, config.train_on_prompt)
+    shape = model_shape(source.path)
+    points = []
+    steps = WARMUP_STEPS + TIMED_STEPS
+    longest = _conversation(max(CALIBRATION_TOKENS))  # longer than any length: each is cut from it
+    mask = encoder.encode([longest])[0].trained
+    for length in calibration_lengths(config.cutoff_len, int(mask.argmax())):
+        trained = int(mask[:length].sum())
+        tokens = BatchTokens(length, length * (length + 1) / 2, trained, length, trained, True)
+        with tempfile.TemporaryDirectory(prefix="lora-tailor-calibration-") as tmp:
+            data = Path(tmp) / "data.jsonl"
+            data.write_text((json.dumps({"messages": longest}) + "\n") * steps, encoding="utf-8")
+            run = dataclasses.replace(
+                config,
+                dataset=str(data),
+                dataset_format="auto",
+                output_dir=str(Path(tmp) / "run"),
+                cutoff_len=length,
+                per_device_train_batch_size=1,
+                gradient_accumulation_steps=1,
+                num_train_epochs=1.0,
+                max_steps=steps,
+                val_size=0.0,
+                probes="none",
+                augment="none",
+                logging_steps=1,
+                save_steps=steps + 1,
+                resume=False,
+            )
+            Path(run.output_dir).mkdir()
+            timer = _step_timer()
+            run_training(run, callbacks=(timer,))
+        flops = micro_batch_flops(shape, config, tokens)
+        timed = timer.seconds[WARMUP_STEPS:]
+        points += [(flops, seconds) for seconds in timed]
+        log(f"calibration: {length} tokens a step, {statistics.median(timed):.2f} s a step")
+    return points
+
+
+def calibrate(config: TrainConfig, log=print) -> CostModel:
+    """Measure, fit and keep the cost model of `config`'s settings on this machine."""
+    from core.models import best_device, resolve_model
+
+    device = best_device()
+    points = measure(config, log=log)
+    cost = fit_cost(points)
+    save_cost(config, resolve_model(config.model_name_or_path).path, device, cost, points)
+    log(f"calibrated: {cost.overhead_s:.3f} s a step + {cost.flops_per_s / 1e9:.1f} GFLOP/s on {machine_id(device)}")
+    return cost
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.calibration", description=__doc__.split("\n\n")[0])
+    parser.add_argument("config", help="a training config YAML: its model and settings are measured")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        calibrate(config, log=lambda line: print(line, flush=True))
+    except UserInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

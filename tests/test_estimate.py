@@ -1,0 +1,286 @@
+"""The pre-flight estimate (core.estimate, core.calibration): its memory arithmetic against numbers
+worked out by hand, how the terms move with the settings, the "will not fit" advice, the cost fit
+and cache, the ETA from step events, and the Train tab's read-out. No timing assertions."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from core import calibration, estimate
+from core.config import TrainConfig
+from core.estimate import GIB, CostModel, ModelShape, batch_tokens, cutoff_batch_tokens, memory_bytes
+from core.models import CACHE_ENV
+from core.runs import progress_of
+
+# H 8, 2 layers, 2 heads of 4 (1 kv head), MLP 16, vocab 32, untied output layer.
+SHAPE = ModelShape(
+    hidden_size=8,
+    num_layers=2,
+    num_heads=2,
+    num_kv_heads=1,
+    head_dim=4,
+    intermediate_size=16,
+    vocab_size=32,
+    tied_embeddings=False,
+)
+# batch 2 x cutoff 10, no data: the peak micro-batch is 20 positions, 10 of them trained.
+CONFIG = TrainConfig(
+    per_device_train_batch_size=2,
+    gradient_accumulation_steps=1,
+    cutoff_len=10,
+    lora_rank=2,
+    lora_target="all",
+    lora_dropout=0.0,
+    gradient_checkpointing=False,
+    trained_tokens_loss=True,
+    quantization_bit="none",
+)
+
+
+def _memory(**changes):
+    config = replace(CONFIG, **changes)
+    return memory_bytes(SHAPE, config, cutoff_batch_tokens(config), "cpu")
+
+
+# ------------------------------------------------------------------------------------ by hand
+def test_model_shape_reads_config_json(tmp_path):
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "hidden_size": 8,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 1,
+                "intermediate_size": 16,
+                "vocab_size": 32,
+            }
+        ),
+        encoding="utf-8",
+    )
+    assert estimate.model_shape(tmp_path) == SHAPE  # head_dim 8 / 2 heads; untied by default
+    (tmp_path / "config.json").write_text(json.dumps({"n_embd": 8}), encoding="utf-8")
+    with pytest.raises(estimate.UserInputError, match="hidden_size"):
+        estimate.model_shape(tmp_path)
+
+
+def test_every_memory_term_matches_the_hand_count():
+    # projections a layer: q 8x8 + k 8x4 + v 8x4 + o 8x8 + gate/up/down 3 x 8x16 = 576; x 2 layers
+    assert SHAPE.linear_params == 1152
+    # embeddings 32x8, output layer 32x8, norms (2 a layer + 1) x 8
+    assert SHAPE.other_params == 552
+    memory = _memory()
+    assert memory.weights == (1152 + 552) * 4
+    # LoRA r2: 2 x (in + out) a projection = 32 + 24 + 24 + 32 + 48 + 48 + 48 = 256 a layer, x 2 layers,
+    # 16 bytes each (weight, gradient, two AdamW moments, float32)
+    assert memory.lora == 512 * 16
+    # per position and layer 7 H + 2 KV + 4 I = 56 + 8 + 64 = 128 floats; 20 positions x 2 layers x 512 B,
+    # plus one layer's backward gradients 20 x (2 H + 2 I) x 4 B
+    assert memory.activations == 20 * 2 * 512 + 20 * 48 * 4
+    # trained-tokens loss: one chunk (the 10 trained positions) x vocab x 4 B x 2 copies, + their hidden gradient
+    assert memory.logits == 10 * 32 * 4 * 2 + 10 * 8 * 4
+    assert memory.runtime == estimate.RUNTIME_BYTES["cpu"]
+    assert memory.total == memory.weights + memory.lora + memory.activations + memory.logits + memory.runtime
+
+
+def test_quantization_checkpointing_and_the_loss_change_their_own_terms():
+    plain = _memory()
+    four = _memory(quantization_bit="4")
+    eight = _memory(quantization_bit="8")
+    # 4 bits: 1152 x (0.5 B + an 8-bit absmax a 64 + a float32 a 64 x 256) + the rest in float32
+    assert four.weights == int(1152 * (0.5 + 1 / 64 + 4 / 16384)) + 552 * 4
+    assert eight.weights == 1152 + 552 * 4
+    assert four.weights < eight.weights < plain.weights
+    assert (four.activations, four.lora) == (plain.activations, plain.lora)
+
+    checkpointed = _memory(gradient_checkpointing=True)
+    # each layer's input (20 x 2 layers x 8 x 4 B) plus one layer recomputed (20 x 512 B), + backward
+    assert checkpointed.activations == 20 * (2 * 8 * 4 + 512) + 20 * 48 * 4
+    assert checkpointed.logits == plain.logits and checkpointed.weights == plain.weights
+
+    full_logits = _memory(trained_tokens_loss=False)
+    assert full_logits.logits == 20 * 32 * 4 * 3  # every position, 3 float32 copies
+    assert full_logits.activations == plain.activations
+
+    fused = _memory(lora_dropout=0.1)  # 1-byte masks of 6 H + 1 I a position and layer
+    unfused = _memory(lora_dropout=0.1, fused_lora_dropout=False)  # float copies
+    assert fused.activations - plain.activations == 20 * 2 * (6 * 8 + 16)
+    assert unfused.activations - plain.activations == 20 * 2 * (6 * 8 + 16) * 4
+
+
+def test_activations_and_logits_grow_with_batch_and_cutoff():
+    base = _memory()
+    for changes in ({"per_device_train_batch_size": 4}, {"cutoff_len": 20}):
+        doubled = _memory(**changes)
+        assert doubled.activations == 2 * base.activations
+        assert doubled.logits - 10 * 8 * 4 * 2 == 2 * (base.logits - 10 * 8 * 4)  # chunk x vocab grows too
+        assert doubled.weights == base.weights and doubled.lora == base.lora
+    assert _memory(lora_rank=4).lora == 2 * base.lora
+    assert _memory(lora_target="q_proj,v_proj").lora == 2 * (32 + 24) * 16
+
+
+def test_batches_from_the_data_packed_or_padded():
+    lengths, trained = np.array([10, 20, 30, 40]), np.array([5, 10, 15, 20])
+    packed = batch_tokens(lengths, trained, replace(CONFIG, cutoff_len=35, packing=True))
+    assert packed.positions == (10 + 20 + 30 + 35) / 2  # two rows, whatever the order
+    assert packed.trained == (5 + 10 + 15 + 20) / 2
+    assert packed.peak_positions == 30 + 35  # the two longest together
+    padded = batch_tokens(lengths, trained, replace(CONFIG, cutoff_len=35, packing=False))
+    assert padded.peak_positions == 2 * 35
+    assert padded.positions >= packed.positions and padded.attention_pairs >= packed.attention_pairs
+    assert packed.from_data and not cutoff_batch_tokens(CONFIG).from_data
+
+
+# ---------------------------------------------------------------------------- fit and advice
+COST = CostModel(overhead_s=0.5, flops_per_s=1e6, source="rough")
+
+
+def _estimate(available: int, config=CONFIG, steps=10):
+    return estimate.estimate(config, SHAPE, None, steps, "cpu", available, COST)
+
+
+def test_time_is_the_cost_model_times_the_steps():
+    config = replace(CONFIG, gradient_accumulation_steps=3)
+    est = _estimate(10 * GIB, config)
+    flops = estimate.micro_batch_flops(SHAPE, config, cutoff_batch_tokens(config))
+    assert est.step_s == pytest.approx(3 * (0.5 + flops / 1e6))
+    assert est.total_s == pytest.approx(10 * est.step_s)
+    assert estimate.micro_batch_flops(SHAPE, replace(config, gradient_checkpointing=True), est.tokens) > flops
+    assert _estimate(10 * GIB, config, steps=None).total_s is None
+
+
+def test_will_not_fit_lists_each_change_that_lowers_the_peak():
+    config = replace(CONFIG, per_device_train_batch_size=4, cutoff_len=256, trained_tokens_loss=False)
+    peak = _estimate(100 * GIB, config).memory.total
+    runtime = estimate.RUNTIME_BYTES["cpu"]
+    est = _estimate(peak - 1, config)
+    assert not est.fits and est.fixes
+    changes = [fix.change for fix in est.fixes]
+    assert {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 2} in changes  # same effective batch
+    assert {"gradient_checkpointing": True} in changes and {"trained_tokens_loss": True} in changes
+    assert {"cutoff_len": 128} in changes and {"quantization_bit": "4"} in changes
+    assert all(fix.peak_bytes < peak and fix.fits for fix in est.fixes)
+    assert _estimate(peak, config).fits and not _estimate(peak, config).fixes
+    # nothing fits alone: every change at once comes last
+    tight = _estimate(runtime + 1, config)
+    assert not any(fix.fits for fix in tight.fixes[:-1])
+    assert tight.fixes[-1].change == {k: v for fix in tight.fixes[:-1] for k, v in fix.change.items()}
+
+
+def test_processes_on_the_cpu_share_its_memory_and_cores():
+    one = _estimate(10 * GIB)
+    two = _estimate(10 * GIB, replace(CONFIG, num_processes=2))
+    assert two.memory == one.memory and two.peak_bytes == 2 * one.memory.total
+    assert two.step_s == pytest.approx(2 * one.step_s)
+    refused = _estimate(one.memory.total, replace(CONFIG, num_processes=2))
+    assert not refused.fits and refused.fixes[0] == estimate.Fix({"num_processes": 1}, one.memory.total, True)
+    gpus = estimate.estimate(replace(CONFIG, num_processes=2), SHAPE, None, 10, "cuda", 10 * GIB, COST)
+    assert gpus.processes == 1  # a device each
+
+
+def test_fit_cost_recovers_overhead_and_speed():
+    points = [(f, 0.25 + f / 2e9) for f in (1e9, 2e9, 5e9)]
+    cost = calibration.fit_cost(points)
+    assert cost.overhead_s == pytest.approx(0.25) and cost.flops_per_s == pytest.approx(2e9)
+    # a line whose intercept would be negative (-0.2 s): the line through the origin instead
+    through_origin = calibration.fit_cost([(1e9, 0.4), (2e9, 1.0), (3e9, 1.6)])
+    assert through_origin.overhead_s == 0 and through_origin.flops_per_s == pytest.approx(14e9 / 7.2)
+    with pytest.raises(calibration.UserInputError):
+        calibration.fit_cost([(1e9, 1.0), (1e9, 1.1)])
+
+
+def test_a_calibration_is_kept_per_machine_and_settings(
+    tiny_model_dir, dataset, tmp_path, monkeypatch, one_torch_thread
+):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    config = replace(
+        TrainConfig(), model_name_or_path=str(tiny_model_dir), dataset=str(dataset), cutoff_len=128, lora_rank=2
+    )
+    assert calibration.cost_for(config, str(tiny_model_dir), "cpu").source == "rough"
+    lines = []
+    cost = calibration.calibrate(config, log=lines.append)  # real steps of the trainer, on the tiny model
+    entry = json.loads((tmp_path / calibration.CACHE_FILE).read_text(encoding="utf-8"))
+    (settings,) = entry[calibration.machine_id("cpu")].values()
+    assert calibration.calibration_lengths(40) == [32, 40]  # 96 and 192 both cut to 40
+    assert calibration.calibration_lengths(1024) == list(calibration.CALIBRATION_TOKENS)
+    assert calibration.calibration_lengths(1024, first_trained=60) == [68, 96, 192]  # 8 trained tokens at least
+    lengths = [int(line.split()[1]) for line in lines[:-1]]  # "calibration: 96 tokens a step, ..."
+    assert lengths[-1] == 128 and len(lengths) == len(set(lengths)) >= 2
+    assert len(settings["points"]) == len(lengths) * calibration.TIMED_STEPS
+    assert len({f for f, _ in settings["points"]}) == len(lengths)  # each length its own flops
+    assert cost.flops_per_s > 0 and cost.overhead_s >= 0 and lines[-1].startswith("calibrated:")
+    assert calibration.cost_for(config, str(tiny_model_dir), "cpu") == replace(cost, source="calibrated")
+    other = replace(config, gradient_checkpointing=True)  # not measured: this machine's speed, scaled
+    assert calibration.cost_for(other, str(tiny_model_dir), "cpu").source == "scaled"
+
+
+# ----------------------------------------------------------------------------------------- ETA
+def _steps(seconds_each: list[float], start: dict) -> list[dict]:
+    events, elapsed = [{"type": "start", **start}], 0.0
+    first = start.get("resumed_from_step", 0)
+    for i, seconds in enumerate(seconds_each, first + 1):
+        elapsed += seconds
+        events.append({"type": "step", "step": i, "elapsed_s": elapsed, "total_steps": start["total_steps"]})
+    return events
+
+
+def test_eta_follows_the_newest_steps_of_the_attempt():
+    assert estimate.eta_s([{"type": "start", "total_steps": 100}]) is None
+    early = _steps([3.0, 3.0, 3.0], {"total_steps": 100})
+    assert estimate.eta_s(early) == pytest.approx(3.0 * 97)
+    # 10 slow steps, then 20 at 1 s: the window of the newest 20 steps says 1 s a step
+    later = _steps([3.0] * 10 + [1.0] * 20, {"total_steps": 100})
+    assert estimate.eta_s(later) == pytest.approx(1.0 * 70)
+    assert progress_of(later).eta_s == pytest.approx(70)  # what the Train tab's progress line shows
+    # a resumed attempt counts its own steps only, not the earlier attempt's
+    resumed = later + _steps([2.0, 2.0], {"total_steps": 100, "resumed_from_step": 30})
+    assert estimate.eta_s(resumed) == pytest.approx(2.0 * 68)
+    done = _steps([1.0] * 5, {"total_steps": 5})
+    assert estimate.eta_s(done) == 0
+
+
+# ------------------------------------------------------------------------------- the train tab
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+    """What the estimate handlers use of the app: the runs folder and the runner (no page built)."""
+    from webui.context import AppContext
+    from webui.runner import Runner
+
+    runner = Runner(tmp_path_factory.mktemp("runs"))
+    return AppContext(runs_dir=runner.runs_dir, runner=runner, chat=None, page=None)
+
+
+def test_the_train_tab_shows_the_estimate_with_the_plans_steps(ctx, tiny_model_dir, dataset, tmp_path, monkeypatch):
+    from tests.webui_helpers import form
+    from webui.tabs import train
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    values = form(tiny_model_dir, dataset, max_steps=-1, num_train_epochs=3.0)
+    plan = train.plan_view(ctx, lang="en", **values)["plan"]
+    shown = train.estimate_view(ctx, lang="en", **values)["estimate"]
+    steps = plan.split("**")[3]  # "**Effective batch 2** · 6 steps per epoch · **18 steps** in total"
+    assert steps.endswith(" steps") and f"× {steps}" in shown
+    assert "rough default speed" in shown and "peak RAM" in shown and "Will not fit" not in shown
+    assert "weights" in shown and "activations" in shown and "cutoff_len" not in shown  # lengths from the data
+    assert "预估" in train.estimate_view(ctx, lang="zh", **values)["estimate"]
+
+    monkeypatch.setattr(estimate, "available_bytes", lambda device: 50 * 2**20)
+    refused = train.estimate_view(ctx, lang="en", **values)["estimate"]
+    assert "Will not fit" in refused and "50 MB of RAM free" in refused
+    assert "gradient_checkpointing → True" in refused and "quantization_bit → 4" in refused
+
+    no_data = train.estimate_view(ctx, lang="en", **{**values, "dataset": str(tmp_path / "missing.jsonl")})
+    assert "cutoff_len (64 tokens)" in no_data["estimate"]
+    assert train.estimate_view(ctx, lang="en", **{**values, "cutoff_len": 0}) == {"estimate": ""}  # the plan says why
+
+
+def test_calibrate_refuses_a_second_calibration(ctx, tiny_model_dir, dataset, tmp_path, monkeypatch):
+    from tests.webui_helpers import form
+    from webui.tabs import train
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    values = form(tiny_model_dir, dataset)
+    with train._calibrating:
+        updates = list(train.calibrate(ctx, lang="en", **values))
+    assert updates == [{"estimate_status": "A calibration is already running."}]

@@ -50,6 +50,11 @@ TEXT: dict[str, tuple[str, str]] = {
         "The dataset cannot be used yet. Fix these problems and upload it again:",
         "该数据集暂时无法使用。请修正以下问题后重新上传：",
     ),
+    "data.registered": ("Datasets registered in dataset_info.json", "dataset_info.json 中登记的数据集"),
+    "data.registry_bad": (
+        "The folder's dataset_info.json cannot be read:",
+        "该文件夹的 dataset_info.json 无法读取：",
+    ),
     "data.lengths": ("### Token lengths", "### Token 长度"),
     "data.analyze": ("Analyze token lengths", "分析 token 长度"),
     "data.use_suggested": ("Use suggested cutoff", "使用建议的 cutoff"),
@@ -71,6 +76,11 @@ TEXT: dict[str, tuple[str, str]] = {
     "data.stats.total": ("total tokens", "总 token"),
     "data.stats.prompt": ("prompt tokens", "提示 token"),
     "data.stats.supervised": ("trained tokens", "训练 token"),
+    "data.stats.interval": ("95% interval", "95% 置信区间"),
+    "data.exact_running": (
+        "Quick numbers from a sample, shown above. Counting every conversation exactly: {done:,} of {total:,}…",
+        "上面是抽样得到的快速结果。正在精确统计每段对话：{done:,} / {total:,}…",
+    ),
     "data.cand.header": (
         "| cutoff_len | truncated | dropped | answer tokens lost | padding |",
         "| cutoff_len | 被截断 | 被丢弃 | 丢失的回答 token | 填充占比 |",
@@ -144,6 +154,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "train.why.running": ("A job is running ({run}): stop it first.", "已有任务在运行（{run}）：请先停止它。"),
     "train.why.invalid": ("Fix the values listed below first.", "请先修正下方列出的取值。"),
     "train.preview_code": ("The YAML that will run", "将要运行的 YAML 配置"),
+    "train.preview_lf": (
+        "The same run as a LLaMA-Factory YAML (docs/llamafactory.md)",
+        "同一配置的 LLaMA-Factory YAML（见 docs/llamafactory.md）",
+    ),
     "train.plan": (
         "**Effective batch {batch}** · {steps_per_epoch} steps per epoch · **{total} steps** in total "
         "({examples} examples)",
@@ -164,6 +178,54 @@ TEXT: dict[str, tuple[str, str]] = {
         "选一个，到「数据」页为它生成更多问法。",
     ),
     "train.miss_augment": ("More phrasings for this fact", "为这个事实生成更多问法"),
+    # --- train tab: the pre-flight estimate (core.estimate)
+    "est.calibrate": ("Calibrate speed on this machine", "在本机校准速度"),
+    "est.line": (
+        "**Estimate** ({source}): ~{step} a step × {steps} steps ≈ **{total}** · peak {kind} "
+        "**{peak}** of {available} free",
+        "**预估**（{source}）：每步约 {step} × {steps} 步 ≈ **{total}** · {kind}峰值 **{peak}**，可用 {available}",
+    ),
+    "est.line_no_steps": (
+        "**Estimate** ({source}): ~{step} a step · peak {kind} **{peak}** of {available} free",
+        "**预估**（{source}）：每步约 {step} · {kind}峰值 **{peak}**，可用 {available}",
+    ),
+    "est.parts": (
+        "weights {weights} · LoRA + optimizer {lora} · activations {activations} · logits {logits} · runtime {runtime}",
+        "权重 {weights} · LoRA + 优化器 {lora} · 激活 {activations} · logits {logits} · 运行时 {runtime}",
+    ),
+    "est.per_process": (" (each of the {processes} processes)", "（{processes} 个进程各占这么多）"),
+    "est.source.calibrated": ("speed calibrated on this machine", "速度已在本机校准"),
+    "est.source.scaled": (
+        "speed from this machine's calibration of other settings",
+        "速度取自本机其他设置的校准",
+    ),
+    "est.source.rough": ("rough default speed: calibrate for a measured one", "粗略的默认速度：校准后更准确"),
+    "est.no_data": (
+        "Every example is taken at cutoff_len ({cutoff} tokens) until a dataset is loaded.",
+        "加载数据集之前，每个样本按 cutoff_len（{cutoff} 个 token）计算。",
+    ),
+    "est.no_fit": (
+        "⚠️ **Will not fit**: needs ~{peak}, {available} of {kind} free. Change one of these:",
+        "⚠️ **放不下**：需要约 {peak}，{kind}可用 {available}。请修改以下之一：",
+    ),
+    "est.fix": ("- {change} → ~{peak}{fits}", "- {change} → 约 {peak}{fits}"),
+    "est.fits": (" (fits)", "（可以放下）"),
+    "est.tight": (
+        "⚠️ Tight: ~{peak} of {available} {kind} free; other programs may push it over.",
+        "⚠️ 内存紧张：约 {peak}，{kind}可用 {available}；其他程序可能导致不够用。",
+    ),
+    "est.unavailable": ("No estimate: {reason}", "无法预估：{reason}"),
+    "est.calibrating": (
+        "⏳ Calibrating (a few training steps in a separate process)… {line}",
+        "⏳ 正在校准（在独立进程中跑几个训练步）…… {line}",
+    ),
+    "est.calibrated": ("Calibrated: {line}", "校准完成：{line}"),
+    "est.calibration_failed": ("Calibration failed: {reason}", "校准失败：{reason}"),
+    "est.busy_training": (
+        "A training job is running ({run}): calibrate when it has ended, so neither slows the other.",
+        "正在训练（{run}）：请在训练结束后再校准，以免互相拖慢。",
+    ),
+    "est.busy_calibrating": ("A calibration is already running.", "已有校准在运行。"),
     "mon.col.question": ("question", "问题"),
     "mon.col.expected": ("expected", "应包含"),
     "mon.col.answer": ("answer", "回答"),
@@ -244,6 +306,25 @@ TEXT: dict[str, tuple[str, str]] = {
         "删除 **{run}** 及其文件夹中的所有内容（适配器、检查点、日志）？",
     ),
     "runs.deleted": ("Deleted **{run}**.", "已删除 **{run}**。"),
+    "ph.found": (
+        "This dataset holds placeholders ({placeholders}): fill them into a copy, which is then selected.",
+        "该数据集含有占位符（{placeholders}）：填写后写入副本，并选中该副本。",
+    ),
+    "ph.name": ("Bot name → {{name}}", "机器人名称 → {{name}}"),
+    "ph.author": ("Company / author → {{author}}", "公司 / 作者 → {{author}}"),
+    "ph.other": ("Other placeholders: key = value, a line each", "其他占位符：每行一个 key = value"),
+    "ph.fill": ("Fill into a copy", "填入副本"),
+    "ph.written": ("Filled copy written and selected: {path}", "已写入并选中填好的副本：{path}"),
+    "ph.failed": ("Cannot fill the placeholders", "无法填写占位符"),
+    "runs.open_path": ("Open a LLaMA-Factory output folder", "打开 LLaMA-Factory 输出目录"),
+    "runs.open_path.info": (
+        "Its output_dir (trainer_log.jsonl, the adapter): listed as a run to plot, chat with and export. "
+        "Open it again to refresh it.",
+        "即其 output_dir（含 trainer_log.jsonl 与适配器）：作为一次运行列出，可画曲线、对话和导出。再次打开即刷新。",
+    ),
+    "runs.open": ("Open", "打开"),
+    "runs.opened": ("Opened **{run}** from LLaMA-Factory.", "已从 LLaMA-Factory 打开 **{run}**。"),
+    "runs.open_failed": ("Cannot open that folder", "无法打开该目录"),
     "runs.col.name": ("run", "运行"),
     "runs.col.status": ("status", "状态"),
     "runs.col.date": ("date", "日期"),
@@ -256,9 +337,12 @@ TEXT: dict[str, tuple[str, str]] = {
     "export.run": ("Run", "运行"),
     "export.intro": (
         "The adapter is a standard PEFT folder: `PeftModel.from_pretrained(base, folder)` loads it "
-        "anywhere. Merging writes a full model that needs no peft.",
+        "anywhere. Merging writes a full model that needs no peft. GGUF writes the merged model for "
+        "llama.cpp, Ollama and LM Studio, checks it against the merged model, and adds an Ollama Modelfile. "
+        "Every export has a README.md model card.",
         "适配器是标准的 PEFT 文件夹：在任何地方用 `PeftModel.from_pretrained(base, folder)` 即可加载。"
-        "合并会写出一个不再需要 peft 的完整模型。",
+        "合并会写出一个不再需要 peft 的完整模型。GGUF 把合并后的模型写成 llama.cpp、Ollama 和 LM Studio "
+        "可用的文件，与合并模型逐一核对，并附上 Ollama Modelfile。每种导出都带有 README.md 模型卡。",
     ),
     "export.zip": ("Download adapter (.zip)", "下载适配器（.zip）"),
     "export.merge": ("Merge into the base model", "合并到基础模型"),
@@ -267,6 +351,18 @@ TEXT: dict[str, tuple[str, str]] = {
     "export.merge_done": (
         'Merged model saved to `{path}`: load it with `AutoModelForCausalLM.from_pretrained("{path}")`.',
         '合并后的模型已保存到 `{path}`：用 `AutoModelForCausalLM.from_pretrained("{path}")` 加载。',
+    ),
+    "export.gguf": ("Export GGUF + Ollama Modelfile", "导出 GGUF + Ollama Modelfile"),
+    "export.gguf_type": ("GGUF type", "GGUF 类型"),
+    "export.gguf_done": (
+        "GGUF saved to `{path}` with a `Modelfile` beside it: `cd {folder} && ollama create {name} -f Modelfile`."
+        "\n\nCheck against the merged model: {check}{note}",
+        "GGUF 已保存到 `{path}`，旁边附有 `Modelfile`：`cd {folder} && ollama create {name} -f Modelfile`。"
+        "\n\n与合并模型的对比：{check}{note}",
+    ),
+    "export.gguf_no_template": (
+        "\n\nThe chat template is not ChatML, so the Modelfile has no TEMPLATE (its comment says why).",
+        "\n\n聊天模板不是 ChatML，因此 Modelfile 中没有 TEMPLATE（其注释说明了原因）。",
     ),
     "export.no_run": ("Pick a run with an adapter first.", "请先选择一个带适配器的运行。"),
     "export.failed": ("Export failed:", "导出失败："),

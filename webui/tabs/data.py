@@ -14,17 +14,18 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from core import augment
+from core import augment, placeholders
 from core.config import AUTO, config_from_dict
-from core.data import Conversation, Dataset, detect_format, load_dataset
+from core.data import Conversation, Dataset, detect_format
+from core.dataset_info import load_datasets, page_dataset, registry_path, resolve
 from core.errors import UserInputError
-from core.lengths import analyze_file
 from core.paths import DEMO_DIR, PROJECT_ROOT, display_path, resolve_dataset
 from core.presets import DEFAULT_PRESET
 from core.probes import load_probes, matches
 from webui import i18n
 from webui.context import AppContext, Updates, error_html, note_html
-from webui.plots import histogram_svg
+from webui.tabs import data_lengths, data_registry
+from webui.tabs.data_lengths import analyze  # noqa: F401 - the handler by its old name (tests, API)
 from webui.tabs.top import preset_form
 
 UPLOADS = "uploads"  # under the runs folder: a run's config keeps pointing at a file that stays
@@ -51,31 +52,32 @@ def dataset_choices(ctx: AppContext) -> list[str]:
 
 
 @lru_cache(maxsize=16)
-def _load_cached(path: str, fmt: str, mtime: float, size: int) -> Dataset:
-    return load_dataset(path, fmt)
+def _load_cached(value: str, fmt: str, dataset_dir: str, stamps: tuple) -> Dataset:
+    return load_datasets(value, fmt, dataset_dir)
 
 
-def load(value: str, fmt: str = "auto") -> Dataset:
-    """load_dataset, cached until the file changes (the train tab re-reads it on every edit)."""
-    path = resolve_dataset(value)
-    if not path.is_file():
-        raise UserInputError(f"Dataset file not found: {display_path(path)}")
-    stat = path.stat()
-    return _load_cached(str(path), fmt or "auto", stat.st_mtime, stat.st_size)
+def load(value: str, fmt: str = "auto", dataset_dir: str = "") -> Dataset:
+    """The dataset as a run reads it (core.dataset_info: a file, or registered names with
+    dataset_dir), cached until one of its files changes (the train tab re-reads it on every edit)."""
+    value, dataset_dir = page_dataset(value, dataset_dir)
+    files = [s if isinstance(s, Path) else s.path for s in resolve(value, dataset_dir)]
+    files += [registry_path(dataset_dir)] if dataset_dir else []
+    stamps = tuple((str(f), f.stat().st_mtime, f.stat().st_size) for f in files if f.is_file())
+    return _load_cached(value, fmt or "auto", dataset_dir, stamps)
 
 
-def count_examples(value: str, fmt: str = "auto") -> int | None:
+def count_examples(value: str, fmt: str = "auto", dataset_dir: str = "") -> int | None:
     try:
-        return len(load(value, fmt).conversations)
+        return len(load(value, fmt, dataset_dir).conversations)
     except UserInputError:
         return None
 
 
 # ------------------------------------------------------------------------------------- handlers
-def load_preview(dataset: str, dataset_format: str, lang: str) -> Updates:
+def load_preview(dataset: str, dataset_format: str, lang: str, dataset_dir: str = "") -> Updates:
     """The summary, problems, example slider and first conversation of the chosen dataset."""
     try:
-        loaded = load(dataset, dataset_format)
+        loaded = load(dataset, dataset_format, dataset_dir)
     except UserInputError as err:
         return {
             "data_summary": "",
@@ -92,23 +94,41 @@ def load_preview(dataset: str, dataset_format: str, lang: str) -> Updates:
         "data_summary": summary,
         "data_problems": "",
         "example": gr.update(minimum=1, maximum=max(count, 2), value=1, visible=True),
-        "data_preview": gr.update(value=loaded.conversations[0], visible=True),
+        "data_preview": gr.update(value=preview_messages(loaded.conversations[0]), visible=True),
     }
 
 
-def refresh(ctx: AppContext, dataset: str, dataset_format: str, lang: str) -> Updates:
+def refresh(ctx: AppContext, dataset: str, dataset_format: str, lang: str, dataset_dir: str = "") -> Updates:
     """Page (re)load: fresh dataset choices (uploads since the app was built) and the preview."""
     choices = sorted(set(dataset_choices(ctx)) | ({dataset} if dataset else set()))
-    return {"dataset": gr.update(choices=choices), **load_preview(dataset, dataset_format, lang)}
+    return {"dataset": gr.update(choices=choices), **load_preview(dataset, dataset_format, lang, dataset_dir)}
 
 
-def show_example(dataset: str, dataset_format: str, example: float) -> Updates:
+def preview_messages(conversation: Conversation) -> list[dict[str, str]]:
+    """The chat window's view of a conversation: the tools and calls written out, a tool's result on
+    the user's side (it is input, not trained), a reply with loss_weight 0 marked as untrained. The
+    marks name data keys, which read the same in both languages."""
+    shown = []
+    for message in conversation:
+        text = message["content"]
+        if message.get("tools"):
+            text = f"🔧 tools: {', '.join(tool['function']['name'] for tool in message['tools'])}\n\n{text}"
+        for call in message.get("tool_calls", []):
+            text += f"\n🔧 {call['function']['name']}({json.dumps(call['function']['arguments'], ensure_ascii=False)})"
+        if message.get("loss_weight") == 0:
+            text += "\n\n*(loss_weight 0: not trained)*"
+        tool = message["role"] == "tool"
+        shown.append({"role": "user" if tool else message["role"], "content": f"🔧 → {text}" if tool else text.strip()})
+    return shown
+
+
+def show_example(dataset: str, dataset_format: str, example: float, dataset_dir: str = "") -> Updates:
     try:
-        conversations = load(dataset, dataset_format).conversations
+        conversations = load(dataset, dataset_format, dataset_dir).conversations
     except UserInputError:
         return {"data_preview": []}
     index = min(max(int(example or 1), 1), len(conversations)) - 1
-    return {"data_preview": conversations[index]}
+    return {"data_preview": preview_messages(conversations[index])}
 
 
 def upload_folder(ctx: AppContext, source: Path) -> Path:
@@ -135,86 +155,6 @@ def save_upload(ctx: AppContext, upload: str | None, lang: str) -> Updates:
         "dataset": select_dataset(ctx, target),
         "data_problems": note_html(i18n.t("data.upload_saved", lang, path=display_path(target))),
     }
-
-
-def analyze(
-    dataset: str,
-    dataset_format: str,
-    model_name_or_path: str,
-    cutoff_len: float,
-    system_prompt: str,
-    train_on_prompt: bool,
-    lang: str,
-) -> Updates:
-    """Token-length numbers, histogram and suggested cutoff from core.lengths."""
-    failed = {"length_report": "", "histogram": "", "suggested": None, "use_suggested": gr.update(interactive=False)}
-    try:
-        report = analyze_file(
-            resolve_dataset(dataset),
-            model=(model_name_or_path or "default").strip(),
-            cutoff_len=1024 if cutoff_len is None else int(cutoff_len),
-            dataset_format=dataset_format or "auto",
-            system_prompt=system_prompt or "",
-            train_on_prompt=bool(train_on_prompt),
-        )
-    except UserInputError as err:
-        return {**failed, "length_problems": error_html(i18n.t("data.problems", lang), str(err))}
-    except Exception as err:  # noqa: BLE001 - a model that cannot load: say so in the page, no traceback
-        return {**failed, "length_problems": error_html(i18n.t("data.problems", lang), f"{type(err).__name__}: {err}")}
-    info = report.to_dict()
-    svg = histogram_svg(
-        info["histogram"]["edges"], info["histogram"]["counts"], info["current_cutoff"], info["suggested_cutoff"], lang
-    )
-    button = gr.update(interactive=True, value=i18n.t("data.use_suggested_n", lang, value=info["suggested_cutoff"]))
-    return {
-        "length_report": report_markdown(info, lang),
-        "histogram": svg,
-        "suggested": info["suggested_cutoff"],
-        "use_suggested": button,
-        "length_problems": "",
-    }
-
-
-def report_markdown(info: dict[str, Any], lang: str) -> str:
-    lines = [
-        i18n.t(
-            "data.suggestion",
-            lang,
-            value=info["suggested_cutoff"],
-            current=info["current_cutoff"],
-            reason=info.get("reason", ""),
-        ),
-        "",
-        i18n.t("data.stats.header", lang, count=info["examples"]),
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for key in ("total", "prompt", "supervised"):
-        s = info["summary"].get(key)
-        if s:
-            lines.append(
-                f"| {i18n.t('data.stats.' + key, lang)} | {s['mean']:.0f} | {s['p50']:.0f} "
-                f"| {s['p90']:.0f} | {s['p99']:.0f} | {s['max']:.0f} |"
-            )
-    rows = _candidate_rows(info)
-    if rows:
-        lines += ["", i18n.t("data.cand.header", lang), "|---:|---:|---:|---:|---:|"]
-        for c in rows:
-            mark = " **←**" if c["cutoff"] == info["suggested_cutoff"] else ""
-            lines.append(
-                f"| {c['cutoff']}{mark} | {c['truncated_pct']:.1f}% | {c['dropped_pct']:.1f}% "
-                f"| {c['supervised_lost_pct']:.1f}% | {c['padding_waste_pct']:.1f}% |"
-            )
-    lines += [""] + [f"- ⚠️ {w}" for w in info.get("warnings", [])]
-    lines.append(f"\n<sub>{info.get('mode', '')}: {info.get('tokenizer', '')} · {info.get('note', '')}</sub>")
-    return "\n".join(lines)
-
-
-def _candidate_rows(info: dict[str, Any], most: int = 7) -> list[dict[str, Any]]:
-    """The candidates nearest the suggestion, plus the current cutoff, in cutoff order."""
-    rows = info.get("candidates", [])
-    keep = sorted(rows, key=lambda r: abs(r["cutoff"] - info["suggested_cutoff"]))[:most]
-    keep += [r for r in rows if r["cutoff"] == info["current_cutoff"] and r not in keep]
-    return sorted(keep, key=lambda r: r["cutoff"])
 
 
 def use_suggested(suggested: int | None, lang: str) -> Updates:
@@ -357,14 +297,60 @@ def augment_preview(
     }
 
 
-def augmented_path(ctx: AppContext, source: Path) -> Path:
-    """Where <name>.augmented.jsonl goes: next to an upload or a file of the user's own; a file the
-    project ships (the demo datasets) is not written next to, its copy goes where an upload of it would."""
+def derived_path(ctx: AppContext, source: Path, name: str) -> Path:
+    """Where a file made from `source` (its augmented or filled copy) named `name` goes: next to an
+    upload or a file of the user's own; a file the project ships (the demo datasets) is not written
+    next to, its copy goes where an upload of it would."""
     source, uploads = source.resolve(), (ctx.runs_dir / UPLOADS).resolve()
-    name = f"{source.stem}.augmented.jsonl"
     if source.is_relative_to(PROJECT_ROOT) and not source.is_relative_to(uploads):
         return upload_folder(ctx, source) / name
     return source.parent / name
+
+
+def augmented_path(ctx: AppContext, source: Path) -> Path:
+    """Where <name>.augmented.jsonl goes (derived_path)."""
+    return derived_path(ctx, source, f"{source.resolve().stem}.augmented.jsonl")
+
+
+# --------------------------------------------------------------------------------- placeholders
+PH_FIELDS = {"name": "ph_name", "author": "ph_author"}  # identity.json's placeholders, each its own box
+PH_OUTPUTS = ["ph_panel", "ph_found", "ph_name", "ph_author", "ph_other"]
+
+
+def placeholder_panel(dataset: str, lang: str) -> Updates:
+    """Shown only when the dataset holds {{name}}-style placeholders: a box for each of identity.json's
+    two, and one for any others (a `key = value` line each)."""
+    try:
+        found = placeholders.find_placeholders(resolve_dataset(dataset))
+    except UserInputError:
+        found = {}
+    listed = ", ".join(f"`{{{{{name}}}}}` ×{count}" for name, count in found.items())
+    return {
+        "ph_panel": gr.update(visible=bool(found)),
+        "ph_found": i18n.t("ph.found", lang, placeholders=listed) if found else "",
+        "ph_name": gr.update(visible="name" in found),
+        "ph_author": gr.update(visible="author" in found),
+        "ph_other": gr.update(visible=any(name not in PH_FIELDS for name in found)),
+    }
+
+
+def fill_placeholders(ctx: AppContext, dataset: str, ph_name: str, ph_author: str, ph_other: str, lang: str) -> Updates:
+    """Write the filled copy (core.placeholders) where an augmented one would go, and select it."""
+    values = {"name": ph_name or "", "author": ph_author or ""}
+    for line in (ph_other or "").splitlines():
+        key, _, value = line.partition("=")
+        values[key.strip().strip("{} ")] = value.strip()
+    try:
+        source = resolve_dataset(dataset)
+        out = derived_path(ctx, source, placeholders.filled_path(source.resolve()).name)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        written = placeholders.fill_placeholders(source, values, out)
+    except UserInputError as err:
+        return {"ph_msg": error_html(i18n.t("ph.failed", lang), str(err))}
+    return {
+        "dataset": select_dataset(ctx, written),
+        "ph_msg": note_html(i18n.t("ph.written", lang, path=display_path(written))),
+    }
 
 
 def augment_write(
@@ -432,8 +418,10 @@ def build(ctx: AppContext) -> None:
                 ),
                 text="data.upload",
             )
+            data_registry.build(ctx, form)
             ctx.add("data_summary", gr.Markdown(elem_id="lt-data-summary"))
             ctx.add("data_problems", gr.HTML(elem_id="lt-data-problems"))
+            build_placeholder_panel(ctx)
             count = count_examples(form["dataset"], form["dataset_format"]) or 2
             ctx.add(
                 "example",
@@ -460,10 +448,22 @@ def build(ctx: AppContext) -> None:
                     text="data.use_suggested",
                 )
             ctx.add("length_problems", gr.HTML())
+            data_lengths.build(ctx)
             ctx.add("histogram", gr.HTML(elem_id="lt-histogram"))
             ctx.add("length_report", gr.Markdown(elem_id="lt-length-report"))
             ctx.add("suggested", gr.State(None))
     build_augment_panel(ctx, form)
+
+
+def build_placeholder_panel(ctx: AppContext) -> None:
+    with ctx.add("ph_panel", gr.Group(visible=False, elem_id="lt-ph-panel")):
+        ctx.add("ph_found", gr.Markdown(elem_id="lt-ph-found"))
+        with gr.Row(equal_height=True):
+            for key, name in PH_FIELDS.items():
+                ctx.add(name, gr.Textbox(label=i18n.t(f"ph.{key}"), scale=2, elem_id=f"lt-{name}"), text=f"ph.{key}")
+            ctx.add("ph_other", gr.Textbox(label=i18n.t("ph.other"), lines=2, scale=2), text="ph.other")
+            ctx.add("ph_fill", gr.Button(i18n.t("ph.fill"), scale=1, elem_id="lt-ph-fill"), text="ph.fill")
+        ctx.add("ph_msg", gr.HTML())
 
 
 def build_augment_panel(ctx: AppContext, form: dict[str, Any]) -> None:
@@ -534,23 +534,38 @@ PREVIEW = ["data_summary", "data_problems", "example", "data_preview"]
 def wire(ctx: AppContext) -> None:
     c = ctx.c
     ctx.listen(
-        [c["dataset"].change, c["dataset_format"].change],
+        [c["dataset"].change, ctx.page.load],
+        placeholder_panel,
+        inputs=["dataset", "lang"],
+        outputs=PH_OUTPUTS,
+        api_name="find_placeholders",
+    )
+    ctx.listen(
+        c["ph_fill"].click,
+        partial(fill_placeholders, ctx),
+        inputs=["dataset", "ph_name", "ph_author", "ph_other", "lang"],
+        outputs=["dataset", "ph_msg"],
+        api_name="fill_placeholders",
+    )
+    data_registry.wire(ctx)
+    ctx.listen(
+        [c["dataset"].change, c["dataset_format"].change, c["dataset_dir"].change],
         load_preview,
-        inputs=["dataset", "dataset_format", "lang"],
+        inputs=["dataset", "dataset_format", "lang", "dataset_dir"],
         outputs=PREVIEW,
         api_name="load_data",
     )
     ctx.listen(
         ctx.page.load,
         partial(refresh, ctx),
-        inputs=["dataset", "dataset_format", "lang"],
+        inputs=["dataset", "dataset_format", "lang", "dataset_dir"],
         outputs=["dataset", *PREVIEW],
         api_visibility="private",
     )
     ctx.listen(
         c["example"].change,
         show_example,
-        inputs=["dataset", "dataset_format", "example"],
+        inputs=["dataset", "dataset_format", "example", "dataset_dir"],
         outputs=["data_preview"],
         api_visibility="private",
     )
@@ -561,21 +576,7 @@ def wire(ctx: AppContext) -> None:
         outputs=["dataset", "data_problems"],
         api_name="upload",
     )
-    ctx.listen(
-        c["analyze"].click,
-        analyze,
-        inputs=[
-            "dataset",
-            "dataset_format",
-            "model_name_or_path",
-            "cutoff_len",
-            "system_prompt",
-            "train_on_prompt",
-            "lang",
-        ],
-        outputs=["length_report", "histogram", "suggested", "use_suggested", "length_problems"],
-        api_name="analyze_lengths",
-    )
+    data_lengths.wire(ctx)
     ctx.listen(
         c["use_suggested"].click,
         use_suggested,

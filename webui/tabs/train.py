@@ -10,9 +10,14 @@ second browser sees the same job. A tick that finds nothing new sends nothing.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -21,16 +26,19 @@ import pandas as pd
 from core import advisor
 from core.config import GROUPS, SPECS, TrainConfig, config_from_dict, config_to_yaml, fields_in_group
 from core.data import eval_count
+from core.dataset_info import page_dataset
 from core.errors import UserInputError
+from core.estimate import GIB, Estimate, preflight
 from core.events import RunFolder
-from core.paths import display_path, resolve_dataset
+from core.lf_compat import to_lf_yaml
+from core.paths import PROJECT_ROOT, display_path
 from core.presets import DEFAULT_PRESET
 from core.probes import RUN_PROBES_FILE, Probe, load_probes
 from core.runs import RunState, RunStatus, list_runs, progress_of, run_path, run_state
 from webui import i18n
 from webui.context import AppContext, Updates, error_html
 from webui.plots import RECALL_SERIES, loss_frame, name_every_series, recall_frame
-from webui.runner import JobRunning
+from webui.runner import JobRunning, process_choices
 from webui.tabs import data as data_tab
 from webui.tabs.top import PAGE_FIELDS, preset_form
 
@@ -64,7 +72,7 @@ def form_config(ctx: AppContext, form: dict[str, Any], run_name: str | None = No
     values = dict(form)
     name = (values.pop("run_name", "") or "").strip() or run_name or default_run_name(ctx)
     values["output_dir"] = str(run_path(ctx.runs_dir, name))
-    values["dataset"] = str(resolve_dataset(values.get("dataset", "")))
+    values["dataset"], values["dataset_dir"] = page_dataset(values.get("dataset", ""), values.get("dataset_dir", ""))
     values["model_name_or_path"] = (values.get("model_name_or_path") or "").strip()
     return config_from_dict(values, source="the form")
 
@@ -96,7 +104,9 @@ def plan_view(ctx: AppContext, lang: str, **form: Any) -> Updates:
             "apply_fix": gr.update(visible=False),
             "plan_fix": {},
         }
-    count = data_tab.count_examples(form.get("dataset", ""), form.get("dataset_format", "auto"))
+    count = data_tab.count_examples(
+        form.get("dataset", ""), form.get("dataset_format", "auto"), form.get("dataset_dir", "")
+    )
     if count:
         train_count = count - eval_count(count, config.val_size)
         plan = advisor.training_plan(config, train_count)
@@ -138,9 +148,14 @@ def preview_config(ctx: AppContext, lang: str, **form: Any) -> Updates:
     except UserInputError as err:
         return {
             "config_yaml": gr.update(visible=False),
+            "config_lf_yaml": gr.update(visible=False),
             "train_error": error_html(i18n.t("train.invalid", lang), str(err)),
         }
-    return {"config_yaml": gr.update(value=config_to_yaml(config), visible=True), "train_error": ""}
+    return {
+        "config_yaml": gr.update(value=config_to_yaml(config), visible=True),
+        "config_lf_yaml": gr.update(value=to_lf_yaml(config), visible=True),
+        "train_error": "",
+    }
 
 
 # ------------------------------------------------------------------------------- start and stop
@@ -374,10 +389,154 @@ def augment_missed_fact(ctx: AppContext, miss_fact: str | None) -> Updates:
     return {**updates, "dataset": display_path(dataset)} if dataset else updates
 
 
+# ---------------------------------------------------------------------------- pre-flight estimate
+ESTIMATE_OUTPUTS = ["estimate", "estimate_status"]
+_calibrating = threading.Lock()  # one calibration at a time: two would slow each other's measurements
+
+
+def _size(num_bytes: int) -> str:
+    if num_bytes >= GIB / 10:
+        return f"{num_bytes / GIB:.1f} GB"
+    return f"{num_bytes / 2**20:.0f} MB" if num_bytes >= 2**20 else "<1 MB"
+
+
+def _step_time(seconds: float) -> str:
+    return f"{seconds:.2f} s" if seconds < 60 else _duration(seconds)
+
+
+def _dataset(form: dict[str, Any]):
+    """The form's dataset as the page has it loaded, or None."""
+    try:
+        return data_tab.load(form.get("dataset", ""), form.get("dataset_format", "auto"), form.get("dataset_dir", ""))
+    except UserInputError:
+        return None
+
+
+def estimate_markdown(est: Estimate, config: TrainConfig, lang: str) -> str:
+    """The estimate's line, its memory parts, and a 'will not fit' (or 'tight') warning with the fixes."""
+    kind = "VRAM" if est.device == "cuda" else "RAM"
+    peak, available = _size(est.peak_bytes), _size(est.available_bytes)
+    source = i18n.t(f"est.source.{est.cost_source}", lang)
+    common = {"source": source, "step": _step_time(est.step_s), "kind": kind, "peak": peak, "available": available}
+    if est.total_steps is None:
+        paragraphs = [i18n.t("est.line_no_steps", lang, **common)]
+    else:
+        paragraphs = [i18n.t("est.line", lang, steps=est.total_steps, total=_duration(est.total_s), **common)]
+    memory = est.memory
+    parts = {name: _size(getattr(memory, name)) for name in ("weights", "lora", "activations", "logits", "runtime")}
+    per_process = i18n.t("est.per_process", lang, processes=est.processes) if est.processes > 1 else ""
+    paragraphs.append(i18n.t("est.parts", lang, **parts) + per_process)
+    if not est.tokens.from_data:
+        paragraphs.append(i18n.t("est.no_data", lang, cutoff=config.cutoff_len))
+    if not est.fits:
+        fixes = [i18n.t("est.no_fit", lang, peak=peak, available=available, kind=kind)]
+        for fix in est.fixes:
+            change = ", ".join(f"{name} → {_shown(value)}" for name, value in fix.change.items())
+            fits = i18n.t("est.fits", lang) if fix.fits else ""
+            fixes.append(i18n.t("est.fix", lang, change=change, peak=_size(fix.peak_bytes), fits=fits))
+        paragraphs.append("\n".join(fixes))
+    elif est.tight:
+        paragraphs.append(i18n.t("est.tight", lang, peak=peak, available=available, kind=kind))
+    return "\n\n".join(paragraphs)
+
+
+def estimate_view(ctx: AppContext, lang: str, **form: Any) -> Updates:
+    """The pre-flight estimate of the form's run, as the user types (nothing while the form is invalid)."""
+    try:
+        config = form_config(ctx, form, run_name="preview")
+    except UserInputError:
+        return {"estimate": ""}
+    dataset = _dataset(form)
+    try:
+        est = preflight(config, dataset.conversations if dataset is not None else None)
+    except UserInputError as err:
+        return {"estimate": i18n.t("est.unavailable", lang, reason=str(err))}
+    return {"estimate": estimate_markdown(est, config, lang)}
+
+
+def calibrate(ctx: AppContext, lang: str, only_if_rough: bool = False, **form: Any):
+    """Measure this machine's speed for the form's settings in a `python -m core.calibration`
+    process (never in the server), streaming its lines, then the estimate with the new speed.
+    `only_if_rough`: only when no calibration of this machine covers the settings yet."""
+    try:
+        config = form_config(ctx, form, run_name="preview")
+        if only_if_rough and preflight(config, None).cost_source != "rough":
+            return
+    except UserInputError:
+        return
+    running = ctx.runner.running()
+    if running is not None:
+        yield {"estimate_status": i18n.t("est.busy_training", lang, run=running.path.name)}
+        return
+    if not _calibrating.acquire(blocking=False):
+        yield {"estimate_status": i18n.t("est.busy_calibrating", lang)}
+        return
+    try:
+        with tempfile.TemporaryDirectory(prefix="lora-tailor-calibrate-") as tmp:
+            config_file = Path(tmp) / "config.yaml"
+            config_file.write_text(config_to_yaml(config), encoding="utf-8")
+            yield {"estimate_status": i18n.t("est.calibrating", lang, line="")}
+            process = subprocess.Popen(
+                [sys.executable, "-m", "core.calibration", str(config_file)],
+                cwd=PROJECT_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            last = ""  # the newest line it printed: its progress, its result, or why it failed
+            for line in process.stdout:
+                last = line.strip() or last
+                if line.startswith(("calibration:", "calibrated:")):
+                    yield {"estimate_status": i18n.t("est.calibrating", lang, line=last.split(":", 1)[1].strip())}
+            ok = process.wait() == 0
+    finally:
+        _calibrating.release()
+    last = last.split(":", 1)[1].strip() if last.startswith(("calibrated:", "error:")) else last
+    status = i18n.t("est.calibrated" if ok else "est.calibration_failed", lang, line=last, reason=last)
+    yield {**estimate_view(ctx, lang, **form), "estimate_status": status}
+
+
+def build_estimate(ctx: AppContext) -> None:
+    ctx.add("estimate", gr.Markdown(elem_id="lt-estimate"))
+    with gr.Row():
+        ctx.add(
+            "calibrate",
+            gr.Button(i18n.t("est.calibrate"), variant="secondary", size="sm", elem_id="lt-calibrate"),
+            text="est.calibrate",
+        )
+        ctx.add("estimate_status", gr.Markdown(elem_id="lt-estimate-status"))
+
+
+def wire_estimate(ctx: AppContext) -> None:
+    c, inputs = ctx.c, ["lang", *FORM]
+    ctx.listen(
+        [*(c[name].change for name in inputs), ctx.page.load],
+        partial(estimate_view, ctx),
+        inputs=inputs,
+        outputs=["estimate"],
+        trigger_mode="always_last",
+        api_name="estimate",
+    )
+    ctx.listen(
+        c["calibrate"].click, partial(calibrate, ctx), inputs=inputs, outputs=ESTIMATE_OUTPUTS, api_name="calibrate"
+    )
+    # The first Preview of settings this machine has no measurement for calibrates them.
+    ctx.listen(
+        c["preview"].click,
+        partial(calibrate, ctx, only_if_rough=True),
+        inputs=inputs,
+        outputs=ESTIMATE_OUTPUTS,
+        api_visibility="private",
+    )
+
+
 # ---------------------------------------------------------------------------------------- layout
 def _field(ctx: AppContext, name: str, value: Any) -> None:
     if SPECS[name].auto:  # a number or "auto": a text box takes both
         ctx.field(name, str(value), component=gr.Textbox)
+    elif name == "num_processes":  # the devices this machine has (a preset's larger value is refused at Start)
+        ctx.field(name, value, component=gr.Dropdown, choices=process_choices(), allow_custom_value=True)
     else:
         ctx.field(name, value, **FIELD_PROPS.get(name, {}))
 
@@ -416,6 +575,11 @@ def build(ctx: AppContext) -> None:
                 gr.Code(language="yaml", label=i18n.t("train.preview_code"), visible=False, elem_id="lt-config-yaml"),
                 text="train.preview_code",
             )
+            ctx.add(
+                "config_lf_yaml",
+                gr.Code(language="yaml", label=i18n.t("train.preview_lf"), visible=False, elem_id="lt-config-lf-yaml"),
+                text="train.preview_lf",
+            )
         with gr.Column(scale=6):
             with gr.Row():
                 ctx.add(
@@ -442,6 +606,7 @@ def build(ctx: AppContext) -> None:
             ctx.add("plan", gr.Markdown(elem_id="lt-plan"))
             ctx.add("apply_fix", gr.Button(variant="secondary", size="sm", visible=False, elem_id="lt-apply-fix"))
             ctx.add("plan_fix", gr.State({}))  # the config changes Apply makes (plan_view decides)
+            build_estimate(ctx)
             ctx.add("progress", gr.Markdown(i18n.t("mon.no_run"), elem_id="lt-progress"))
             ctx.add("failure", gr.HTML(elem_id="lt-failure"))
             # No height: a fixed one clips the legend, which gradio draws below the chart.
@@ -538,7 +703,7 @@ def wire(ctx: AppContext) -> None:
         c["preview"].click,
         partial(preview_config, ctx),
         inputs=inputs,
-        outputs=["config_yaml", "train_error"],
+        outputs=["config_yaml", "config_lf_yaml", "train_error"],
         api_name="preview_config",
     )
     ctx.listen(
@@ -586,3 +751,4 @@ def wire(ctx: AppContext) -> None:
         outputs=data_tab.AUGMENT_OUTPUTS,
         api_visibility="private",
     )
+    wire_estimate(ctx)

@@ -88,13 +88,14 @@ class RunFolder:
         return self.stop_file.exists()
 
     def complete_checkpoints(self) -> list[Path]:
-        """Checkpoints written completely (trainer_state.json is written last), oldest first."""
+        """Checkpoints written completely, oldest first. Trainer writes trainer_state.json last, and
+        a kill during that write leaves it empty or cut short, so it must also parse."""
         if not self.checkpoints.is_dir():
             return []
         complete = [
             p
             for p in self.checkpoints.glob("checkpoint-*")
-            if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
+            if p.name.split("-")[-1].isdigit() and _is_json_file(p / "trainer_state.json")
         ]
         return sorted(complete, key=checkpoint_step)
 
@@ -121,6 +122,14 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(item) for item in value]
     return value
+
+
+def _is_json_file(path: Path) -> bool:
+    try:
+        json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def checkpoint_step(path: Path) -> int:

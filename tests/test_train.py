@@ -638,11 +638,12 @@ def test_events_are_read_incrementally_and_partial_lines_wait(tmp_path):
 def test_latest_checkpoint_ignores_incomplete_ones(tmp_path):
     run = RunFolder(tmp_path / "r")
     assert run.latest_checkpoint() is None
-    for step, complete in ((5, True), (10, True), (15, False)):
+    # 15: killed before trainer_state.json; 20: killed while writing it (empty); 25: cut short.
+    for step, state in ((5, "{}"), (10, "{}"), (15, None), (20, ""), (25, '{"global_step": 2')):
         folder = run.checkpoints / f"checkpoint-{step}"
         folder.mkdir(parents=True)
-        if complete:
-            (folder / "trainer_state.json").write_text("{}")
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
     (run.checkpoints / "checkpoint-last").mkdir()
     assert run.latest_checkpoint() == run.checkpoints / "checkpoint-10"
 
@@ -686,7 +687,12 @@ def test_start_event_records_the_optimisations_applied(tmp_path, tiny_model_dir,
     assert main([str(config_path)]) == 0
     applied = events_by_type(tmp_path / "run")["start"][0]["optimisations"]
     if switches:
-        assert applied == {"packed_attention": False, "trained_tokens_loss": False, "fused_lora_dropout_layers": 0}
+        assert applied == {
+            "packed_attention": False,
+            "trained_tokens_loss": False,
+            "fused_lora_dropout_layers": 0,
+            "cpu_bf16": False,
+        }
     else:
         assert applied["packed_attention"] and applied["trained_tokens_loss"]
         assert applied["fused_lora_dropout_layers"] > 0

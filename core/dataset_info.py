@@ -266,6 +266,15 @@ def resolve(dataset: str, dataset_dir: str = "", workdir: Path | None = None) ->
     return sources
 
 
+def single_file(dataset: str, dataset_dir: str = "", workdir: Path | None = None) -> Path:
+    """The one file `dataset` reads: itself, or its registered entry's file_name (tools that edit a
+    file, such as filling placeholders, work on one)."""
+    sources = resolve(dataset, dataset_dir, workdir)
+    if len(sources) != 1:
+        raise UserInputError(f"Dataset {dataset!r} names {len(sources)} datasets: choose one to edit")
+    return sources[0] if isinstance(sources[0], Path) else sources[0].path
+
+
 def _file(value: str, base: Path, hint: bool = False) -> Path:
     path = base / Path(str(value).strip()).expanduser()
     with path_errors("Dataset", value):

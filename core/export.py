@@ -39,7 +39,7 @@ from core.gguf_export import GGUF_TYPES, Progress, check_convertible, read_token
 from core.model_card import model_card
 from core.modelfile import build_modelfile
 from core.models import ModelSource, load_model, load_tokenizer, resolve_model
-from core.paths import resolve_dataset, shown_path
+from core.paths import shown_path
 
 EXPORT_TARGETS = ("zip", "merged", "gguf")
 # Largest |logit difference| allowed between the GGUF (as transformers loads it) and the merged
@@ -182,12 +182,12 @@ class GgufExport:
 
 def verification_questions(run: RunFolder, count: int = VERIFY_QUESTIONS) -> tuple[list[str], str]:
     """The first user turns of the run's dataset (distinct), or a built-in pair if it is gone."""
-    from core.data import load_dataset
+    from core.dataset_info import load_datasets
 
     config = read_yaml_mapping(run.config)
+    path, dataset_dir = str(config.get("dataset", "")), str(config.get("dataset_dir", ""))
     try:
-        path = resolve_dataset(config.get("dataset", ""))
-        dataset = load_dataset(path, str(config.get("dataset_format", "auto")))
+        dataset = load_datasets(path, str(config.get("dataset_format", "auto")), dataset_dir)
     except (UserInputError, OSError):
         return FALLBACK_QUESTIONS, "built-in"
     questions: list[str] = []
@@ -197,7 +197,7 @@ def verification_questions(run: RunFolder, count: int = VERIFY_QUESTIONS) -> tup
             questions.append(user)
         if len(questions) == count:
             break
-    return questions or FALLBACK_QUESTIONS, shown_path(path)
+    return questions or FALLBACK_QUESTIONS, dataset.path
 
 
 def verify_gguf(merged_dir: Path, gguf: Path, gguf_type: str, questions: list[str], questions_from: str) -> GgufCheck:

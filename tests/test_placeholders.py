@@ -74,20 +74,30 @@ def test_refusals(identity, tmp_path):
 
 def test_the_data_tab_offers_to_fill_and_selects_the_copy(identity, tmp_path):
     ctx = AppContext.create(tmp_path / "runs", page=None)
-    panel = data_tab.placeholder_panel(str(identity), "en")
+    panel = data_tab.placeholder_panel(str(identity), "", "en")
     assert panel["ph_panel"]["visible"] and panel["ph_name"]["visible"] and panel["ph_author"]["visible"]
     assert not panel["ph_other"]["visible"] and "`{{name}}` ×3" in panel["ph_found"]
 
-    missing = data_tab.fill_placeholders(ctx, str(identity), "Tailor", "", "", "en")
+    missing = data_tab.fill_placeholders(ctx, str(identity), "", "Tailor", "", "", "en")
     assert "missing: {{author}}" in missing["ph_msg"] and "dataset" not in missing
 
-    updates = data_tab.fill_placeholders(ctx, str(identity), "Tailor", "Acme", "", "en")
+    updates = data_tab.fill_placeholders(ctx, str(identity), "", "Tailor", "Acme", "", "en")
     copy = identity.with_name("identity.filled.json")
     assert updates["dataset"]["value"] == str(copy) and copy.is_file()
-    assert data_tab.placeholder_panel(str(copy), "en")["ph_panel"]["visible"] is False
+    assert data_tab.placeholder_panel(str(copy), "", "en")["ph_panel"]["visible"] is False
 
     other = write_jsonl(tmp_path / "other.jsonl", [{"instruction": "Where?", "output": "At {{city}}, by {{name}}."}])
-    panel = data_tab.placeholder_panel(str(other), "en")
+    panel = data_tab.placeholder_panel(str(other), "", "en")
     assert panel["ph_other"]["visible"] and not panel["ph_author"]["visible"]
-    updates = data_tab.fill_placeholders(ctx, str(other), "Tailor", "", "{{city}} = Lyon", "en")
+    updates = data_tab.fill_placeholders(ctx, str(other), "", "Tailor", "", "{{city}} = Lyon", "en")
     assert load_dataset(updates["dataset"]["value"]).conversations[0][-1]["content"] == "At Lyon, by Tailor."
+
+
+def test_a_registered_dataset_offers_its_placeholders_too(identity, tmp_path):
+    """dataset: identity with dataset_dir: the panel reads the entry's file, the copy is a plain file."""
+    (identity.parent / "dataset_info.json").write_text(json.dumps({"identity": {"file_name": identity.name}}))
+    ctx = AppContext.create(tmp_path / "runs", page=None)
+    assert data_tab.placeholder_panel("identity", str(identity.parent), "en")["ph_panel"]["visible"]
+    updates = data_tab.fill_placeholders(ctx, "identity", str(identity.parent), "Tailor", "Acme", "", "en")
+    assert updates["dataset"]["value"] == str(identity.with_name("identity.filled.json"))
+    assert "{{" not in json.dumps(load_dataset(updates["dataset"]["value"]).conversations)

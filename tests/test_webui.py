@@ -94,6 +94,7 @@ def augment_options(dataset, **overrides) -> dict:
     values = {
         "dataset": str(dataset),
         "dataset_format": "auto",
+        "dataset_dir": "",
         "aug_generator": "rules",
         "aug_per_turn": 4,
         "aug_model": "",

@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from core import augment, placeholders
+from core import augment, dataset_info, placeholders
 from core.config import AUTO, config_from_dict
 from core.data import Conversation, Dataset, detect_format
 from core.dataset_info import load_datasets, page_dataset, registry_path, resolve
@@ -168,7 +168,7 @@ def use_suggested(suggested: int | None, lang: str) -> Updates:
 
 # --------------------------------------------------------------------------------- augmentation
 AUGMENT_OPTIONS = ["aug_generator", "aug_per_turn", "aug_model", "aug_base_url", "aug_api_key_env", "seed"]
-AUGMENT_INPUTS = ["dataset", "dataset_format", *AUGMENT_OPTIONS, "probes", "lang"]  # what Write reads
+AUGMENT_INPUTS = ["dataset", "dataset_format", "dataset_dir", *AUGMENT_OPTIONS, "probes", "lang"]  # what Write reads
 PREVIEW_INPUTS = [*AUGMENT_INPUTS, "aug_fact"]
 AUGMENT_OUTPUTS = ["aug_table", "aug_summary", "aug_report", "aug_error"]
 
@@ -264,6 +264,7 @@ def _progress_bar(progress: gr.Progress | None, lang: str) -> Callable[[int, int
 def augment_preview(
     dataset: str,
     dataset_format: str,
+    dataset_dir: str,
     aug_generator: str,
     aug_per_turn: float,
     aug_model: str,
@@ -278,7 +279,7 @@ def augment_preview(
     """The phrasings the chosen generator writes for each fact (of the one fact in aug_fact), none written."""
     try:
         spec = generator_spec(aug_generator, aug_per_turn, aug_model, aug_base_url, aug_api_key_env, seed)
-        conversations = about_fact(load(dataset, dataset_format).conversations, aug_fact)
+        conversations = about_fact(load(dataset, dataset_format, dataset_dir).conversations, aug_fact)
         if not conversations:
             return augment_failed(lang, i18n.t("aug.no_fact", lang, dataset=dataset, fact=repr(aug_fact)))
         result = augment.preview(
@@ -317,11 +318,11 @@ PH_FIELDS = {"name": "ph_name", "author": "ph_author"}  # identity.json's placeh
 PH_OUTPUTS = ["ph_panel", "ph_found", "ph_name", "ph_author", "ph_other"]
 
 
-def placeholder_panel(dataset: str, lang: str) -> Updates:
+def placeholder_panel(dataset: str, dataset_dir: str, lang: str) -> Updates:
     """Shown only when the dataset holds {{name}}-style placeholders: a box for each of identity.json's
     two, and one for any others (a `key = value` line each)."""
     try:
-        found = placeholders.find_placeholders(resolve_dataset(dataset))
+        found = placeholders.find_placeholders(dataset_info.single_file(*page_dataset(dataset, dataset_dir)))
     except UserInputError:
         found = {}
     listed = ", ".join(f"`{{{{{name}}}}}` ×{count}" for name, count in found.items())
@@ -334,14 +335,16 @@ def placeholder_panel(dataset: str, lang: str) -> Updates:
     }
 
 
-def fill_placeholders(ctx: AppContext, dataset: str, ph_name: str, ph_author: str, ph_other: str, lang: str) -> Updates:
+def fill_placeholders(
+    ctx: AppContext, dataset: str, dataset_dir: str, ph_name: str, ph_author: str, ph_other: str, lang: str
+) -> Updates:
     """Write the filled copy (core.placeholders) where an augmented one would go, and select it."""
     values = {"name": ph_name or "", "author": ph_author or ""}
     for line in (ph_other or "").splitlines():
         key, _, value = line.partition("=")
         values[key.strip().strip("{} ")] = value.strip()
     try:
-        source = resolve_dataset(dataset)
+        source = dataset_info.single_file(*page_dataset(dataset, dataset_dir))
         out = derived_path(ctx, source, placeholders.filled_path(source.resolve()).name)
         out.parent.mkdir(parents=True, exist_ok=True)
         written = placeholders.fill_placeholders(source, values, out)
@@ -357,6 +360,7 @@ def augment_write(
     ctx: AppContext,
     dataset: str,
     dataset_format: str,
+    dataset_dir: str,
     aug_generator: str,
     aug_per_turn: float,
     aug_model: str,
@@ -370,7 +374,7 @@ def augment_write(
     """Write the augmented copy of the whole dataset (every fact, whatever aug_fact shows) and select it."""
     try:
         spec = generator_spec(aug_generator, aug_per_turn, aug_model, aug_base_url, aug_api_key_env, seed)
-        source = Path(load(dataset, dataset_format).path)
+        source = dataset_info.single_file(*page_dataset(dataset, dataset_dir))
         out = augmented_path(ctx, source)
         out.parent.mkdir(parents=True, exist_ok=True)
         report = augment.augment_dataset(
@@ -534,16 +538,16 @@ PREVIEW = ["data_summary", "data_problems", "example", "data_preview"]
 def wire(ctx: AppContext) -> None:
     c = ctx.c
     ctx.listen(
-        [c["dataset"].change, ctx.page.load],
+        [c["dataset"].change, c["dataset_dir"].change, ctx.page.load],
         placeholder_panel,
-        inputs=["dataset", "lang"],
+        inputs=["dataset", "dataset_dir", "lang"],
         outputs=PH_OUTPUTS,
         api_name="find_placeholders",
     )
     ctx.listen(
         c["ph_fill"].click,
         partial(fill_placeholders, ctx),
-        inputs=["dataset", "ph_name", "ph_author", "ph_other", "lang"],
+        inputs=["dataset", "dataset_dir", "ph_name", "ph_author", "ph_other", "lang"],
         outputs=["dataset", "ph_msg"],
         api_name="fill_placeholders",
     )

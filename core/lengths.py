@@ -48,7 +48,7 @@ ESTIMATE_MAX_POSITIONS = 8192  # no model in estimate mode: a common context siz
 CUTOFF_STEP = 64
 PERCENTILES = (50, 90, 95, 99)
 HISTOGRAM_BINS = 20
-PROGRESS_CHUNK = 16384  # conversations encoded between two progress reports of the exact count
+PROGRESS_CHUNK = 16384  # the exact count reports progress each time it passes a multiple of this
 Progress = Callable[[int, int], None]  # progress(done, total) in conversations
 NEVER = np.iinfo(np.int64).max  # first trained position of an example without any trained token
 # config.json keys that hold a model's context size, by model family (llama/qwen, gpt2, others).
@@ -67,14 +67,20 @@ class TokenCounts:
 
 
 def exact_counts(encoded: list) -> TokenCounts:
-    """Counts from ChatEncoder.encode results (list[Encoded]), vectorised over all tokens."""
+    """Counts from ChatEncoder.encode results (list[Encoded])."""
     total = np.fromiter((len(e.input_ids) for e in encoded), np.int64, len(encoded))
-    trained = np.flatnonzero(np.concatenate([e.trained for e in encoded])) if encoded else np.zeros(0, np.int64)
+    return flat_counts(total, np.concatenate([e.trained for e in encoded]) if encoded else np.zeros(0, bool))
+
+
+def flat_counts(total: np.ndarray, trained_mask: np.ndarray) -> TokenCounts:
+    """Counts from examples laid end to end (ChatEncoder.encode_chunks): `total` [examples] tokens
+    per example, `trained_mask` [tokens] bool; vectorised over all tokens."""
+    trained = np.flatnonzero(trained_mask)
     example_start = np.cumsum(total) - total
     example = np.searchsorted(example_start, trained, side="right") - 1  # [trained tokens] its example
     position = trained - example_start[example]  # [trained tokens] its index within the example
-    supervised = np.bincount(example, minlength=len(encoded)).astype(np.int64)
-    first_trained = np.full(len(encoded), NEVER, np.int64)
+    supervised = np.bincount(example, minlength=len(total)).astype(np.int64)
+    first_trained = np.full(len(total), NEVER, np.int64)
     is_first = np.ones(len(example), bool)  # trained tokens are in order: the first of each example
     is_first[1:] = example[1:] != example[:-1]
     first_trained[example[is_first]] = position[is_first]
@@ -453,12 +459,15 @@ def analyze_conversations(
             "trained" if train_on_prompt else "answer",
             note,
         )
-    encoded = []
-    for start in range(0, len(conversations), PROGRESS_CHUNK):
-        encoded += encoder.encode(conversations[start : start + PROGRESS_CHUNK])
-        if progress is not None:
-            progress(len(encoded), len(conversations))
-    counts = exact_counts(encoded)
+    # Flat chunks, never one Encoded per example: the counts need only lengths and trained masks.
+    lengths, trained, done = [], [], 0
+    for chunk in encoder.encode_chunks(conversations):
+        lengths.append(chunk.lengths)
+        trained.append(chunk.trained)
+        before, done = done, done + len(chunk.lengths)
+        if progress is not None and (done // PROGRESS_CHUNK > before // PROGRESS_CHUNK or done == len(conversations)):
+            progress(done, len(conversations))
+    counts = flat_counts(np.concatenate(lengths), np.concatenate(trained))
     name = tokenizer_name or getattr(encoder.tokenizer, "name_or_path", "") or type(encoder.tokenizer).__name__
     max_positions = max_positions or tokenizer_max_positions(encoder.tokenizer)
     note = "" if max_positions else f"The model's maximum positions are unknown; assumed {ESTIMATE_MAX_POSITIONS}."

@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -370,13 +371,18 @@ class ChatEncoder:
 
     # ------------------------------------------------------------------------------- tokenizing
     def encode(self, conversations: list[Conversation]) -> list[Encoded]:
-        """Tokenize many conversations in batch calls (the Rust tokenizer runs them in parallel).
+        """Tokenize many conversations: encode_chunks, one Encoded per conversation."""
+        return [example for chunk in self.encode_chunks(conversations) for example in chunk.examples()]
+
+    def encode_chunks(self, conversations: list[Conversation]) -> Iterator[EncodedChunk]:
+        """Tokenize many conversations in batch calls (the Rust tokenizer runs them in parallel),
+        yielding them in order, ENCODE_CHUNK at a time, as flat arrays.
 
         Pipelined by chunks: while a worker thread tokenizes one chunk (the Rust tokenizer releases
         the GIL), this thread assembles the previous one and renders the next.
         """
         self.check_tool_support(conversations)
-        out: list[Encoded] = []
+        tokenize = _batch_tokenizer(self.tokenizer)
         with ThreadPoolExecutor(max_workers=1) as tokenizer_thread:
             pending = None
             for start in range(0, len(conversations), ENCODE_CHUNK):
@@ -384,34 +390,71 @@ class ChatEncoder:
                     self._rendered(number, c)
                     for number, c in enumerate(conversations[start : start + ENCODE_CHUNK], start=start + 1)
                 ]
-                batch = tokenizer_thread.submit(
-                    self.tokenizer,
-                    [text for text, _ in rendered],
-                    add_special_tokens=False,
-                    return_offsets_mapping=True,
-                    return_attention_mask=False,
-                )
+                batch = tokenizer_thread.submit(tokenize, [text for text, _ in rendered])
                 if pending is not None:
-                    out += _assemble(*pending)
+                    yield _assemble(*pending)
                 pending = rendered, batch
             if pending is not None:
-                out += _assemble(*pending)
-        return out
+                yield _assemble(*pending)
 
 
-def _assemble(rendered: list[tuple[str, list[tuple[int, int]]]], batch: Future) -> list[Encoded]:
-    """Encoded examples from one chunk's (text, spans) and its tokenizer output."""
-    batch = batch.result()
-    # The whole chunk as flat arrays: [tokens] ids, [tokens, 2] character offsets.
-    lengths = np.fromiter(map(len, batch["input_ids"]), np.int64, len(rendered))
+@dataclass
+class EncodedChunk:
+    """Consecutive tokenized conversations as flat arrays, example after example."""
+
+    lengths: np.ndarray  # int64 [examples]: tokens per example
+    trained: np.ndarray  # bool [tokens]
+    encodings: list = field(repr=False)  # the tokenizer's Encodings, one per example
+
+    @cached_property
+    def input_ids(self) -> np.ndarray:
+        """int64 [tokens], read from the Encodings when first asked (the length analysis never asks)."""
+        ids = itertools.chain.from_iterable(e.ids for e in self.encodings)
+        return np.fromiter(ids, np.int64, int(self.lengths.sum()))
+
+    def examples(self) -> list[Encoded]:
+        """One Encoded per example (views into the flat arrays)."""
+        ends = np.cumsum(self.lengths).tolist()
+        ids, trained = self.input_ids, self.trained
+        return [Encoded(ids[start:end], trained[start:end]) for start, end in zip([0, *ends], ends)]
+
+
+def _batch_tokenizer(tokenizer) -> Callable[[list[str]], list]:
+    """texts -> the Rust Encodings of tokenizer(texts, add_special_tokens=False), without the
+    Python lists of ids, offsets and type ids that call builds and this module would only flatten
+    again. A tokenizer class that encodes its own way keeps its own call."""
+    from transformers.tokenization_utils_tokenizers import TokenizersBackend
+
+    if any(getattr(type(tokenizer), f) is not getattr(TokenizersBackend, f) for f in ("__call__", "_encode_plus")):
+        return lambda texts: tokenizer(texts, add_special_tokens=False, return_attention_mask=False).encodings
+    backend = tokenizer.backend_tokenizer
+
+    def tokenize(texts: list[str]) -> list:
+        # The backend set up as that call sets it, before every batch as it does: another call on
+        # the same tokenizer (padding=True, truncation=True) leaves its settings on the backend.
+        if backend.truncation is not None:
+            backend.no_truncation()
+        if backend.padding is not None:
+            backend.no_padding()
+        backend.encode_special_tokens = tokenizer.split_special_tokens
+        return backend.encode_batch(texts, add_special_tokens=False)
+
+    return tokenize
+
+
+def _assemble(rendered: list[tuple[str, list[tuple[int, int]]]], batch: Future) -> EncodedChunk:
+    """One chunk's examples from its (text, spans) and its Encodings."""
+    encodings = batch.result()
+    # The whole chunk's [tokens, 2] character offsets as one array.
+    lengths = np.fromiter(map(len, encodings), np.int64, len(rendered))
     n_tokens = int(lengths.sum())
-    ids = np.fromiter(itertools.chain.from_iterable(batch["input_ids"]), np.int64, n_tokens)
     offsets = np.fromiter(
-        itertools.chain.from_iterable(itertools.chain.from_iterable(batch["offset_mapping"])), np.int64, 2 * n_tokens
+        itertools.chain.from_iterable(itertools.chain.from_iterable(e.offsets for e in encodings)),
+        np.int64,
+        2 * n_tokens,
     ).reshape(-1, 2)
     trained = _trained_mask([spans for _, spans in rendered], [len(text) for text, _ in rendered], lengths, offsets)
-    cuts = np.cumsum(lengths)[:-1]
-    return [Encoded(i, t) for i, t in zip(np.split(ids, cuts), np.split(trained, cuts))]
+    return EncodedChunk(lengths, trained, encodings)
 
 
 def _trained_mask(

@@ -135,6 +135,19 @@ def test_many_conversations_in_one_batch_match_one_by_one(tiny_tokenizer):
         check_mask(tiny_tokenizer, conversation)
 
 
+def test_an_earlier_padded_truncated_call_leaves_encoding_unchanged(tiny_tokenizer):
+    """encode() drives the Rust backend itself, whose padding/truncation settings a plain tokenizer
+    call (padding=True, truncation=True) leaves behind: they must not cut or pad the examples."""
+    conversations = [OPENAI["messages"], [msg("user", "Q " * 30), msg("assistant", "A " * 40)]]
+    encoder = ChatEncoder(tiny_tokenizer)
+    before = encoder.encode(conversations)
+    tiny_tokenizer(["a b c d e f g", "a"], padding=True, truncation=True, max_length=3)
+    after = encoder.encode(conversations)
+    for conversation, old, new in zip(conversations, before, after):
+        assert new.input_ids.tolist() == old.input_ids.tolist() == expected_chatml(tiny_tokenizer, conversation)[0]
+        assert np.array_equal(new.trained, old.trained)
+
+
 def test_train_on_prompt_trains_every_token(tiny_tokenizer):
     [example] = ChatEncoder(tiny_tokenizer, train_on_prompt=True).encode([OPENAI["messages"]])
     assert example.trained.all()

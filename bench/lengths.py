@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.lf_venv import lf_python
+from bench.lf_venv import lf_python, register_dataset
 from core.data import load_dataset
 from core.lengths import analyze_conversations, analyze_file
 from core.models import load_tokenizer, resolve_model
@@ -104,22 +104,11 @@ train = dataset["train_dataset"]
 tokens = sum(map(len, train["input_ids"]))
 print(json.dumps({"seconds": seconds, "cpu": cpu, "examples": len(train), "tokens": tokens}))
 """
-LF_DATASET = {  # our OpenAI-style file as LLaMA-Factory reads it
-    "formatting": "sharegpt",
-    "columns": {"messages": "messages"},
-    "tags": {
-        "role_tag": "role",
-        "content_tag": "content",
-        "user_tag": "user",
-        "assistant_tag": "assistant",
-        "system_tag": "system",
-    },
-}
 
 
 def llama_factory(path: Path, model_path: str, folder: Path) -> dict:
     """LLaMA-Factory's get_dataset on `path` (stage sft, template smollm2): its own timing and counts."""
-    (path.parent / "dataset_info.json").write_text(json.dumps({path.stem: {"file_name": path.name, **LF_DATASET}}))
+    register_dataset(path)
     keys = {
         "model_name_or_path": model_path,
         "stage": "sft",

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import yaml
 
+from bench.lf_venv import register_dataset
 from bench.throughput import PERSONA, long_conversations
 from core.paths import PROJECT_ROOT
 
@@ -65,18 +66,6 @@ COMMON = {
     "max_grad_norm": 1.0,
     "weight_decay": 0.0,
     "logging_steps": 1,
-}
-# our sharegpt-style reading of OpenAI `messages` files, as LLaMA-Factory's dataset_info.json says it
-LF_DATASET = {
-    "formatting": "sharegpt",
-    "columns": {"messages": "messages"},
-    "tags": {
-        "role_tag": "role",
-        "content_tag": "content",
-        "user_tag": "user",
-        "assistant_tag": "assistant",
-        "system_tag": "system",
-    },
 }
 
 
@@ -113,7 +102,7 @@ def our_config(shape: Shape, data: Path, model: str, out: Path, bf16: bool) -> d
 
 
 def lf_config(shape: Shape, data: Path, model_path: str, out: Path, bf16: bool) -> dict:
-    (data.parent / "dataset_info.json").write_text(json.dumps({data.stem: {"file_name": data.name, **LF_DATASET}}))
+    register_dataset(data)
     return {
         **COMMON,
         "model_name_or_path": model_path,

@@ -10,6 +10,7 @@ module, which llamafactory imports at start-up and text SFT never calls.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,18 @@ LF_VERSION = "0.9.5"
 TORCH_PIN = "torch==2.13.0"
 VENV = Path(__file__).resolve().parent / ".lf-venv"
 _READY = VENV / ".ready"
+# our OpenAI-style `messages` files as LLaMA-Factory's dataset_info.json reads them
+LF_DATASET = {
+    "formatting": "sharegpt",
+    "columns": {"messages": "messages"},
+    "tags": {
+        "role_tag": "role",
+        "content_tag": "content",
+        "user_tag": "user",
+        "assistant_tag": "assistant",
+        "system_tag": "system",
+    },
+}
 _STUB = "# stub: llamafactory imports torchaudio at start-up; text SFT never calls it\n__version__ = '0.0'\n"
 
 
@@ -44,6 +57,12 @@ def lf_python() -> Path:
     subprocess.run([str(python), "-c", "import llamafactory"], check=True)
     _READY.touch()
     return python
+
+
+def register_dataset(data: Path) -> str:
+    """Write a dataset_info.json beside `data` naming it for LLaMA-Factory; returns the name."""
+    (data.parent / "dataset_info.json").write_text(json.dumps({data.stem: {"file_name": data.name, **LF_DATASET}}))
+    return data.stem
 
 
 if __name__ == "__main__":

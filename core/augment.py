@@ -28,7 +28,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -49,6 +48,7 @@ from core.paraphrase_rules import (
     normalise,
     parse_families,
 )
+from core.paths import write_text_atomically
 
 if TYPE_CHECKING:  # imported when used: the rules generator and the CLI's --help never need it
     import openai
@@ -690,15 +690,7 @@ def _check_output_path(source: Path, out: Path) -> None:
 def write_jsonl_atomically(conversations: Sequence[Conversation], out: Path) -> None:
     """Write to a temporary file in the same folder, then rename: a reader of `out` never sees a
     half-written file, and a crash leaves the previous file (if any) in place."""
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            for conversation in conversations:
-                handle.write(json.dumps({"messages": conversation}, ensure_ascii=False) + "\n")
-        os.replace(temporary, out)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    write_text_atomically(out, "".join(json.dumps({"messages": c}, ensure_ascii=False) + "\n" for c in conversations))
 
 
 def augment_conversations(

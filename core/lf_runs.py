@@ -36,7 +36,7 @@ import yaml
 from core.config import FIELDS
 from core.errors import UserInputError
 from core.events import RunFolder
-from core.paths import path_errors, shown_path
+from core.paths import path_errors, shown_path, write_text_atomically
 
 TRAINER_LOG = "trainer_log.jsonl"
 TRAINING_ARGS = "training_args.yaml"
@@ -164,17 +164,6 @@ def lf_config(folder: Path, run_dir: Path) -> dict[str, Any]:
     return config
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _link_adapter(folder: Path, adapter: Path) -> None:
     """adapter/ as links to the adapter and tokenizer files at the folder's top (a copy where the file
     system has no symlinks), built beside and swapped in whole."""
@@ -230,7 +219,7 @@ def open_lf_output(runs_dir: str | Path, folder: str | Path) -> RunFolder:
         if (folder / "adapter_config.json").is_file():
             _link_adapter(folder, run.adapter)
         lines = (json.dumps({k: _finite(v) for k, v in e.items()}, ensure_ascii=False) + "\n" for e in events)
-        _write_atomically(run.events, "".join(lines))
+        write_text_atomically(run.events, "".join(lines))
         header = f"# Opened from the LLaMA-Factory output folder {folder}\n"
-        _write_atomically(run.config, header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+        write_text_atomically(run.config, header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return run

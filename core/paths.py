@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,3 +59,16 @@ def path_errors(what: str, path: str | Path) -> Iterator[None]:
     except (OSError, ValueError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
         raise UserInputError(f"{what} {shown_path(path)} cannot be used: {reason}") from None
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, then rename: a reader of `path` never sees a
+    half-written file, and a crash leaves the previous file (if any) in place."""
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -10,16 +10,14 @@ copy is written whole or not at all, beside the original and never over it.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from core.data import read_records
 from core.errors import UserInputError
-from core.paths import path_errors, shown_path
+from core.paths import path_errors, shown_path, write_text_atomically
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -87,12 +85,5 @@ def fill_placeholders(path: str | Path, values: dict[str, str], out: str | Path 
     else:
         text = json.dumps(records, ensure_ascii=False, indent=2) + "\n"
     with path_errors("Filled copy", out):
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(temporary, out)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_text_atomically(out, text)
     return out

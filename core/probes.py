@@ -26,11 +26,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import random
 import re
 import sys
-import tempfile
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -42,7 +40,7 @@ from core.config import AUTO, load_config
 from core.data import Conversation
 from core.errors import UserInputError
 from core.events import RunFolder
-from core.paths import resolve_dataset
+from core.paths import resolve_dataset, write_text_atomically
 from core.template import ChatEncoder
 
 PROBE_KEYS = ("question", "expect", "fact")
@@ -126,14 +124,7 @@ def save_probes(probes: list[Probe], path: str | Path) -> None:
             record["fact"] = probe.fact
         lines.append(json.dumps(record, ensure_ascii=False) + "\n")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.writelines(lines)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
+    write_text_atomically(path, "".join(lines))
 
 
 # ---------------------------------------------------------------------------------- matching

@@ -63,6 +63,11 @@ def eval_count(num_examples: int, val_size: float) -> int:
     return min(math.ceil(num_examples * val_size), num_examples - 1) if val_size > 0 else 0
 
 
+def train_count(num_examples: int, val_size: float) -> int:
+    """How many examples are left to train on (what the plan's step count is made from)."""
+    return num_examples - eval_count(num_examples, val_size)
+
+
 def read_records(path: Path) -> list[tuple[str, Any]]:
     """(label, record) pairs; the label says where the record is ('line 7', 'record 3')."""
     with path_errors("Dataset file", path):

@@ -518,7 +518,7 @@ def preflight(config: TrainConfig, conversations: list | None) -> Estimate:
     the steps from the plan (core.advisor.training_plan), the cost from core.calibration."""
     from core.advisor import training_plan
     from core.calibration import cost_for
-    from core.data import eval_count
+    from core.data import train_count
     from core.models import best_device, resolve_model
 
     source = resolve_model(config.model_name_or_path)
@@ -526,8 +526,7 @@ def preflight(config: TrainConfig, conversations: list | None) -> Estimate:
     lengths, total = None, config.max_steps if config.max_steps > 0 else None
     if conversations:
         lengths = dataset_lengths(conversations, source.path, config)
-        train_count = len(conversations) - eval_count(len(conversations), config.val_size)
-        total = training_plan(config, train_count)["total_steps"]
+        total = training_plan(config, train_count(len(conversations), config.val_size))["total_steps"]
     device = best_device()
     return estimate(
         config, shape, lengths, total, device, available_bytes(device), cost_for(config, source.path, device)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from core import advisor
 from core.config import GROUPS, SPECS, TrainConfig, config_from_dict, config_to_yaml, fields_in_group
-from core.data import eval_count
+from core.data import train_count
 from core.dataset_info import page_dataset
 from core.errors import UserInputError
 from core.estimate import GIB, Estimate, preflight
@@ -108,8 +108,8 @@ def plan_view(ctx: AppContext, lang: str, **form: Any) -> Updates:
         form.get("dataset", ""), form.get("dataset_format", "auto"), form.get("dataset_dir", "")
     )
     if count:
-        train_count = count - eval_count(count, config.val_size)
-        plan = advisor.training_plan(config, train_count)
+        examples = train_count(count, config.val_size)
+        plan = advisor.training_plan(config, examples)
         lines = [
             i18n.t(
                 "train.plan",
@@ -117,7 +117,7 @@ def plan_view(ctx: AppContext, lang: str, **form: Any) -> Updates:
                 batch=plan["effective_batch_size"],
                 total=plan["total_steps"],
                 steps_per_epoch=plan["steps_per_epoch"],
-                examples=train_count,
+                examples=examples,
             )
         ]
     else:

@@ -12,10 +12,11 @@ Memory (bytes, what one training process holds at its peak):
                loss, or one chunk of the trained positions with trained_tokens_loss (core.head_loss)
   runtime      the interpreter, torch and transformers themselves (CPU), or the CUDA context (GPU)
 
-Time: a cost model `seconds a micro-batch = overhead_s + flops / flops_per_s`, where the flops of a
-micro-batch (its linear layers, attention and output layer, forward and backward, again forward
-under checkpointing) follow from the model's config.json and the batch's token lengths, and
-(overhead_s, flops_per_s) are measured on this machine by core.calibration, or a rough default.
+Time: a cost model `seconds a micro-batch = overhead_s + flops / flops_per_s + recompute /
+recompute_flops_per_s`, where the flops of a micro-batch (its linear layers, attention and output
+layer, forward and backward) and the recompute (gradient checkpointing's second forward of every
+layer) follow from the model's config.json and the batch's token lengths, and the three speeds are
+measured on this machine by core.calibration, or a rough default.
 
 The model's shape comes from its config.json (Llama-family layout: q/k/v/o and gate/up/down
 projections). The token lengths come from a sample of the dataset through the model's own tokenizer
@@ -307,43 +308,61 @@ def available_bytes(device: str) -> int:
 
 
 # -------------------------------------------------------------------------------------- the time
+def attention_flops_per_pair(shape: ModelShape) -> int:
+    """One forward of causal attention, all layers, per (query, key) pair: QK^T and AV, a multiply-add
+    per head dimension each."""
+    return 4 * shape.num_heads * shape.head_dim * shape.num_layers
+
+
+def recompute_flops(shape: ModelShape, config: TrainConfig, tokens: BatchTokens) -> float:
+    """Gradient checkpointing's extra work in one mean micro-batch: every layer's forward run again
+    in backward (projections, LoRA, attention); 0 without checkpointing."""
+    if not config.gradient_checkpointing:
+        return 0.0
+    linear = tokens.positions * 2 * (shape.linear_params + lora_params(shape, config))
+    return float(linear + tokens.attention_pairs * attention_flops_per_pair(shape))
+
+
 def micro_batch_flops(shape: ModelShape, config: TrainConfig, tokens: BatchTokens) -> float:
-    """Floating-point operations of one mean micro-batch, forward and backward.
+    """Floating-point operations of one mean micro-batch, forward and backward, plus recompute_flops.
 
     A frozen projection's backward computes only its input's gradient: as much as its forward, so
-    forward + backward is two passes (three with checkpointing, which runs the forward again).
-    Causal attention: QK^T and AV, 2 multiply-adds a pair and head dimension each way, its backward
-    twice the forward. The output layer: the projected positions forward, and the gradient product.
+    forward + backward is two passes. Causal attention's backward is twice its forward. The output
+    layer: the projected positions forward, and the gradient product.
     """
-    passes = 3 if config.gradient_checkpointing else 2
     lora_flops = 2 * lora_params(shape, config) * 3  # forward, input and weight gradients of A and B
-    linear = tokens.positions * (2 * shape.linear_params * passes + lora_flops)
-    attention_per_pair = 4 * shape.num_heads * shape.head_dim * shape.num_layers
-    attention = tokens.attention_pairs * attention_per_pair * (passes + 1)
+    linear = tokens.positions * (2 * shape.linear_params * 2 + lora_flops)
+    attention = tokens.attention_pairs * attention_flops_per_pair(shape) * 3
     projected = tokens.trained if config.trained_tokens_loss else tokens.positions
     head = projected * 2 * shape.vocab_size * shape.hidden_size * 2
-    return float(linear + attention + head)
+    return float(linear + attention + head) + recompute_flops(shape, config, tokens)
 
 
 @dataclass(frozen=True)
 class CostModel:
-    """seconds a micro-batch = overhead_s + flops / flops_per_s; `source` says where it comes from:
-    'calibrated' (measured for these settings on this machine), 'scaled' (this machine's speed
-    measured for other settings) or 'rough' (no measurement on this machine)."""
+    """seconds a micro-batch = overhead_s + (flops - recompute) / flops_per_s + recompute /
+    recompute_flops_per_s, where recompute is gradient checkpointing's share of the flops.
+
+    `recompute_flops_per_s` is measured apart: checkpointing costs more time than its flops at the
+    rest's speed (its element-wise ops run again too, and the trainer's checkpointing hooks; see
+    bench/README.md); None where it was not measured: as fast as the rest. `source` says where the model comes from: 'calibrated'
+    (measured for these settings on this machine), 'scaled' (this machine's speed measured for
+    other settings) or 'rough' (no measurement on this machine)."""
 
     overhead_s: float
     flops_per_s: float
     source: str
+    recompute_flops_per_s: float | None = None
+
+    def micro_batch_s(self, flops: float, recompute: float) -> float:
+        recompute_speed = self.recompute_flops_per_s or self.flops_per_s
+        return self.overhead_s + (flops - recompute) / self.flops_per_s + recompute / recompute_speed
 
 
 def rough_cost(device: str) -> CostModel:
     return CostModel(
         ROUGH_OVERHEAD_S.get(device, 0.05), ROUGH_FLOPS_PER_S.get(device, ROUGH_FLOPS_PER_S["cpu"]), "rough"
     )
-
-
-def step_seconds(cost: CostModel, flops: float, accumulation: int) -> float:
-    return accumulation * (cost.overhead_s + flops / cost.flops_per_s)
 
 
 # ---------------------------------------------------------------------------------- the estimate
@@ -450,13 +469,13 @@ def estimate(
     (core.advisor.training_plan); `available` bytes of memory; `cost` this machine's cost model."""
     tokens = _tokens_for(config, lengths)
     processes = sharing_processes(config, device)
-    flops = micro_batch_flops(shape, config, tokens)
+    micro_batch_s = cost.micro_batch_s(micro_batch_flops(shape, config, tokens), recompute_flops(shape, config, tokens))
     est = Estimate(
         device=device,
         memory=memory_bytes(shape, config, tokens, device),
         available_bytes=available,
         # processes sharing the CPU's cores run their micro-batches at the machine's one speed
-        step_s=step_seconds(cost, flops, config.gradient_accumulation_steps * processes),
+        step_s=micro_batch_s * config.gradient_accumulation_steps * processes,
         total_steps=total_steps,
         cost_source=cost.source,
         tokens=tokens,

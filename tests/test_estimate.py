@@ -146,8 +146,31 @@ def test_time_is_the_cost_model_times_the_steps():
     flops = estimate.micro_batch_flops(SHAPE, config, cutoff_batch_tokens(config))
     assert est.step_s == pytest.approx(3 * (0.5 + flops / 1e6))
     assert est.total_s == pytest.approx(10 * est.step_s)
-    assert estimate.micro_batch_flops(SHAPE, replace(config, gradient_checkpointing=True), est.tokens) > flops
     assert _estimate(10 * GIB, config, steps=None).total_s is None
+
+
+def test_checkpointing_adds_every_layers_forward_at_its_measured_speed():
+    tokens = cutoff_batch_tokens(CONFIG)  # 20 positions, 2 x 10 x 11 / 2 = 110 (query, key) pairs
+    on = replace(CONFIG, gradient_checkpointing=True)
+    assert estimate.recompute_flops(SHAPE, CONFIG, tokens) == 0
+    # the projections (1152) and LoRA (512) forward, 2 flops a weight and position; attention: QK^T and
+    # AV, 2 heads x 4 dims x 2 layers x 4 flops a pair
+    recompute = 20 * 2 * (1152 + 512) + 110 * 64
+    assert estimate.recompute_flops(SHAPE, on, tokens) == recompute
+    plain_flops = estimate.micro_batch_flops(SHAPE, CONFIG, tokens)
+    assert estimate.micro_batch_flops(SHAPE, on, tokens) == plain_flops + recompute
+
+    measured = CostModel(overhead_s=0.5, flops_per_s=1e6, source="calibrated", recompute_flops_per_s=2.5e5)
+    assert measured.micro_batch_s(plain_flops + recompute, recompute) == pytest.approx(
+        0.5 + plain_flops / 1e6 + recompute / 2.5e5
+    )
+    est = estimate.estimate(replace(on, gradient_accumulation_steps=2), SHAPE, None, 10, "cpu", 10 * GIB, measured)
+    assert est.step_s == pytest.approx(2 * (0.5 + plain_flops / 1e6 + recompute / 2.5e5))
+    # without checkpointing the recompute speed plays no part; not measured, the recompute runs at flops_per_s
+    assert estimate.estimate(CONFIG, SHAPE, None, 10, "cpu", 10 * GIB, measured).step_s == pytest.approx(
+        0.5 + plain_flops / 1e6
+    )
+    assert _estimate(10 * GIB, on).step_s == pytest.approx(0.5 + (plain_flops + recompute) / 1e6)
 
 
 def test_will_not_fit_lists_each_change_that_lowers_the_peak():
@@ -190,6 +213,51 @@ def test_fit_cost_recovers_overhead_and_speed():
         calibration.fit_cost([(1e9, 1.0), (1e9, 1.1)])
 
 
+def test_fit_recompute_pairs_each_length_with_and_without_checkpointing():
+    # two lengths: plain flops 2e9 and 4e9, their recompute 1e9 and 2e9 at 1e9 flops/s, i.e. 1 s and 2 s
+    # more; the longer length ran under more load (both ways alike), which the pairing leaves out
+    plain = [(2e9, 1.0), (2e9, 1.2), (4e9, 3.0), (4e9, 3.0)]
+    checkpointed = [(3e9, 1e9, 2.1), (3e9, 1e9, 2.1), (6e9, 2e9, 5.0)]
+    assert calibration.fit_recompute(plain, checkpointed) == pytest.approx(1e9)  # medians 1.1 and 3.0
+    assert calibration.fit_recompute(plain, [(3e9, 1e9, 1.0)]) is None  # no slower: nothing measured
+    assert calibration.fit_recompute(plain, [(9e9, 1e9, 5.0)]) is None  # no plain steps of that length
+    assert calibration.fit_recompute(plain, []) is None
+    assert calibration.checkpointed_lengths([32, 96, 192]) == [96, 192]
+    assert calibration.checkpointed_lengths([40]) == [40]
+
+
+def test_the_calibration_record_round_trips_and_replaces_an_old_one(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    folder, path = "/models/m", tmp_path / calibration.CACHE_FILE
+    config = replace(CONFIG, gradient_checkpointing=False)
+    # written before checkpointing was measured: a key per checkpointing setting, no recompute speed
+    old = {"overhead_s": 0.4, "flops_per_s": 9e10, "points": [], "measured_at": "2026-12-01T10:00:00"}
+    key = calibration.legacy_key(config, folder, False)
+    path.write_text(json.dumps({calibration.machine_id("cpu"): {key: old}}), encoding="utf-8")
+    assert calibration.cost_for(config, folder, "cpu") == CostModel(0.4, 9e10, "calibrated", None)
+    checkpointed = replace(config, gradient_checkpointing=True)
+    # no measured recompute: this machine's speed for other settings, the recompute counted as the rest
+    assert calibration.cost_for(checkpointed, folder, "cpu") == CostModel(0.4, 9e10, "scaled", None)
+    # an old calibration of the checkpointed settings themselves fitted its line over their flops
+    old_checkpointed = {**old, "flops_per_s": 6e10, "measured_at": "2026-12-01T11:00:00"}
+    both = {key: old, calibration.legacy_key(config, folder, True): old_checkpointed}
+    path.write_text(json.dumps({calibration.machine_id("cpu"): both}), encoding="utf-8")
+    assert calibration.cost_for(checkpointed, folder, "cpu") == CostModel(0.4, 6e10, "calibrated", None)
+
+    cost = CostModel(0.3, 8e10, "calibrated", 2e10)
+    replaced = calibration.save_cost(config, folder, "cpu", cost, [(1e9, 0.31)], [(2e9, 1e9, 0.4)])
+    assert replaced == ["2026-12-01T10:00:00", "2026-12-01T11:00:00"]
+    entries = json.loads(path.read_text(encoding="utf-8"))[calibration.machine_id("cpu")]
+    assert list(entries) == [calibration.settings_key(config, folder)]  # the old one is gone, not shadowing
+    assert entries[calibration.settings_key(config, folder)]["checkpointed_points"] == [[2e9, 1e9, 0.4]]
+    # one calibration answers for checkpointing on and off
+    assert calibration.cost_for(config, folder, "cpu") == cost
+    assert calibration.cost_for(checkpointed, folder, "cpu") == cost
+    # other settings: this machine's speed, its measured recompute too
+    other = replace(config, quantization_bit="4")
+    assert calibration.cost_for(other, folder, "cpu") == CostModel(0.3, 8e10, "scaled", 2e10)
+
+
 def test_a_calibration_is_kept_per_machine_and_settings(
     tiny_model_dir, dataset, tmp_path, monkeypatch, one_torch_thread
 ):
@@ -205,14 +273,24 @@ def test_a_calibration_is_kept_per_machine_and_settings(
     assert calibration.calibration_lengths(40) == [32, 40]  # 96 and 192 both cut to 40
     assert calibration.calibration_lengths(1024) == list(calibration.CALIBRATION_TOKENS)
     assert calibration.calibration_lengths(1024, first_trained=60) == [68, 96, 192]  # 8 trained tokens at least
-    lengths = [int(line.split()[1]) for line in lines[:-1]]  # "calibration: 96 tokens a step, ..."
-    assert lengths[-1] == 128 and len(lengths) == len(set(lengths)) >= 2
-    assert len(settings["points"]) == len(lengths) * calibration.TIMED_STEPS
-    assert len({f for f, _ in settings["points"]}) == len(lengths)  # each length its own flops
+    # "calibration: 96 tokens a step, ..." and "calibration: 96 tokens a step with gradient checkpointing, ..."
+    timed = [line for line in lines if line.startswith("calibration:") and "tokens a step" in line]
+    plain = [int(line.split()[1]) for line in timed if "checkpointing" not in line]
+    checkpointed = [int(line.split()[1]) for line in timed if "checkpointing" in line]
+    assert plain[-1] == 128 and len(plain) == len(set(plain)) >= 2
+    assert checkpointed == calibration.checkpointed_lengths(plain)
+    assert len(settings["points"]) == len(plain) * calibration.TIMED_STEPS
+    assert len(settings["checkpointed_points"]) == len(checkpointed) * calibration.TIMED_STEPS
+    assert len({f for f, _ in settings["points"]}) == len(plain)  # each length its own flops
+    # with checkpointing: more flops than the same length without, the extra being the recompute
+    plain_flops = {f for f, _ in settings["points"]}
+    for flops, recompute, _ in settings["checkpointed_points"]:
+        assert recompute > 0 and any(flops - recompute == pytest.approx(f) for f in plain_flops)
     assert cost.flops_per_s > 0 and cost.overhead_s >= 0 and lines[-1].startswith("calibrated:")
+    assert settings["recompute_flops_per_s"] == cost.recompute_flops_per_s
     assert calibration.cost_for(config, str(tiny_model_dir), "cpu") == replace(cost, source="calibrated")
-    other = replace(config, gradient_checkpointing=True)  # not measured: this machine's speed, scaled
-    assert calibration.cost_for(other, str(tiny_model_dir), "cpu").source == "scaled"
+    other = replace(config, gradient_checkpointing=True)  # measured by the same calibration
+    assert calibration.cost_for(other, str(tiny_model_dir), "cpu") == replace(cost, source="calibrated")
 
 
 # ----------------------------------------------------------------------------------------- ETA

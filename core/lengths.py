@@ -88,6 +88,21 @@ def flat_counts(total: np.ndarray, trained_mask: np.ndarray) -> TokenCounts:
     return TokenCounts(total, supervised, first_trained, trained_at)
 
 
+def concatenated_counts(parts: list[TokenCounts]) -> TokenCounts:
+    """The counts of consecutive runs of examples (one per chunk) as one."""
+    trained_at = np.zeros(max((len(p.trained_at) for p in parts), default=0), np.int64)
+    for part in parts:
+        trained_at[: len(part.trained_at)] += part.trained_at
+    if not parts:
+        return TokenCounts(*(np.zeros(0, np.int64) for _ in range(3)), trained_at)
+    return TokenCounts(
+        np.concatenate([p.total for p in parts]),
+        np.concatenate([p.supervised for p in parts]),
+        np.concatenate([p.first_trained for p in parts]),
+        trained_at,
+    )
+
+
 @lru_cache(maxsize=1)
 def estimate_encoding():
     import tiktoken
@@ -459,15 +474,15 @@ def analyze_conversations(
             "trained" if train_on_prompt else "answer",
             note,
         )
-    # Flat chunks, never one Encoded per example: the counts need only lengths and trained masks.
-    lengths, trained, done = [], [], 0
+    # Flat chunks, never one Encoded per example: the counts need only lengths and trained masks,
+    # counted chunk by chunk (while the tokenizer works on the next one; small arrays stay in cache).
+    parts, done = [], 0
     for chunk in encoder.encode_chunks(conversations):
-        lengths.append(chunk.lengths)
-        trained.append(chunk.trained)
+        parts.append(flat_counts(chunk.lengths, chunk.trained))
         before, done = done, done + len(chunk.lengths)
         if progress is not None and (done // PROGRESS_CHUNK > before // PROGRESS_CHUNK or done == len(conversations)):
             progress(done, len(conversations))
-    counts = flat_counts(np.concatenate(lengths), np.concatenate(trained))
+    counts = concatenated_counts(parts)
     name = tokenizer_name or getattr(encoder.tokenizer, "name_or_path", "") or type(encoder.tokenizer).__name__
     max_positions = max_positions or tokenizer_max_positions(encoder.tokenizer)
     note = "" if max_positions else f"The model's maximum positions are unknown; assumed {ESTIMATE_MAX_POSITIONS}."

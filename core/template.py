@@ -15,10 +15,17 @@ Rendering every prefix of every conversation through jinja costs 1 + 2 x (assist
 per conversation and dominated the time on large datasets. Most chat templates only ever copy a
 message's content verbatim into the output, so the prefix renders differ from conversation to
 conversation only by the contents: `_Skeleton` renders each role sequence once with placeholder
-contents, and a conversation of that shape then needs one real render, which is checked against
-the skeleton with the real contents filled in. Templates that inspect or transform the content
-(`|trim`, `'<think>' in content`, ...) and conversations whose render does not match the skeleton
+contents, and a conversation of that shape is that render with its contents filled in: no jinja
+call per conversation (the syntax-tree check below proves it, probe contents check it again; a
+template whose output can change between renders, e.g. with the date, is still rendered and
+compared). Templates that inspect or transform the content (`|trim`, `'<think>' in content`, ...)
 take the prefix-rendering path; both paths give the same spans.
+
+For a tokenizer that tokenizes the stretches between its added tokens independently (byte-level
+BPE), the template's own text is tokenized once per skeleton too: per conversation only the
+contents with the text around them up to the nearest special token (`assistant\n` + reply) go to
+the tokenizer, and the trained tokens are found with a char_to_token per span boundary instead of
+reading every token's offsets (_Segments). Everything else tokenizes the whole rendered text.
 
 A message with loss_weight 0 (core.data) is rendered as context: its span is left out of the
 trained ones (and, with train_on_prompt, cut out of the whole-text span). Tool-calling
@@ -33,7 +40,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -48,6 +55,23 @@ ENCODE_CHUNK = 2048  # conversations per tokenizer call: batched, with bounded P
 # Placeholder contents for skeleton renders: private-use characters no chat template writes itself.
 _PLACEHOLDER = "\ue000{}\ue001"
 _PLACEHOLDER_RE = re.compile("\ue000(\\d+)\ue001")
+# Contents a template's parts must survive: edge whitespace, special-token text, multi-byte text.
+_SEGMENT_PROBES = (
+    " lead and trail ",
+    "\n\nnew\nlines\n\n",
+    "<|im_end|>",
+    "x<|im_start|>user\n",
+    "中文 🙂 é",
+    "\t",
+    "<|im_",
+    "|>",
+    "  ",
+    "end<",
+    "\ue000 0\ue001",
+    "?",
+)
+# Template names whose output can differ between two renders of the same messages.
+_VARYING_CALLS = {"strftime_now", "lipsum", "cycler", "joiner"}
 # A made-up tool and call: a template with tool support prints their names, one without drops them.
 _PROBE_TOOL, _PROBE_CALL = "lt_probe_tool_definition", "lt_probe_tool_call"
 _NOT_FOR_TEMPLATE = (TOOLS, "loss_weight")  # message keys core.data adds that are no chat-template input
@@ -181,6 +205,15 @@ def _content_is_only_copied(template_ast) -> bool:
     return ok(template_ast, [])
 
 
+def _varies_between_renders(template_ast) -> bool:
+    """Might two renders of the same messages differ (the date, random choices)?"""
+    from jinja2 import nodes
+
+    if any(n.name in _VARYING_CALLS for n in template_ast.find_all(nodes.Name)):
+        return True
+    return any(f.name in ("random", "shuffle") for f in template_ast.find_all(nodes.Filter))
+
+
 @dataclass
 class _Skeleton:
     """One role sequence rendered with placeholder contents.
@@ -193,6 +226,124 @@ class _Skeleton:
     pieces: list[str]
     slots: list[int]  # message index whose content fills the gap after pieces[k]
     bounds: list[tuple[tuple[int, int], tuple[int, int]]]  # per assistant turn: (prompt end, through end)
+    segments: _Segments | None = None  # how to tokenize it by parts (None: tokenize the whole text)
+
+    def fill(self, contents: list[str]) -> str:
+        """The render with these contents (one per message)."""
+        parts = [None] * (2 * len(self.slots) + 1)
+        parts[0::2], parts[1::2] = self.pieces, [contents[slot] for slot in self.slots]
+        return "".join(parts)
+
+    def spans(self, contents: list[str], text: str) -> list[tuple[int, int]]:
+        """(start, end) characters of every assistant turn in `text`, the fill of `contents`."""
+        lengths = [len(contents[slot]) for slot in self.slots]
+        piece_starts, start = [], 0
+        for piece, length in zip(self.pieces, [*lengths, 0]):
+            piece_starts.append(start)
+            start += len(piece) + length
+        spans = []
+        for (prompt_piece, prompt_chars), (through_piece, through_chars) in self.bounds:
+            through_end = piece_starts[through_piece] + through_chars
+            spans.append((piece_starts[prompt_piece] + prompt_chars, len(text[:through_end].rstrip())))
+        return spans
+
+
+# A token boundary in a conversation tokenized by parts: (constant tokens before it, variable parts
+# wholly before it, the variable part it falls in or -1, chars into that part before any content,
+# the messages whose contents come first in that part).
+_Locator = tuple[int, int, int, int, tuple[int, ...]]
+
+
+@dataclass
+class _Segments:
+    """A skeleton cut at the tokenizer's added (special) tokens, to tokenize by parts.
+
+    The Rust tokenizer splits a text at its added tokens first and tokenizes the stretches between
+    them independently (see _splits_at_added_tokens for when that holds). So a conversation's
+    tokens are the constant parts' tokens, tokenized once here, interleaved with those of the
+    variable parts (a piece's tail + a content + the next piece's head), the only text tokenized
+    per conversation. The trained spans' ends fall at fixed places of the skeleton: their token
+    positions are the constant tokens before them plus, inside a variable part, a char_to_token.
+    """
+
+    layout: list[list[int] | None]  # the parts in order: a constant part's ids, None for a variable part
+    recipes: list[tuple[str | int, ...]]  # per variable part: its literal texts and message indices (contents)
+    constant_tokens: int  # tokens of all constant parts together
+    spans: list[tuple[_Locator, _Locator]]  # per assistant turn: its first and past-its-last trained token
+
+    def texts(self, contents: list[str]) -> list[str]:
+        """The variable parts' texts for one conversation's contents (one per message)."""
+        return ["".join([contents[x] if type(x) is int else x for x in recipe]) for recipe in self.recipes]
+
+    def ids(self, encodings: list) -> list[list[int]]:
+        """A conversation's token ids, part by part, from its variable parts' Encodings."""
+        variable = iter(encodings)
+        return [next(variable).ids if ids is None else ids for ids in self.layout]
+
+
+def _tokens_before_char(encoding, char: int, starts: bool) -> int:
+    """Within one variable part: with `starts`, the tokens that end at or before `char` (the first
+    trained one is the next); otherwise the tokens that start before it (the trained ones end
+    there). Tokens overlapping a span are trained, as in _trained_mask. Token offsets are ordered
+    and never empty here (byte-level BPE; _segments_match checks it on probes)."""
+    token = encoding.char_to_token(char)  # the first token holding that character
+    if token is None:  # past the part's end, or a character no token holds: count on the offsets
+        return sum(1 for start, end in encoding.offsets if (end <= char if starts else start < char))
+    if not starts:
+        while token < len(encoding) and encoding.token_to_chars(token)[0] < char:
+            token += 1  # tokens straddling the boundary, e.g. both halves of a split CJK character
+    return token
+
+
+def _splits_at_added_tokens(tokenizer) -> dict[int, str] | None:
+    """The added tokens (id -> text) when tokenizing a text equals tokenizing its stretches between
+    added tokens apart, or None where the tokenizer's configuration does not guarantee it.
+
+    Guaranteed when: the Rust backend is called as-is (_batch_tokenizer), special tokens are split
+    out (not split_special_tokens), no added token strips neighbours or matches words only, no
+    added token can match across another's first character or extend another (so a content can
+    never merge with a template's special token), and the normalizer, pre-tokenizer, model and
+    post-processor work on each stretch alone without adding anything at a stretch's start (a
+    byte-level BPE such as GPT-2's, Llama 3's, Qwen2's, SmolLM's). Anything else tokenizes whole texts.
+    """
+    import json
+
+    from transformers.tokenization_utils_tokenizers import TokenizersBackend
+
+    if tokenizer.split_special_tokens or not isinstance(tokenizer, TokenizersBackend):
+        return None
+    if any(getattr(type(tokenizer), f) is not getattr(TokenizersBackend, f) for f in ("__call__", "_encode_plus")):
+        return None
+    config = json.loads(tokenizer.backend_tokenizer.to_str())
+
+    def steps(node: dict | None, key: str) -> list[dict]:
+        if node is None:
+            return []
+        return [s for child in node[key] for s in steps(child, key)] if node["type"] == "Sequence" else [node]
+
+    normalizer_ok = all(n["type"] == "NFC" for n in steps(config.get("normalizer"), "normalizers"))
+    pre = steps(config.get("pre_tokenizer"), "pretokenizers")
+    pre_ok = any(p["type"] == "ByteLevel" for p in pre) and all(
+        p["type"] in ("Split", "Digits") or (p["type"] == "ByteLevel" and not p.get("add_prefix_space")) for p in pre
+    )
+    model = config.get("model") or {}
+    model_ok = model.get("type") == "BPE" and not model.get("dropout")
+    post_ok = all(
+        p["type"] == "TemplateProcessing" or (p["type"] == "ByteLevel" and not p.get("trim_offsets"))
+        for p in steps(config.get("post_processor"), "processors")
+    )
+    added = config.get("added_tokens") or []
+    texts = {a["content"] for a in added}
+    firsts = {text[0] for text in texts if text}
+    added_ok = all(text for text in texts) and not any(a["lstrip"] or a["rstrip"] or a["single_word"] for a in added)
+    added_ok = (
+        added_ok
+        and not any(char in firsts for text in texts for char in text[1:])
+        and not any(text[:i] in texts for text in texts for i in range(1, len(text)))
+    )
+    if not (normalizer_ok and pre_ok and model_ok and post_ok and added_ok):
+        return None
+    return {a["id"]: a["content"] for a in added}
 
 
 class ChatEncoder:
@@ -214,7 +365,16 @@ class ChatEncoder:
         self._variables = dict(tokenizer.special_tokens_map)
         template_ast = self._template.environment.parse(tokenizer.chat_template)
         self._skeletons_allowed = _content_is_only_copied(template_ast)
+        # Then a conversation's render is its skeleton filled in, with no jinja call, unless the
+        # template's output can change between calls (the date, random text).
+        self._render_free = self._skeletons_allowed and not _varies_between_renders(template_ast)
         self._skeletons: dict[tuple[str, ...], _Skeleton | None] = {}
+
+    @cached_property
+    def _added_tokens(self) -> dict[int, str] | None:
+        """_splits_at_added_tokens, asked at the first skeleton (it reads the whole tokenizer's JSON:
+        the chat tab builds an encoder per reply and never needs it)."""
+        return _splits_at_added_tokens(self.tokenizer)
 
     def render(self, messages: Conversation, add_generation_prompt: bool = False) -> str:
         messages, tools = _template_inputs(messages)
@@ -320,38 +480,147 @@ class ChatEncoder:
             skeleton = _Skeleton(pieces, slots, bounds)
         except Exception:  # noqa: BLE001 - any failure: this shape takes the prefix-render path
             skeleton = None
+        if skeleton is not None and self._render_free and self._added_tokens is not None:
+            try:
+                skeleton.segments = self._segments(skeleton, full)
+                if skeleton.segments is not None and not self._segments_match(skeleton, roles):
+                    skeleton.segments = None
+            except Exception:  # noqa: BLE001 - any failure: this shape is tokenized as whole texts
+                skeleton.segments = None
         self._skeletons[roles] = skeleton
         return skeleton
 
-    def _assistant_spans(self, messages: Conversation, text: str) -> list[tuple[int, int]]:
-        """(start, end) characters of every assistant turn in `text`, by the skeleton when it applies."""
-        skeleton = None
-        # Only plain {role, content} messages: tools, tool calls and loss weights take the prefix path.
-        if self._skeletons_allowed and all(
-            len(m) == 2 and isinstance(m.get("content"), str) and m["content"] for m in messages
-        ):
-            skeleton = self._skeleton(tuple(m["role"] for m in messages))
-        if skeleton is None:
-            return self._spans_by_prefix_renders(messages, text)
-        contents = [messages[slot]["content"] for slot in skeleton.slots]
-        parts = [None] * (2 * len(contents) + 1)
-        parts[0::2], parts[1::2] = skeleton.pieces, contents
-        if "".join(parts) != text:  # the template did not copy these contents verbatim
-            return self._spans_by_prefix_renders(messages, text)
-        piece_starts = [0, *itertools.accumulate(len(p) for p in parts)][0::2]
+    def _segments(self, skeleton: _Skeleton, full: str) -> _Segments | None:
+        """The skeleton cut into constant and variable parts at its added tokens, or None where a
+        trained span's end depends on the contents (the template's text before it is only whitespace)."""
+        backend = self.tokenizer.backend_tokenizer
+        # The placeholder render as items in order: (start, end, literal text | message index | added token id).
+        items, start = [], 0
+        placeholders = [_PLACEHOLDER.format(slot) for slot in skeleton.slots]
+        piece_starts = []
+        for piece, placeholder, slot in zip(skeleton.pieces, [*placeholders, ""], [*skeleton.slots, None]):
+            piece_starts.append(start)
+            encoding = backend.encode(piece, add_special_tokens=False)
+            cut = 0
+            for token, (token_start, token_end) in zip(encoding.ids, encoding.offsets):
+                if self._added_tokens.get(token) == piece[token_start:token_end]:
+                    if token_start > cut:
+                        items.append((start + cut, start + token_start, piece[cut:token_start]))
+                    items.append((start + token_start, start + token_end, ("added", token)))
+                    cut = token_end
+            if len(piece) > cut:
+                items.append((start + cut, start + len(piece), piece[cut:]))
+            start += len(piece)
+            if slot is not None:
+                items.append((start, start + len(placeholder), slot))
+                start += len(placeholder)
+        # Parts: each added token alone, and each run of items between them.
+        parts: list[list] = []
+        for item in items:
+            if isinstance(item[2], tuple) or not parts or isinstance(parts[-1][0][2], tuple):
+                parts.append([item])
+            else:
+                parts[-1].append(item)
+        layout, recipes, part_info = [], [], []  # part_info: (start, end, tokens if constant, offsets)
+        for part in parts:
+            if isinstance(part[0][2], tuple):
+                ids, offsets = [part[0][2][1]], [(0, part[0][1] - part[0][0])]
+            elif all(isinstance(item[2], str) for item in part):
+                encoding = backend.encode("".join(item[2] for item in part), add_special_tokens=False)
+                ids, offsets = encoding.ids, encoding.offsets
+            else:
+                ids = offsets = None
+                recipes.append(tuple(item[2] for item in part))
+            layout.append(ids)
+            part_info.append((part[0][0], part[-1][1], ids, offsets, part))
+        constant_tokens = sum(len(ids) for ids in layout if ids is not None)
+
+        def locate(position: int, starts: bool) -> _Locator:
+            """The boundary at `position` of the placeholder render (never inside a placeholder)."""
+            constant = variable = 0
+            for first, last, ids, offsets, part in part_info:
+                inside = first <= position < last if starts else first < position <= last
+                if not inside:
+                    constant, variable = constant + len(ids or ()), variable + (ids is None)
+                    continue
+                if ids is not None:  # a constant part: count its tokens before the boundary
+                    local = position - first
+                    count = sum(1 for s, e in offsets if (e <= local if starts else s < local))
+                    return constant + count, variable, -1, 0, ()
+                if not starts and position == last:
+                    return constant, variable + 1, -1, 0, ()
+                # The literal text before the boundary (the item holding it: partly), and the contents.
+                chars = sum(
+                    min(end, position) - begin for begin, end, x in part if isinstance(x, str) and begin < position
+                )
+                contents = tuple(x for _, end, x in part if type(x) is int and end <= position)
+                return constant, variable, variable, chars, contents
+            return constant, variable, -1, 0, ()  # the end of the text
+
         spans = []
-        for (prompt_piece, prompt_chars), (through_piece, through_chars) in skeleton.bounds:
-            through_end = piece_starts[through_piece] + through_chars
-            spans.append((piece_starts[prompt_piece] + prompt_chars, len(text[:through_end].rstrip())))
-        return spans
+        for (prompt_piece, prompt_chars), (through_piece, through_chars) in (
+            [] if self.train_on_prompt else skeleton.bounds
+        ):
+            kept = skeleton.pieces[through_piece][:through_chars].rstrip()
+            if not kept:
+                return None  # the reply's end is found by stripping whitespace off the contents
+            prompt_end, reply_end = piece_starts[prompt_piece] + prompt_chars, piece_starts[through_piece] + len(kept)
+            spans.append((locate(prompt_end, True), locate(reply_end, False)))
+        return _Segments(layout, recipes, constant_tokens, spans)
+
+    def _segments_match(self, skeleton: _Skeleton, roles: tuple[str, ...]) -> bool:
+        """On probe contents made to break them, do the skeleton's fill and its parts' tokens and
+        mask equal the template's render tokenized whole (the skeleton's bounds come from prefix renders)?"""
+        added = sorted(set(self._added_tokens.values()))[:4]
+        probes = [
+            *_SEGMENT_PROBES,
+            *(f"{text}{text[:-1]}" for text in added),
+            *(f"{text[1:]} {text}" for text in added),
+        ]
+        tokenize = _batch_tokenizer(self.tokenizer)
+        for shift in range(0, len(probes), 3):
+            messages = [{"role": r, "content": probes[(shift + i) % len(probes)]} for i, r in enumerate(roles)]
+            contents = [m["content"] for m in messages]
+            text = self.render(messages)
+            if skeleton.fill(contents) != text:
+                return False
+            spans = [(0, len(text))] if self.train_on_prompt else skeleton.spans(contents, text)
+            [whole] = tokenize([text])
+            want = _trained_mask([spans], [len(text)], np.array([len(whole)]), np.array(whole.offsets).reshape(-1, 2))
+            offsets = np.array(whole.offsets)
+            if len(whole) and not (np.all(offsets[:, 1] > offsets[:, 0]) and np.all(np.diff(offsets, axis=0) >= 0)):
+                return False  # offsets out of order or empty: _tokens_before_char does not apply
+            plan = _ChunkPlan(self.train_on_prompt)
+            plan.add_parts(skeleton.segments, contents)
+            got = plan.assemble(tokenize(plan.texts))
+            if got.input_ids.tolist() != whole.ids or got.trained.tolist() != want.tolist():
+                return False
+        return True
+
+    def _plain_skeleton(self, messages: Conversation) -> _Skeleton | None:
+        """The skeleton of these messages where one may apply: plain {role, content} messages with
+        non-empty contents (tools, tool calls and loss weights take the prefix path)."""
+        if not self._skeletons_allowed:
+            return None
+        for m in messages:
+            if len(m) != 2 or type(m.get("content")) is not str or not m["content"]:
+                return None
+        return self._skeleton(tuple([m["role"] for m in messages]))
 
     def _text_and_spans(self, conversation: Conversation) -> tuple[str, list[tuple[int, int]]]:
         messages = with_system_prompt(conversation, self.system_prompt)
-        text = self.render(messages)
+        skeleton = self._plain_skeleton(messages)
+        contents = [m["content"] for m in messages] if skeleton is not None else []
+        if skeleton is not None and self._render_free:
+            text = skeleton.fill(contents)
+        else:
+            text = self.render(messages)
+            if skeleton is not None and skeleton.fill(contents) != text:
+                skeleton = None  # the template did not copy these contents verbatim
         trained = [m.get("loss_weight", 1) != 0 for m in messages if m["role"] == "assistant"]
         if self.train_on_prompt and all(trained):
             return text, [(0, len(text))]
-        spans = self._assistant_spans(messages, text)
+        spans = skeleton.spans(contents, text) if skeleton else self._spans_by_prefix_renders(messages, text)
         if not self.train_on_prompt:
             return text, [span for span, train in zip(spans, trained) if train]
         # Every character but those of the replies marked loss_weight 0.
@@ -383,19 +652,24 @@ class ChatEncoder:
         """
         self.check_tool_support(conversations)
         tokenize = _batch_tokenizer(self.tokenizer)
+        system_prompt = self.system_prompt
         with ThreadPoolExecutor(max_workers=1) as tokenizer_thread:
             pending = None
             for start in range(0, len(conversations), ENCODE_CHUNK):
-                rendered = [
-                    self._rendered(number, c)
-                    for number, c in enumerate(conversations[start : start + ENCODE_CHUNK], start=start + 1)
-                ]
-                batch = tokenizer_thread.submit(tokenize, [text for text, _ in rendered])
+                plan = _ChunkPlan(self.train_on_prompt)
+                for number, conversation in enumerate(conversations[start : start + ENCODE_CHUNK], start=start + 1):
+                    messages = with_system_prompt(conversation, system_prompt)
+                    skeleton = self._plain_skeleton(messages)
+                    if skeleton is not None and skeleton.segments is not None:
+                        plan.add_parts(skeleton.segments, [m["content"] for m in messages])
+                    else:
+                        plan.add_text(*self._rendered(number, conversation))
+                batch = tokenizer_thread.submit(tokenize, plan.texts)
                 if pending is not None:
-                    yield _assemble(*pending)
-                pending = rendered, batch
+                    yield pending[0].assemble(pending[1].result())
+                pending = plan, batch
             if pending is not None:
-                yield _assemble(*pending)
+                yield pending[0].assemble(pending[1].result())
 
 
 @dataclass
@@ -404,19 +678,135 @@ class EncodedChunk:
 
     lengths: np.ndarray  # int64 [examples]: tokens per example
     trained: np.ndarray  # bool [tokens]
-    encodings: list = field(repr=False)  # the tokenizer's Encodings, one per example
+    token_ids: Callable[[], Iterator[list[int]]] = field(repr=False)  # the ids, part by part, in order
 
     @cached_property
     def input_ids(self) -> np.ndarray:
         """int64 [tokens], read from the Encodings when first asked (the length analysis never asks)."""
-        ids = itertools.chain.from_iterable(e.ids for e in self.encodings)
-        return np.fromiter(ids, np.int64, int(self.lengths.sum()))
+        return np.fromiter(itertools.chain.from_iterable(self.token_ids()), np.int64, int(self.lengths.sum()))
 
     def examples(self) -> list[Encoded]:
         """One Encoded per example (views into the flat arrays)."""
         ends = np.cumsum(self.lengths).tolist()
         ids, trained = self.input_ids, self.trained
         return [Encoded(ids[start:end], trained[start:end]) for start, end in zip([0, *ends], ends)]
+
+
+class _ChunkPlan:
+    """The texts one chunk sends to the tokenizer, and how to read its examples back: a whole
+    rendered text with its trained character spans, or a skeleton's variable parts (_Segments)."""
+
+    def __init__(self, train_on_prompt: bool):
+        self.train_on_prompt = train_on_prompt
+        self.texts: list[str] = []
+        # Per example: its _Segments (None: one whole text), its first text's index, and its
+        # contents (by parts) or (spans, text length) (whole).
+        self.segments: list[_Segments | None] = []
+        self.first_text: list[int] = []
+        self.details: list = []
+
+    def add_text(self, text: str, spans: list[tuple[int, int]]) -> None:
+        self.segments.append(None)
+        self.first_text.append(len(self.texts))
+        self.details.append((spans, len(text)))
+        self.texts.append(text)
+
+    def add_parts(self, segments: _Segments, contents: list[str]) -> None:
+        self.segments.append(segments)
+        self.first_text.append(len(self.texts))
+        self.details.append(contents)
+        self.texts += segments.texts(contents)
+
+    def assemble(self, encodings: list) -> EncodedChunk:
+        """The chunk's examples from the Encodings of its texts: vectorised over the examples of
+        one skeleton, one char_to_token per boundary inside a variable part."""
+        text_tokens = np.fromiter(map(len, encodings), np.int64, len(encodings))
+        first_text = np.array(self.first_text, np.int64)
+        lengths = np.empty(len(self.segments), np.int64)
+        groups: dict[int, list[int]] = {}  # examples by skeleton (id of its _Segments; 0: whole texts)
+        for example, segments in enumerate(self.segments):
+            groups.setdefault(id(segments) if segments is not None else 0, []).append(example)
+        by_parts = []  # (segments, examples, [examples, parts + 1] tokens before each variable part)
+        for key, members in groups.items():
+            examples = np.array(members, np.int64)
+            if key == 0:
+                lengths[examples] = text_tokens[first_text[examples]]
+                continue
+            segments = self.segments[members[0]]
+            part_tokens = text_tokens[first_text[examples][:, None] + np.arange(len(segments.recipes))]
+            tokens_before = np.zeros((len(members), len(segments.recipes) + 1), np.int64)
+            np.cumsum(part_tokens, axis=1, out=tokens_before[:, 1:])
+            lengths[examples] = segments.constant_tokens + tokens_before[:, -1]
+            by_parts.append((segments, members, examples, tokens_before))
+        bases = _cumsum_before(lengths)
+        total = int(lengths.sum())
+        span_starts, span_ends = [], []
+        for segments, members, examples, tokens_before in by_parts:
+            if self.train_on_prompt:
+                span_starts.append(bases[examples])
+                span_ends.append(bases[examples] + lengths[examples])
+                continue
+            for first, past in segments.spans:
+                span_starts.append(
+                    bases[examples] + self._token_positions(first, True, members, tokens_before, encodings)
+                )
+                span_ends.append(
+                    bases[examples] + self._token_positions(past, False, members, tokens_before, encodings)
+                )
+        # Trained where at least one span covers the token: +1 where a span starts, -1 past its end.
+        trained = np.zeros(total, bool)
+        if span_starts:
+            starts, ends = np.concatenate(span_starts), np.concatenate(span_ends)
+            keep = ends > starts
+            cover = np.bincount(starts[keep], minlength=total + 1) - np.bincount(ends[keep], minlength=total + 1)
+            trained = np.cumsum(cover[:total]) > 0
+        if 0 in groups:
+            whole = groups[0]
+            chosen = [encodings[self.first_text[e]] for e in whole]
+            counts = lengths[whole]
+            # The [tokens, 2] character offsets of the whole texts as one array.
+            offsets = np.fromiter(
+                itertools.chain.from_iterable(itertools.chain.from_iterable(e.offsets for e in chosen)),
+                np.int64,
+                2 * int(counts.sum()),
+            ).reshape(-1, 2)
+            positions = np.arange(int(counts.sum())) + np.repeat(bases[whole] - _cumsum_before(counts), counts)
+            spans, text_lengths = zip(*[self.details[e] for e in whole])
+            trained[positions] = _trained_mask(list(spans), list(text_lengths), counts, offsets)
+        plan = self
+
+        def token_ids() -> Iterator[list[int]]:
+            for segments, at in zip(plan.segments, plan.first_text):
+                if segments is None:
+                    yield encodings[at].ids
+                else:
+                    yield from segments.ids(encodings[at : at + len(segments.recipes)])
+
+        return EncodedChunk(lengths, trained, token_ids)
+
+    def _token_positions(
+        self, locator: _Locator, starts: bool, members: list[int], tokens_before: np.ndarray, encodings: list
+    ) -> np.ndarray:
+        """[examples] a span boundary's token position in each example (of one skeleton)."""
+        constant, before, part, chars, messages = locator
+        positions = constant + tokens_before[:, before]
+        if part >= 0:
+            first_text, details = self.first_text, self.details
+            local = [
+                _tokens_before_char(
+                    encodings[first_text[e] + part],
+                    chars + sum(len(details[e][m]) for m in messages) if messages else chars,
+                    starts,
+                )
+                for e in members
+            ]
+            positions = positions + np.array(local, np.int64)
+        return positions
+
+
+def _cumsum_before(counts: np.ndarray) -> np.ndarray:
+    """[n] the sum of the counts before each one."""
+    return np.cumsum(counts) - counts
 
 
 def _batch_tokenizer(tokenizer) -> Callable[[list[str]], list]:
@@ -440,21 +830,6 @@ def _batch_tokenizer(tokenizer) -> Callable[[list[str]], list]:
         return backend.encode_batch(texts, add_special_tokens=False)
 
     return tokenize
-
-
-def _assemble(rendered: list[tuple[str, list[tuple[int, int]]]], batch: Future) -> EncodedChunk:
-    """One chunk's examples from its (text, spans) and its Encodings."""
-    encodings = batch.result()
-    # The whole chunk's [tokens, 2] character offsets as one array.
-    lengths = np.fromiter(map(len, encodings), np.int64, len(rendered))
-    n_tokens = int(lengths.sum())
-    offsets = np.fromiter(
-        itertools.chain.from_iterable(itertools.chain.from_iterable(e.offsets for e in encodings)),
-        np.int64,
-        2 * n_tokens,
-    ).reshape(-1, 2)
-    trained = _trained_mask([spans for _, spans in rendered], [len(text) for text, _ in rendered], lengths, offsets)
-    return EncodedChunk(lengths, trained, encodings)
 
 
 def _trained_mask(

@@ -218,6 +218,22 @@ def test_encoder_chunks_give_the_same_result(tiny_tokenizer, monkeypatch):
         np.testing.assert_array_equal(a.trained, b.trained)
 
 
+def test_counts_by_chunks_equal_the_counts_of_all_examples(tiny_tokenizer, monkeypatch):
+    """analyze_conversations counts each chunk apart: the same numbers as one count over all examples."""
+    import core.template
+    from core.lengths import concatenated_counts, flat_counts
+
+    conversations = VARIED * 3 + [_turns("q", "a" * 300)]  # different longest examples per chunk
+    whole = exact_counts(ChatEncoder(tiny_tokenizer).encode(conversations))
+    monkeypatch.setattr(core.template, "ENCODE_CHUNK", 4)
+    chunks = list(ChatEncoder(tiny_tokenizer).encode_chunks(conversations))
+    merged = concatenated_counts([flat_counts(chunk.lengths, chunk.trained) for chunk in chunks])
+    for name in ("total", "supervised", "first_trained", "trained_at"):
+        np.testing.assert_array_equal(getattr(merged, name), getattr(whole, name))
+    report = analyze_conversations(conversations, ChatEncoder(tiny_tokenizer), cutoff_len=64)
+    assert report.summary["supervised"]["max"] == int(whole.supervised.max())
+
+
 # ---------------------------------------------------------------------- estimate: hand counts
 def _his(k: int) -> str:
     return " ".join(["hi"] * k)  # cl100k_base: "hi" then " hi" k-1 times, one token each

@@ -4,11 +4,14 @@
 
 Writes a deterministic dataset of mixed-length, multi-turn conversations (~306 tokens each with the
 default model) to a temporary file, then times on it, one after the other in this run:
-  quick     core.quick_lengths.analyze_quick: reads the file, counts a random sample exactly
+  quick     core.quick_lengths.analyze_quick: reads every line's byte length, counts a random sample
+            exactly, model-assisted percentiles
   exact     core.lengths.analyze_file: reads, validates, renders and counts every conversation
   estimate  analyze_file(model="tiktoken")
   floor     the model's tokenizer alone batch-encoding the same turn texts (data already loaded):
-            the HF tokenizer call, and its Rust backend's encode_batch (no Python lists)
+            the HF tokenizer call, and its Rust backend's encode_batch (no Python lists); each
+            frees its result inside the timing, as the exact mode frees its Encodings; "x floor"
+            divides by the faster of the two
   LF        LLaMA-Factory's SFT data pipeline (its get_dataset: load, template, tokenize) on the same
             file through a dataset_info.json entry, in bench/.lf-venv (bench/lf_venv.py), timed
             inside that process after its imports and tokenizer load
@@ -177,11 +180,11 @@ def main() -> None:
         turns = [m["content"] for c in conversations for m in c]
         _, *rows["floor: HF tokenizer(turn texts)"] = _timed(
             f"floor: tokenizer({len(turns):,} turn texts), HF call",
-            lambda: tokenizer(turns, add_special_tokens=False, return_attention_mask=False),
+            lambda: len(tokenizer(turns, add_special_tokens=False, return_attention_mask=False)["input_ids"]),
         )
         _, *rows["floor: Rust encode_batch(turn texts)"] = _timed(
             "floor: its Rust backend's encode_batch, no Python lists",
-            lambda: tokenizer.backend_tokenizer.encode_batch(turns, add_special_tokens=False),
+            lambda: len(tokenizer.backend_tokenizer.encode_batch(turns, add_special_tokens=False)),
         )
         if not args.no_lf:
             lf, seconds, _ = _timed(
@@ -192,15 +195,19 @@ def main() -> None:
                 f"  LLaMA-Factory: {lf['examples']:,} examples, {lf['tokens'] / lf['examples']:.0f} tokens a "
                 f"conversation (ours: {exact.summary['total']['mean']:.0f}); its process took {seconds:.0f} s"
             )
-        floor = rows["floor: HF tokenizer(turn texts)"][0]
+        floor = min(rows["floor: HF tokenizer(turn texts)"][0], rows["floor: Rust encode_batch(turn texts)"][0])
         print(f"\nAnalyzer on {args.examples:,} conversations, {exact.summary['total']['mean']:.0f} tokens each:")
         print(f"  {'':<38} {'wall s':>8} {'CPU s':>8} {'x floor':>8} {'x exact':>8}")
         for name, (seconds, cpu) in rows.items():
             print(f"  {name:<38} {seconds:8.2f} {cpu:8.2f} {seconds / floor:8.2f} {seconds / rows['exact'][0]:8.2f}")
-        for q in ("p50", "p95"):
-            got, want = quick.summary["total"][q], exact.summary["total"][q]
-            low, high = quick.intervals.get("total", {}).get(q, [got, got])
-            print(f"  quick total {q}: {got} (interval {low}..{high}), exact {want}: {100 * (got / want - 1):+.1f}%")
+        for column in ("total", "prompt", "supervised"):
+            for q in ("p50", "p95"):
+                got, want = quick.summary[column][q], exact.summary[column][q]
+                low, high = quick.intervals.get(column, {}).get(q, [got, got])
+                print(
+                    f"  quick {column} {q}: {got} (interval {low}..{high}), exact {want}: "
+                    f"{100 * (got / want - 1):+.1f}%"
+                )
         if args.profile:
             profile = cProfile.Profile()
             profile.runcall(analyze_conversations, conversations, ChatEncoder(tokenizer))

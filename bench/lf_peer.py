@@ -7,6 +7,7 @@ LoRA (rank 8, alpha 16, dropout 0.05, all linear layers), batch, learning rate, 
 epochs, each as its own command in its own process:
   ours      `python -m core.train cfg.yaml` with the project's defaults
   ours-bf16 the same with cpu_bf16: true (bf16 base weights and autocast on a CPU with AMX)
+  ours-lowmem the same with release_freed_memory: true (large blocks mapped on their own, core.freed_memory)
   lf        `llamafactory-cli train cfg.yaml` in bench/.lf-venv (bench/lf_venv.py) with its own
             defaults (float32 on the CPU, gradient checkpointing on, batches padded to the longest)
   lf-bf16   the same with `bf16: true` (LLaMA-Factory's switch for bf16 mixed precision)
@@ -52,7 +53,7 @@ class Shape:
 
 
 SHAPES = {"short": Shape(54, 4, 1, 2.0, 1024), "long": Shape(8, 2, 1, 1.0, 2048)}
-VARIANTS = ("ours", "ours-bf16", "lf", "lf-bf16")
+VARIANTS = ("ours", "ours-bf16", "ours-lowmem", "lf", "lf-bf16")
 SAMPLE_SEED = 5
 # The same hyperparameters for both tools, in LLaMA-Factory's key names (ours uses the same names).
 COMMON = {
@@ -84,8 +85,11 @@ def shape_data(name: str, folder: Path) -> Path:
     return path
 
 
-def our_config(shape: Shape, data: Path, model: str, out: Path, bf16: bool) -> dict:
-    switches = {"cpu_bf16": True} if bf16 else {}  # else the project's default
+OUR_SWITCHES = {"ours": {}, "ours-bf16": {"cpu_bf16": True}, "ours-lowmem": {"release_freed_memory": True}}
+
+
+def our_config(shape: Shape, data: Path, model: str, out: Path, switches: dict) -> dict:
+    """Our YAML for a shape: the common hyperparameters, the project's defaults but for `switches`."""
     return {
         **COMMON,
         "model_name_or_path": model,
@@ -144,7 +148,7 @@ def run_variant(variant: str, shape: Shape, data: Path, args, folder: Path) -> d
     cfg = folder / f"{variant}.yaml"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "DISABLE_VERSION_CHECK": "1", "PYTHONWARNINGS": "ignore"}
     if variant.startswith("ours"):
-        config = our_config(shape, data, args.model, out, bf16=variant == "ours-bf16")
+        config = our_config(shape, data, args.model, out, OUR_SWITCHES[variant])
         command = [sys.executable, "-m", "core.train", str(cfg)]
     else:
         from bench.lf_venv import lf_python

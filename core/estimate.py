@@ -54,6 +54,7 @@ LORA_BYTES_PER_PARAM = 4 * FP32_BYTES  # weight, gradient, AdamW exp_avg and exp
 SAVED_HIDDEN_PER_LAYER = 7
 SAVED_KV_PER_LAYER = 2
 SAVED_INTERMEDIATE_PER_LAYER = 4
+FUSED_SWIGLU_UNSAVED = 1  # fused_swiglu recomputes the SiLU in backward instead of keeping it (core.fused_mlp)
 # LoRA dropout (p > 0) keeps a dropped copy of each adapted projection's input (6 H-sized, 1 I-sized):
 # a float copy with peft's dropout module, a 1-byte mask with fused_lora_dropout on the CPU.
 DROPOUT_HIDDEN, DROPOUT_INTERMEDIATE = 6, 1
@@ -269,7 +270,8 @@ def memory_bytes(shape: ModelShape, config: TrainConfig, tokens: BatchTokens, de
             int(shape.linear_params * QUANT_WEIGHT_BYTES[config.quantization_bit]) + shape.other_params * FP32_BYTES
         )
     h, i, kv = shape.hidden_size, shape.intermediate_size, shape.num_kv_heads * shape.head_dim
-    layer = SAVED_HIDDEN_PER_LAYER * h + SAVED_KV_PER_LAYER * kv + SAVED_INTERMEDIATE_PER_LAYER * i  # elements
+    intermediate = SAVED_INTERMEDIATE_PER_LAYER - (FUSED_SWIGLU_UNSAVED if config.fused_swiglu else 0)
+    layer = SAVED_HIDDEN_PER_LAYER * h + SAVED_KV_PER_LAYER * kv + intermediate * i  # elements
     layer_bytes = layer * act
     if config.lora_dropout > 0:
         dropped = DROPOUT_HIDDEN * h + DROPOUT_INTERMEDIATE * i

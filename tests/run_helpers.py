@@ -44,3 +44,19 @@ def load_adapter(model_dir: Path, adapter_dir: Path):
 
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     return PeftModel.from_pretrained(base, str(adapter_dir))
+
+
+def saved_bytes(model, batch) -> int:
+    """Bytes of the distinct non-parameter tensors autograd keeps for backward in one forward."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in params:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(**batch).logits.sum()
+    return sum(seen.values())

@@ -75,9 +75,9 @@ def test_every_memory_term_matches_the_hand_count():
     # LoRA r2: 2 x (in + out) a projection = 32 + 24 + 24 + 32 + 48 + 48 + 48 = 256 a layer, x 2 layers,
     # 16 bytes each (weight, gradient, two AdamW moments, float32)
     assert memory.lora == 512 * 16
-    # per position and layer 7 H + 2 KV + 4 I = 56 + 8 + 64 = 128 floats; 20 positions x 2 layers x 512 B,
-    # plus one layer's backward gradients 20 x (2 H + 2 I) x 4 B
-    assert memory.activations == 20 * 2 * 512 + 20 * 48 * 4
+    # per position and layer 7 H + 2 KV + 3 I (fused SwiGLU: no SiLU output) = 56 + 8 + 48 = 112 floats;
+    # 20 positions x 2 layers x 448 B, plus one layer's backward gradients 20 x (2 H + 2 I) x 4 B
+    assert memory.activations == 20 * 2 * 448 + 20 * 48 * 4
     # trained-tokens loss: one chunk (the 10 trained positions) x vocab x 4 B x 2 copies, + their hidden gradient
     assert memory.logits == 10 * 32 * 4 * 2 + 10 * 8 * 4
     assert memory.runtime == estimate.RUNTIME_BYTES["cpu"]
@@ -95,8 +95,8 @@ def test_quantization_checkpointing_and_the_loss_change_their_own_terms():
     assert (four.activations, four.lora) == (plain.activations, plain.lora)
 
     checkpointed = _memory(gradient_checkpointing=True)
-    # each layer's input (20 x 2 layers x 8 x 4 B) plus one layer recomputed (20 x 512 B), + backward
-    assert checkpointed.activations == 20 * (2 * 8 * 4 + 512) + 20 * 48 * 4
+    # each layer's input (20 x 2 layers x 8 x 4 B) plus one layer recomputed (20 x 448 B), + backward
+    assert checkpointed.activations == 20 * (2 * 8 * 4 + 448) + 20 * 48 * 4
     assert checkpointed.logits == plain.logits and checkpointed.weights == plain.weights
 
     full_logits = _memory(trained_tokens_loss=False)
@@ -107,6 +107,8 @@ def test_quantization_checkpointing_and_the_loss_change_their_own_terms():
     unfused = _memory(lora_dropout=0.1, fused_lora_dropout=False)  # float copies
     assert fused.activations - plain.activations == 20 * 2 * (6 * 8 + 16)
     assert unfused.activations - plain.activations == 20 * 2 * (6 * 8 + 16) * 4
+    # without fused_swiglu the SiLU's output is kept too: one more I-sized float32 a position and layer
+    assert _memory(fused_swiglu=False).activations - plain.activations == 20 * 2 * 16 * 4
 
 
 def test_activations_and_logits_grow_with_batch_and_cutoff():

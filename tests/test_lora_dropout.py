@@ -9,6 +9,7 @@ from core.config import TrainConfig
 from core.engine import build_model, run_training
 from core.lora_dropout import DroppedInputLinear, fuse_lora_dropout
 from tests.conftest import qa_records, write_jsonl
+from tests.run_helpers import saved_bytes
 
 
 def _reference(x: torch.Tensor, weight: torch.Tensor, p: float, seed: int) -> torch.Tensor:
@@ -59,35 +60,19 @@ def test_eval_mode_is_plain_linear_and_no_grad_training_still_drops():
     torch.testing.assert_close(out[out != 0], torch.full_like(out[out != 0], 2.0))
 
 
-def _saved_bytes(model, batch) -> int:
-    """Bytes of the distinct non-parameter tensors autograd keeps for backward in one forward."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in params:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        model(**batch).logits.sum()
-    return sum(seen.values())
-
-
 def test_engine_model_fuses_every_lora_layer_keeps_keys_and_keeps_less(tiny_model_dir, tmp_path):
     config = TrainConfig(model_name_or_path=str(tiny_model_dir), lora_dropout=0.1, output_dir=str(tmp_path))
     model, _ = build_model(config, "cpu")
     keys_before = set(model.state_dict())
     batch = {"input_ids": torch.randint(4, 200, (2, 40))}
     model.train()
-    unfused_bytes = _saved_bytes(model, batch)
+    unfused_bytes = saved_bytes(model, batch)
 
     lora_layers = sum(1 for m in model.modules() if isinstance(getattr(m, "lora_A", None), torch.nn.ModuleDict))
     assert fuse_lora_dropout(model) == lora_layers > 0
     assert set(model.state_dict()) == keys_before  # adapters save and load under the same names
     assert fuse_lora_dropout(model) == 0  # nothing left to fuse
-    assert _saved_bytes(model, batch) < 0.75 * unfused_bytes
+    assert saved_bytes(model, batch) < 0.75 * unfused_bytes
 
     model.eval()  # no dropout: fused or not, the same function
     with torch.no_grad():

@@ -680,19 +680,32 @@ def test_a_folder_holding_a_run_is_refused_without_resume(tmp_path, tiny_model_d
 
 
 @pytest.mark.parametrize(
-    "switches", [{}, {"packing": False, "trained_tokens_loss": False, "fused_lora_dropout": False}]
+    "switches",
+    [
+        {"release_freed_memory": True},
+        {
+            "packing": False,
+            "trained_tokens_loss": False,
+            "fused_lora_dropout": False,
+            "fused_swiglu": False,
+            "release_freed_memory": False,
+        },
+    ],
 )
 def test_start_event_records_the_optimisations_applied(tmp_path, tiny_model_dir, dataset, switches):
     config_path = write_config(tmp_path / "c.yaml", tiny_model_dir, dataset, max_steps=1, lora_dropout=0.1, **switches)
     assert main([str(config_path)]) == 0
     applied = events_by_type(tmp_path / "run")["start"][0]["optimisations"]
-    if switches:
+    if not switches["release_freed_memory"]:
         assert applied == {
             "packed_attention": False,
             "trained_tokens_loss": False,
             "fused_lora_dropout_layers": 0,
+            "fused_swiglu_layers": 0,
+            "release_freed_memory": False,
             "cpu_bf16": False,
         }
     else:
         assert applied["packed_attention"] and applied["trained_tokens_loss"]
-        assert applied["fused_lora_dropout_layers"] > 0
+        assert applied["fused_lora_dropout_layers"] > 0 and applied["fused_swiglu_layers"] > 0
+        assert applied["release_freed_memory"]  # glibc (Debian) here

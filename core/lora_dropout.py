@@ -17,6 +17,11 @@ from __future__ import annotations
 import torch
 
 
+def keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
+    """bool, x's shape: each input kept with probability 1 - p (the fused layer's draw, and the tests')."""
+    return torch.rand_like(x) >= p
+
+
 class _DroppedInputLinearFn(torch.autograd.Function):
     """y = (x * keep * scale) @ weight.T; saves x, keep (bool) and weight, not the dropped copy.
 
@@ -26,7 +31,7 @@ class _DroppedInputLinearFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, p: float) -> torch.Tensor:
-        keep = torch.rand_like(x) >= p  # bool [..., in_features]: kept with probability 1 - p
+        keep = keep_mask(x, p)
         scale = 1.0 / (1.0 - p)
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
         ctx.save_for_backward(x, keep, weight)

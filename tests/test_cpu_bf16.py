@@ -9,7 +9,7 @@ import torch
 from core import models
 from core.config import TrainConfig
 from core.engine import build_model, run_training
-from core.lora_dropout import DroppedInputLinear
+from core.lora_dropout import DroppedInputLinear, keep_mask
 from tests.conftest import qa_records, write_jsonl
 from tests.run_helpers import events_by_type, load_adapter
 
@@ -49,7 +49,7 @@ def test_fused_dropout_under_autocast_matches_dropout_then_linear():
         torch.manual_seed(5)
         fused = DroppedInputLinear(weight, 0.1).train()(x)
         torch.manual_seed(5)
-        keep = torch.rand_like(x) >= 0.1
+        keep = keep_mask(x, 0.1)
         reference = torch.nn.functional.linear(x * keep / 0.9, weight)
     assert fused.dtype == reference.dtype == torch.bfloat16
     fused_grads = torch.autograd.grad(fused, (x, weight), grad_out.bfloat16())

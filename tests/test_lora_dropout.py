@@ -7,7 +7,7 @@ import torch
 
 from core.config import TrainConfig
 from core.engine import build_model, run_training
-from core.lora_dropout import DroppedInputLinear, fuse_lora_dropout
+from core.lora_dropout import DroppedInputLinear, fuse_lora_dropout, keep_mask
 from tests.conftest import qa_records, write_jsonl
 from tests.run_helpers import saved_bytes
 
@@ -15,7 +15,7 @@ from tests.run_helpers import saved_bytes
 def _reference(x: torch.Tensor, weight: torch.Tensor, p: float, seed: int) -> torch.Tensor:
     """What peft computes: dropout with the mask drawn the way the fused layer draws it, then linear."""
     torch.manual_seed(seed)
-    keep = torch.rand_like(x) >= p
+    keep = keep_mask(x, p)
     return torch.nn.functional.linear(x * keep / (1 - p), weight)
 
 

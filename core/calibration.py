@@ -33,6 +33,7 @@ from typing import Any
 from core.config import TrainConfig, load_config
 from core.errors import UserInputError
 from core.estimate import BatchTokens, CostModel, micro_batch_flops, model_shape, recompute_flops, rough_cost
+from core.paths import write_text_atomically
 
 CACHE_FILE = "calibration.json"
 CALIBRATION_TOKENS = (32, 96, 192)  # example lengths: a short chat to a long one, a step of seconds on a CPU
@@ -130,9 +131,7 @@ def save_cost(
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(data, indent=1))
     return [str(entry.get("measured_at", "?")) for entry in legacy if entry is not None]
 
 

@@ -3,7 +3,8 @@
     python -m bench.lengths [--examples 100000] [--model default] [--sample N] [--no-lf] [--profile]
 
 Writes a deterministic dataset of mixed-length, multi-turn conversations (~306 tokens each with the
-default model) to a temporary file, then times on it, one after the other in this run:
+default model) to a temporary file, then times on it, one after the other, each row in a fresh
+Python process of its own (so no row inherits another's heap, caches or thread pools):
   quick     core.quick_lengths.analyze_quick: reads every line's byte length, counts a random sample
             exactly, model-assisted percentiles
   exact     core.lengths.analyze_file: reads, validates, renders and counts every conversation
@@ -16,8 +17,10 @@ default model) to a temporary file, then times on it, one after the other in thi
             file through a dataset_info.json entry, in bench/.lf-venv (bench/lf_venv.py), timed
             inside that process after its imports and tokenizer load
 and prints the analyzer table (wall and CPU time, ratios) and how far the quick p50/p95 are from
-the exact ones. The tokenizer is loaded once beforehand (a server keeps it; its load is printed).
---profile prints the top of a cProfile of the exact mode. A benchmark, not a test: run it by hand.
+the exact ones. Each row's process loads the tokenizer before its timer starts (a server keeps
+it; its load is printed), and the floors' processes read the turn texts first; "CPU x" is the CPU
+time over the floors' smaller one. --profile prints the top of a cProfile of the exact mode. A
+benchmark, not a test: run it by hand.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import os
 import pstats
 import random
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -135,14 +139,64 @@ def llama_factory(path: Path, model_path: str, folder: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _timed(label: str, fn):
-    """fn's result, wall time (what a user waits) and CPU time of this process's threads: on a
-    shared machine the wall time grows with the other load, the CPU time much less."""
+ROWS = {  # row name -> what it times
+    "quick": "quick: analyze_quick (read, sample, count)",
+    "exact": "exact: analyze_file (read, validate, render, count)",
+    "estimate": "estimate: analyze_file(model='tiktoken')",
+    "load": "load_dataset alone (inside exact and estimate)",
+    "floor-hf": "floor: tokenizer(turn texts), HF call",
+    "floor-rust": "floor: its Rust backend's encode_batch, no Python lists",
+}
+
+
+def run_row(row: str, path: Path, model: str, sample: int | None, profile: bool) -> dict:
+    """One row, timed in this process after its set-up: the tokenizer loaded (a server keeps it) and,
+    for the floors, the turn texts read. Wall time is what a user waits; CPU time is this process's
+    threads' (on a shared machine the wall time grows with the other load, the CPU time much less)."""
+    start = time.perf_counter()
+    tokenizer = load_tokenizer(resolve_model(model))
+    setup = {"tokenizer_load_s": time.perf_counter() - start}
+    turns = []
+    if row.startswith("floor"):
+        turns = [m["content"] for c in load_dataset(path).conversations for m in c]
+        setup["turns"] = len(turns)
+    backend = tokenizer.backend_tokenizer
+    work = {  # each frees its result inside the timing, as the exact mode frees its Encodings
+        "quick": lambda: analyze_quick(path, model, sample_size=sample),
+        "exact": lambda: analyze_file(path, model),
+        "estimate": lambda: analyze_file(path, "tiktoken"),
+        "load": lambda: len(load_dataset(path).conversations),
+        "floor-hf": lambda: len(tokenizer(turns, add_special_tokens=False, return_attention_mask=False)["input_ids"]),
+        "floor-rust": lambda: len(backend.encode_batch(turns, add_special_tokens=False)),
+    }[row]
     start, cpu_start = time.perf_counter(), time.process_time()
-    result = fn()
+    result = work()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    print(f"  {label:<52} {seconds:7.2f} s wall {cpu:7.2f} s CPU", flush=True)
-    return result, seconds, cpu
+    report = result.to_dict() if hasattr(result, "to_dict") else {}
+    if profile and row == "exact":
+        conversations = load_dataset(path).conversations
+        stats = cProfile.Profile()
+        stats.runcall(analyze_conversations, conversations, ChatEncoder(tokenizer))
+        print("\ncProfile of exact analysis, data loaded (top 15 by own time):")
+        pstats.Stats(stats).sort_stats("tottime").print_stats(15)
+    return {"seconds": seconds, "cpu": cpu, **setup, **{k: report[k] for k in ("summary", "intervals") if k in report}}
+
+
+def _row_in_fresh_process(row: str, path: Path, args: argparse.Namespace) -> dict:
+    """run_row in a new Python process: every row starts from the same state (no heap, caches or
+    thread pools left by the rows before it, nor by generating the data)."""
+    command = [sys.executable, "-m", "bench.lengths", "--row", row, "--data", str(path), "--model", args.model]
+    command += ["--sample", str(args.sample)] if args.sample is not None else []
+    command += ["--profile"] if args.profile else []
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=Path(__file__).parent.parent)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench row {row} failed:\n{done.stderr[-3000:]}")
+    *printed, last = done.stdout.strip().splitlines()
+    result = json.loads(last)
+    print(f"  {ROWS[row]:<58} {result['seconds']:7.2f} s wall {result['cpu']:7.2f} s CPU", flush=True)
+    if printed:  # --profile's table
+        print("\n".join(printed))
+    return result
 
 
 def main() -> None:
@@ -152,67 +206,62 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=None, help="the quick mode's sample (default: its own)")
     parser.add_argument("--no-lf", action="store_true", help="leave LLaMA-Factory out")
     parser.add_argument("--profile", action="store_true", help="cProfile the exact mode on the generated set")
+    parser.add_argument("--row", choices=ROWS, help=argparse.SUPPRESS)  # internal: one row, in this process
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)  # internal: the generated file
     args = parser.parse_args()
+    if args.row:
+        print(json.dumps(run_row(args.row, args.data, args.model, args.sample, args.profile)))
+        return
     print(
         f"CPU: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start "
         f"(the machine may be shared: timings are as measured)"
     )
     source = resolve_model(args.model)
-    tokenizer, _, _ = _timed("one-time tokenizer load (imports included)", lambda: load_tokenizer(source))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "chats.jsonl"
         generate(path, args.examples)
         print(f"\nGenerated {args.examples:,} conversations (seed {SEED}, {path.stat().st_size / 1e6:.0f} MB)")
-        rows = {}
-        quick, *rows["quick"] = _timed(
-            "quick: analyze_quick (read, sample, count)",
-            lambda: analyze_quick(path, args.model, sample_size=args.sample),
+        print("Each row in a fresh process, timed after its tokenizer load (and, for the floors, reading the texts):")
+        results = {row: _row_in_fresh_process(row, path, args) for row in ROWS}
+        quick, exact = results["quick"], results["exact"]
+        print(
+            f"  (tokenizer load before each row: {exact['tokenizer_load_s']:.2f} s; "
+            f"the floors encode {results['floor-rust']['turns']:,} turn texts)"
         )
-        exact, *rows["exact"] = _timed(
-            "exact: analyze_file (read, validate, render, count)", lambda: analyze_file(path, args.model)
-        )
-        _, *rows["estimate (tiktoken)"] = _timed(
-            "estimate: analyze_file(model='tiktoken')", lambda: analyze_file(path, "tiktoken")
-        )
-        conversations, _, _ = _timed(
-            "load_dataset alone (inside exact and estimate)", lambda: load_dataset(path).conversations
-        )
-        turns = [m["content"] for c in conversations for m in c]
-        _, *rows["floor: HF tokenizer(turn texts)"] = _timed(
-            f"floor: tokenizer({len(turns):,} turn texts), HF call",
-            lambda: len(tokenizer(turns, add_special_tokens=False, return_attention_mask=False)["input_ids"]),
-        )
-        _, *rows["floor: Rust encode_batch(turn texts)"] = _timed(
-            "floor: its Rust backend's encode_batch, no Python lists",
-            lambda: len(tokenizer.backend_tokenizer.encode_batch(turns, add_special_tokens=False)),
-        )
+        names = {
+            "quick": "quick",
+            "exact": "exact",
+            "estimate": "estimate (tiktoken)",
+            "floor-hf": "floor: HF tokenizer(turn texts)",
+            "floor-rust": "floor: Rust encode_batch(turn texts)",
+        }
+        rows = {name: [results[row]["seconds"], results[row]["cpu"]] for row, name in names.items()}
         if not args.no_lf:
-            lf, seconds, _ = _timed(
-                "LLaMA-Factory get_dataset (whole process)", lambda: llama_factory(path, source.path, Path(tmp))
-            )
+            start = time.perf_counter()
+            lf = llama_factory(path, source.path, Path(tmp))
             rows["LLaMA-Factory data pipeline"] = [lf["seconds"], lf["cpu"]]
+            mean = exact["summary"]["total"]["mean"]
             print(
                 f"  LLaMA-Factory: {lf['examples']:,} examples, {lf['tokens'] / lf['examples']:.0f} tokens a "
-                f"conversation (ours: {exact.summary['total']['mean']:.0f}); its process took {seconds:.0f} s"
+                f"conversation (ours: {mean:.0f}); its process took {time.perf_counter() - start:.0f} s"
             )
         floor = min(rows["floor: HF tokenizer(turn texts)"][0], rows["floor: Rust encode_batch(turn texts)"][0])
-        print(f"\nAnalyzer on {args.examples:,} conversations, {exact.summary['total']['mean']:.0f} tokens each:")
-        print(f"  {'':<38} {'wall s':>8} {'CPU s':>8} {'x floor':>8} {'x exact':>8}")
+        floor_cpu = min(rows["floor: HF tokenizer(turn texts)"][1], rows["floor: Rust encode_batch(turn texts)"][1])
+        print(f"\nAnalyzer on {args.examples:,} conversations, {exact['summary']['total']['mean']:.0f} tokens each:")
+        print(f"  {'':<38} {'wall s':>8} {'CPU s':>8} {'x floor':>8} {'CPU x':>8} {'x exact':>8}")
         for name, (seconds, cpu) in rows.items():
-            print(f"  {name:<38} {seconds:8.2f} {cpu:8.2f} {seconds / floor:8.2f} {seconds / rows['exact'][0]:8.2f}")
+            print(
+                f"  {name:<38} {seconds:8.2f} {cpu:8.2f} {seconds / floor:8.2f} {cpu / floor_cpu:8.2f} "
+                f"{seconds / rows['exact'][0]:8.2f}"
+            )
         for column in ("total", "prompt", "supervised"):
             for q in ("p50", "p95"):
-                got, want = quick.summary[column][q], exact.summary[column][q]
-                low, high = quick.intervals.get(column, {}).get(q, [got, got])
+                got, want = quick["summary"][column][q], exact["summary"][column][q]
+                low, high = quick["intervals"].get(column, {}).get(q, [got, got])
                 print(
                     f"  quick {column} {q}: {got} (interval {low}..{high}), exact {want}: "
                     f"{100 * (got / want - 1):+.1f}%"
                 )
-        if args.profile:
-            profile = cProfile.Profile()
-            profile.runcall(analyze_conversations, conversations, ChatEncoder(tokenizer))
-            print("\ncProfile of exact analysis, data loaded (top 15 by own time):")
-            pstats.Stats(profile).sort_stats("tottime").print_stats(15)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 

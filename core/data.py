@@ -21,9 +21,11 @@ A message is the OpenAI / Hugging Face chat-template shape, so that a conversati
 
 from __future__ import annotations
 
+import gc
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -284,6 +286,14 @@ def _from_turns(
     if isinstance(system, str) and system.strip():
         conversation.append({"role": "system", "content": system})
     for index, turn in enumerate(turns, start=1):
+        if type(turn) is dict and len(turn) == 2:
+            # The common turn, exactly {role: a known role, content: non-empty text}: what the checks
+            # below would make of it, without them (they cost more than parsing on large files).
+            given, text = turn.get(role_key), turn.get(content_key)
+            if type(given) is str and given in roles and given != "function_call" and type(text) is str:
+                if text and not text.isspace():  # = text.strip(), without copying the text
+                    conversation.append({"role": roles[given], "content": text})
+                    continue
         at = f"{where}, {key}[{index}]"
         if not isinstance(turn, dict):
             problems.append(f"{at}: each turn must be an object with '{role_key}' and '{content_key}'")
@@ -375,26 +385,41 @@ def normalise(record: Any, fmt: str, where: str, problems: list[str]) -> Convers
     return conversation
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for a while (as it was before, after). Reading a file
+    creates millions of dicts and lists, none of them in a cycle, and the collector would scan all
+    that are alive again and again as their number grows (bench/README.md)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load_dataset(path: str | Path, fmt: str = "auto", convert: Callable[[Any], Any] | None = None) -> Dataset:
     """Load and validate a dataset file; raise UserInputError listing every bad record. `convert`
     maps each record first (core.dataset_info: a registry entry's columns to the canonical keys)."""
     path = Path(path)
     if fmt not in DATASET_FORMATS:
         raise UserInputError(f"Unknown dataset format {fmt!r}: use one of {', '.join(DATASET_FORMATS)}")
-    records = read_records(path)
-    if convert is not None:
-        records = [(where, convert(record)) for where, record in records]
-    if not records:
-        raise UserInputError(f"{path.name} holds no examples")
-    if fmt == "auto":
-        fmt = next((f for f in (detect_format(r) for _, r in records) if f), None)
-        if fmt is None:
-            raise UserInputError(
-                f"{path.name}: cannot tell the format. Expected keys 'messages' (OpenAI), "
-                f"'conversations' (sharegpt) or 'instruction'/'output' (alpaca) in {records[0][0]}"
-            )
-    problems: list[str] = []
-    conversations = [normalise(record, fmt, where, problems) for where, record in records]
-    if problems:
-        raise UserInputError(f"{path.name} ({fmt} format): {len(problems)} problem(s):", problems)
+    with _collector_paused():
+        records = read_records(path)
+        if convert is not None:
+            records = [(where, convert(record)) for where, record in records]
+        if not records:
+            raise UserInputError(f"{path.name} holds no examples")
+        if fmt == "auto":
+            fmt = next((f for f in (detect_format(r) for _, r in records) if f), None)
+            if fmt is None:
+                raise UserInputError(
+                    f"{path.name}: cannot tell the format. Expected keys 'messages' (OpenAI), "
+                    f"'conversations' (sharegpt) or 'instruction'/'output' (alpaca) in {records[0][0]}"
+                )
+        problems: list[str] = []
+        conversations = [normalise(record, fmt, where, problems) for where, record in records]
+        if problems:
+            raise UserInputError(f"{path.name} ({fmt} format): {len(problems)} problem(s):", problems)
     return Dataset(conversations=conversations, format=fmt, path=str(path))

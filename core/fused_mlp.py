@@ -12,8 +12,14 @@ import types
 
 import torch
 
+from core.lora_dropout import mark_recomputable
+
 # MLP classes whose forward is exactly down_proj(act_fn(gate_proj(x)) * up_proj(x)).
 SWIGLU_MLP_CLASSES = frozenset({"LlamaMLP", "MistralMLP", "Qwen2MLP", "Qwen3MLP", "Olmo2MLP", "SmolLM3MLP"})
+
+
+def swiglu_value(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.silu(gate).mul_(up)
 
 
 class SwiGLU(torch.autograd.Function):
@@ -22,7 +28,7 @@ class SwiGLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(gate, up)
-        return torch.nn.functional.silu(gate).mul_(up)
+        return swiglu_value(gate, up)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -33,7 +39,9 @@ class SwiGLU(torch.autograd.Function):
 
 
 def _swiglu_forward(self, x: torch.Tensor) -> torch.Tensor:
-    return self.down_proj(SwiGLU.apply(self.gate_proj(x), self.up_proj(x)))
+    gate, up = self.gate_proj(x), self.up_proj(x)
+    # down_proj's fused LoRA dropout keeps gate and up (kept here anyway) instead of the product
+    return self.down_proj(mark_recomputable(SwiGLU.apply(gate, up), swiglu_value, gate, up))
 
 
 def fuse_swiglu(model) -> int:

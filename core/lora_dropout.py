@@ -14,7 +14,19 @@ on CPU models only; without autograd (or moved off the CPU) it runs torch's drop
 
 from __future__ import annotations
 
+import types
+
 import torch
+
+# An attribute on an input x saying x == fn(*inputs), from tensors that autograd keeps anyway (see
+# mark_recomputable): the fused layer then keeps those and recomputes x in backward.
+RECOMPUTE_ATTRIBUTE = "lora_tailor_recompute"
+
+
+def mark_recomputable(tensor: torch.Tensor, fn, *inputs: torch.Tensor) -> torch.Tensor:
+    """Mark `tensor` as fn(*inputs) for the fused LoRA dropout of the layer that reads it; returns it."""
+    setattr(tensor, RECOMPUTE_ATTRIBUTE, (fn, inputs))
+    return tensor
 
 
 def keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
@@ -23,8 +35,11 @@ def keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
 
 
 class _DroppedInputLinearFn(torch.autograd.Function):
-    """y = (x * keep * scale) @ weight.T; saves x, keep (bool) and weight, not the dropped copy.
+    """y = (x * keep * scale) @ weight.T; saves x (or what x is recomputed from), keep (bool) and
+    weight, not the dropped copy.
 
+    The dropped input is where(keep, x, 0), one pass over x with no float copy of the mask, and the
+    1 / (1 - p) rescaling is applied to the rank-sized product and gradient instead of to x.
     Under CPU autocast (cpu_bf16) the product runs in the autocast dtype, as F.linear would, and so
     does backward (which runs outside the autocast context); each gradient returns in its input's dtype.
     """
@@ -32,26 +47,36 @@ class _DroppedInputLinearFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, p: float) -> torch.Tensor:
         keep = keep_mask(x, p)
-        scale = 1.0 / (1.0 - p)
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
-        ctx.save_for_backward(x, keep, weight)
-        ctx.scale, ctx.dtype = scale, dtype
+        ctx.recompute, inputs = getattr(x, RECOMPUTE_ATTRIBUTE, (None, (x,)))
+        ctx.save_for_backward(keep, weight, *inputs)
+        ctx.scale, ctx.dtype, ctx.x_dtype = 1.0 / (1.0 - p), dtype, x.dtype
         with torch.autocast("cpu", enabled=False):  # the dropped copy is freed after the product
-            return torch.nn.functional.linear((x * keep * scale).to(dtype), weight.to(dtype))
+            return torch.nn.functional.linear(x.where(keep, 0.0).to(dtype), weight.to(dtype)).mul_(ctx.scale)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        x, keep, weight = ctx.saved_tensors
-        grad_out = grad_out.to(ctx.dtype)
+        keep, weight, *inputs = ctx.saved_tensors
+        grad_out = grad_out.to(ctx.dtype) * ctx.scale
         grad_x = grad_weight = None
         if ctx.needs_input_grad[0]:
-            grad_x = (grad_out @ weight.to(ctx.dtype)).mul_(keep).mul_(ctx.scale).to(x.dtype)
+            grad_x = (grad_out @ weight.to(ctx.dtype)).where(keep, 0.0).to(ctx.x_dtype)
         if ctx.needs_input_grad[1]:
-            dropped = (x * keep).mul_(ctx.scale).to(ctx.dtype)
+            x = ctx.recompute(*inputs) if ctx.recompute else inputs[0]
+            dropped = x.where(keep, 0.0).to(ctx.dtype)
             grad_weight = (grad_out.reshape(-1, grad_out.shape[-1]).T @ dropped.reshape(-1, x.shape[-1])).to(
                 weight.dtype
             )
         return grad_x, grad_weight, None
+
+
+def dropped_linear(x: torch.Tensor, weight: torch.Tensor, p: float, training: bool, fused: bool = True) -> torch.Tensor:
+    """linear(dropout(x, p), weight): with `fused`, on the CPU and with autograd on, as _DroppedInputLinearFn
+    (x and a bool mask kept); otherwise (nothing to keep for backward, or not on the CPU) torch's
+    dropout, then linear, as peft does."""
+    if fused and training and p > 0 and x.is_cpu and torch.is_grad_enabled():
+        return _DroppedInputLinearFn.apply(x, weight, p)
+    return torch.nn.functional.linear(torch.nn.functional.dropout(x, p, training), weight)
 
 
 class DroppedInputLinear(torch.nn.Linear):
@@ -63,19 +88,22 @@ class DroppedInputLinear(torch.nn.Linear):
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and self.p > 0 and x.is_cpu and torch.is_grad_enabled():
-            return _DroppedInputLinearFn.apply(x, self.weight, self.p)
-        # Nothing to keep for backward (or not on the CPU): peft's own dropout-then-linear.
-        return torch.nn.functional.linear(torch.nn.functional.dropout(x, self.p, self.training), self.weight)
+        return dropped_linear(x, self.weight, self.p, self.training)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, input dropout p={self.p}"
 
 
+def _recomputable_norm_forward(self, hidden: torch.Tensor) -> torch.Tensor:
+    norm = type(self).forward
+    return mark_recomputable(norm(self, hidden), lambda kept: norm(self, kept), hidden)
+
+
 def fuse_lora_dropout(model) -> int:
     """In every plain-LoRA linear layer whose dropout has p > 0 and whose weights are on the CPU, move
-    the dropout into lora_A (DroppedInputLinear) and make peft's dropout step an identity.
-    Returns the number of layers changed.
+    the dropout into lora_A (DroppedInputLinear) and make peft's dropout step an identity; and mark
+    every RMSNorm's output (what q/k/v and gate/up read) as recomputable from its input, which
+    the norm's own backward keeps anyway. Returns the number of layers changed.
     """
     fused = 0
     for module in model.modules():
@@ -96,4 +124,8 @@ def fuse_lora_dropout(model) -> int:
                 lora_a[name] = DroppedInputLinear(a.weight, dropout.p)
                 dropouts[name] = torch.nn.Identity()
                 fused += 1
+    if fused:
+        for module in model.modules():
+            if type(module).__name__.endswith("RMSNorm") and "forward" not in vars(module):
+                module.forward = types.MethodType(_recomputable_norm_forward, module)
     return fused

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from core.errors import UserInputError
+from core.freed_memory import TRIM_PEAK_STEP_BYTES
 
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 LR_SCALING_RULES = ("linear", "sqrt")
@@ -468,14 +469,33 @@ class TrainConfig:
         ("Fused SwiGLU", "融合 SwiGLU"),
         "advanced",
     )
+    shared_lora_input: bool = _f(
+        True,
+        "Compute the LoRA A products of q/k/v, and of gate/up, which read the same input, as one product "
+        "with one dropout draw per group: faster steps, the same weights and gradient formulas (the "
+        "group's members drop the same inputs). Off: one product and draw per layer, as peft does.",
+        "q/k/v 以及 gate/up 读取同一输入，将它们的 LoRA A 乘积合为一次计算、每组一次 dropout 采样："
+        "每步更快，权重与梯度公式不变（同组成员丢弃相同的输入）。关闭：按 peft 的做法每层单独计算与采样。",
+        ("Shared LoRA input", "共享 LoRA 输入"),
+        "advanced",
+    )
+    lora_addmm: bool = _f(
+        True,
+        "Add each LoRA update to the base layer's output in one addmm instead of peft's multiply and "
+        "add: the same sum, fewer passes over the output. Off: peft's own forward.",
+        "用一次 addmm 把 LoRA 更新加到基础层输出上，代替 peft 的乘法加加法：结果相同，对输出的遍历更少。"
+        "关闭：使用 peft 自带的前向计算。",
+        ("LoRA update in one addmm", "LoRA 更新合并为 addmm"),
+        "advanced",
+    )
     release_freed_memory: bool = _f(
-        False,
-        "On the CPU (glibc), map every large block on its own so that freeing an activation returns its "
-        "memory to the system: on long rows the peak RAM stays near what training holds (about half) "
-        "instead of growing with the heap's holes, but steps are slower (each block's pages are "
-        "faulted in anew). Off: the C library's default.",
-        "在 CPU（glibc）上为每个大内存块单独映射，释放激活时立即归还系统：长序列时峰值内存接近训练实际占用"
-        "（约减半），而不随堆碎片增长，但每步更慢（每个块的内存页需重新分配）。关闭：使用 C 库默认行为。",
+        True,
+        "On the CPU (glibc), hand the heap's free pages back to the system after a decoder layer whenever "
+        f"the process's peak RAM has grown by another {TRIM_PEAK_STEP_BYTES >> 20} MiB: on long rows the peak stays near what training "
+        "holds (about half) instead of growing with the heap's holes; once the peak is set, nothing more "
+        "is done. Off: the C library's default.",
+        f"在 CPU（glibc）上，每当进程的峰值内存又增长 {TRIM_PEAK_STEP_BYTES >> 20} MiB，就在解码层之后把堆中的空闲页归还系统："
+        "长序列时峰值内存接近训练实际占用（约减半），而不随堆碎片增长；峰值稳定后不再处理。关闭：使用 C 库默认行为。",
         ("Return freed memory", "归还释放的内存"),
         "advanced",
     )

@@ -51,14 +51,16 @@ from core.data import Dataset, eval_count
 from core.dataset_info import load_run_dataset
 from core.errors import UserInputError
 from core.events import RunFolder
-from core.freed_memory import map_large_blocks
+from core.freed_memory import trim_heap_after_layers
 from core.fused_mlp import fuse_swiglu
 from core.health import MAX_ROLLBACKS, ROLLBACK_LR_FACTOR, HealthGuard, is_out_of_memory, reset_lora, weights_are_finite
 from core.lf_compat import check_template
+from core.lora_addmm import add_lora_with_addmm
 from core.lora_dropout import fuse_lora_dropout
 from core.models import best_device, cpu_bf16_applies, load_model, load_tokenizer, resolve_model
 from core.packing import PackingCollator, TrainedTokensTrainer, use_packed_attention
 from core.probes import RUN_PROBES_FILE, Probe, probes_for_run, save_probes, score_probes
+from core.shared_lora_input import share_lora_input
 from core.stop import StopSignals
 from core.template import IGNORE_INDEX, ChatEncoder, Encoded, truncate
 
@@ -657,8 +659,6 @@ def _run_training(
 ) -> dict[str, Any]:
     run = distributed.run_folder_for_rank(config.output_dir)  # written by rank 0 only
     device = best_device()
-    # before the model loads, so that its buffers too come from the allocator as set
-    release_freed_memory = config.release_freed_memory and device == "cpu" and map_large_blocks()
     distributed.start_process_group(device)
     resume_from = run.latest_checkpoint() if config.resume else None
     if config.resume and resume_from is None:
@@ -719,10 +719,16 @@ def _run_training(
         "trained_tokens_loss": config.trained_tokens_loss,
         # CPU: LoRA dropout kept as a bool mask inside lora_A (core.lora_dropout); the count of layers
         "fused_lora_dropout_layers": fuse_lora_dropout(model) if config.fused_lora_dropout else 0,
+        # q/k/v and gate/up: one lora_A product and dropout draw a group (core.shared_lora_input)
+        "shared_lora_input_layers": share_lora_input(model) if config.shared_lora_input else 0,
+        # the LoRA update added to the base output in one addmm (core.lora_addmm)
+        "lora_addmm_layers": add_lora_with_addmm(model) if config.lora_addmm else 0,
         # the MLP's silu(gate) * up keeps gate and up only (core.fused_mlp); the count of MLPs
         "fused_swiglu_layers": fuse_swiglu(model) if config.fused_swiglu else 0,
-        # CPU: large blocks mapped on their own, freed memory returned (core.freed_memory)
-        "release_freed_memory": release_freed_memory,
+        # CPU: the heap's free pages returned after each decoder layer on long rows (core.freed_memory)
+        "release_freed_memory_layers": (
+            trim_heap_after_layers(model) if config.release_freed_memory and device == "cpu" else 0
+        ),
         # CPU with AMX / AVX512-BF16: bf16 base weights and autocast, float32 LoRA (core.models)
         "cpu_bf16": cpu_bf16_applies(device, config.cpu_bf16, config.quantization_bit),
     }

@@ -55,9 +55,13 @@ SAVED_HIDDEN_PER_LAYER = 7
 SAVED_KV_PER_LAYER = 2
 SAVED_INTERMEDIATE_PER_LAYER = 4
 FUSED_SWIGLU_UNSAVED = 1  # fused_swiglu recomputes the SiLU in backward instead of keeping it (core.fused_mlp)
+# With fused_lora_dropout on the CPU (p > 0), both norms' outputs are recomputed from their inputs
+# in backward, and with fused_swiglu too down_proj's input from gate and up (core.lora_dropout).
+RECOMPUTED_NORM_OUTPUTS, RECOMPUTED_DOWN_INPUT = 2, 1
 # LoRA dropout (p > 0) keeps a dropped copy of each adapted projection's input (6 H-sized, 1 I-sized):
-# a float copy with peft's dropout module, a 1-byte mask with fused_lora_dropout on the CPU.
-DROPOUT_HIDDEN, DROPOUT_INTERMEDIATE = 6, 1
+# a float copy with peft's dropout module, a 1-byte mask with fused_lora_dropout on the CPU;
+# shared_lora_input draws one for q/k/v and one for gate/up (3 H-sized).
+DROPOUT_HIDDEN, SHARED_DROPOUT_HIDDEN, DROPOUT_INTERMEDIATE = 6, 3, 1
 # Gradients alive while one layer runs backward: the incoming and outgoing residual gradient and the
 # MLP's intermediate gradients.
 BACKWARD_HIDDEN, BACKWARD_INTERMEDIATE = 2, 2
@@ -270,12 +274,16 @@ def memory_bytes(shape: ModelShape, config: TrainConfig, tokens: BatchTokens, de
             int(shape.linear_params * QUANT_WEIGHT_BYTES[config.quantization_bit]) + shape.other_params * FP32_BYTES
         )
     h, i, kv = shape.hidden_size, shape.intermediate_size, shape.num_kv_heads * shape.head_dim
-    intermediate = SAVED_INTERMEDIATE_PER_LAYER - (FUSED_SWIGLU_UNSAVED if config.fused_swiglu else 0)
-    layer = SAVED_HIDDEN_PER_LAYER * h + SAVED_KV_PER_LAYER * kv + intermediate * i  # elements
+    fused_dropout = config.fused_lora_dropout and device == "cpu" and config.lora_dropout > 0
+    hidden = SAVED_HIDDEN_PER_LAYER - (RECOMPUTED_NORM_OUTPUTS if fused_dropout else 0)
+    intermediate = SAVED_INTERMEDIATE_PER_LAYER
+    if config.fused_swiglu:
+        intermediate -= FUSED_SWIGLU_UNSAVED + (RECOMPUTED_DOWN_INPUT if fused_dropout else 0)
+    layer = hidden * h + SAVED_KV_PER_LAYER * kv + intermediate * i  # elements
     layer_bytes = layer * act
     if config.lora_dropout > 0:
-        dropped = DROPOUT_HIDDEN * h + DROPOUT_INTERMEDIATE * i
-        layer_bytes += dropped * (1 if config.fused_lora_dropout and device == "cpu" else act)
+        dropped = (SHARED_DROPOUT_HIDDEN if config.shared_lora_input else DROPOUT_HIDDEN) * h + DROPOUT_INTERMEDIATE * i
+        layer_bytes += dropped * (1 if fused_dropout else act)
     positions = tokens.peak_positions
     if config.gradient_checkpointing:  # every layer's input, plus the one layer being recomputed
         saved = positions * (shape.num_layers * h * act + layer_bytes)

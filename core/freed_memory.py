@@ -1,31 +1,58 @@
-"""On the CPU, give a freed activation's memory back to the system at once (glibc's malloc).
+"""On the CPU, give the heap's free memory back to the system while a step's peak grows (glibc's malloc).
 
-glibc serves a request below its mmap threshold from the heap and, each time a mapped block is
-freed, raises that threshold to the block's size (up to 32 MiB). A training step's activations
-(megabytes each) then come from the heap, whose holes, left by the step's many short-lived
-tensors of other sizes, are kept: the process grows to about twice what autograd holds
-(bench/README.md). A fixed threshold (M_MMAP_THRESHOLD, which also stops the raising) maps each
-large block on its own and unmaps it when freed, so the peak RSS is what is live; the price is
-that every new block's pages are faulted in and zeroed again (slower steps on long rows).
+A training step's activations (megabytes each) come from glibc's heap, whose holes, left by the
+step's many short-lived tensors of other sizes, stay part of the process: on long rows it grows
+to about twice what autograd holds (bench/README.md). malloc_trim(0) hands every whole free page
+inside the heap back (madvise). Trimming after every decoder layer keeps the peak near what is
+live, but the next layers fault the trimmed pages in again, which costs step time; trimming only
+when the process's peak RSS has grown by TRIM_PEAK_STEP_BYTES since the last trim bounds the peak
+the same way while it is being set, and stops once it is (figures in bench/README.md).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import resource
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
-MMAP_THRESHOLD_BYTES = 1 << 20  # smaller blocks stay on the heap: mapping each costs page faults
+if TYPE_CHECKING:
+    import torch
+
+TRIM_PEAK_STEP_BYTES = 64 << 20
 
 
-def map_large_blocks(threshold_bytes: int = MMAP_THRESHOLD_BYTES) -> bool:
-    """Fix glibc's mmap threshold for this process; False where the C library is not glibc."""
-    name = ctypes.util.find_library("c")
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim; None where the C library is not glibc."""
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-        libc.gnu_get_libc_version  # noqa: B018 - present in glibc only: musl's mallopt does nothing
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        trim = libc.malloc_trim
+        libc.gnu_get_libc_version  # noqa: B018 - present in glibc only
     except (OSError, AttributeError, TypeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return mallopt(M_MMAP_THRESHOLD, threshold_bytes) == 1
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+def trim_heap_after_layers(model: torch.nn.Module, peak_step_bytes: int = TRIM_PEAK_STEP_BYTES) -> int:
+    """After the forward of every decoder layer (a module whose class name ends in DecoderLayer) run
+    with autograd, trim the heap if the process's peak RSS has grown by peak_step_bytes since the last
+    trim; returns how many layers can trim (0 where the C library is not glibc)."""
+    import torch  # here: core.config reads this module's step and imports no torch
+
+    trim = _malloc_trim()
+    if trim is None:
+        return 0
+    last_peak = [0]
+
+    def after_layer(_module, _args, _output) -> None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+        if torch.is_grad_enabled() and peak >= last_peak[0] + peak_step_bytes:
+            trim(0)
+            last_peak[0] = peak
+
+    layers = [module for module in model.modules() if type(module).__name__.endswith("DecoderLayer")]
+    for layer in layers:
+        layer.register_forward_hook(after_layer)
+    return len(layers)

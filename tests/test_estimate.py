@@ -103,10 +103,14 @@ def test_quantization_checkpointing_and_the_loss_change_their_own_terms():
     assert full_logits.logits == 20 * 32 * 4 * 3  # every position, 3 float32 copies
     assert full_logits.activations == plain.activations
 
-    fused = _memory(lora_dropout=0.1)  # 1-byte masks of 6 H + 1 I a position and layer
-    unfused = _memory(lora_dropout=0.1, fused_lora_dropout=False)  # float copies
-    assert fused.activations - plain.activations == 20 * 2 * (6 * 8 + 16)
-    assert unfused.activations - plain.activations == 20 * 2 * (6 * 8 + 16) * 4
+    # fused: 1-byte masks of 3 H + 1 I a position and layer (one for q/k/v, one for gate/up), and the
+    # norms' outputs (2 H) and down_proj's input (1 I) recomputed instead of kept in float32
+    fused = _memory(lora_dropout=0.1)
+    unfused = _memory(lora_dropout=0.1, fused_lora_dropout=False)  # float copies, nothing recomputed
+    unshared = _memory(lora_dropout=0.1, shared_lora_input=False)  # a mask for each of the 7 projections
+    assert fused.activations - plain.activations == 20 * 2 * ((3 * 8 + 16) - (2 * 8 + 16) * 4)
+    assert unfused.activations - plain.activations == 20 * 2 * (3 * 8 + 16) * 4
+    assert unshared.activations - fused.activations == 20 * 2 * 3 * 8
     # without fused_swiglu the SiLU's output is kept too: one more I-sized float32 a position and layer
     assert _memory(fused_swiglu=False).activations - plain.activations == 20 * 2 * 16 * 4
 

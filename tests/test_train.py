@@ -682,11 +682,13 @@ def test_a_folder_holding_a_run_is_refused_without_resume(tmp_path, tiny_model_d
 @pytest.mark.parametrize(
     "switches",
     [
-        {"release_freed_memory": True},
+        {},
         {
             "packing": False,
             "trained_tokens_loss": False,
             "fused_lora_dropout": False,
+            "shared_lora_input": False,
+            "lora_addmm": False,
             "fused_swiglu": False,
             "release_freed_memory": False,
         },
@@ -696,16 +698,20 @@ def test_start_event_records_the_optimisations_applied(tmp_path, tiny_model_dir,
     config_path = write_config(tmp_path / "c.yaml", tiny_model_dir, dataset, max_steps=1, lora_dropout=0.1, **switches)
     assert main([str(config_path)]) == 0
     applied = events_by_type(tmp_path / "run")["start"][0]["optimisations"]
-    if not switches["release_freed_memory"]:
+    if switches:
         assert applied == {
             "packed_attention": False,
             "trained_tokens_loss": False,
             "fused_lora_dropout_layers": 0,
+            "shared_lora_input_layers": 0,
+            "lora_addmm_layers": 0,
             "fused_swiglu_layers": 0,
-            "release_freed_memory": False,
+            "release_freed_memory_layers": 0,
             "cpu_bf16": False,
         }
-    else:
+    else:  # the defaults, on the tiny 2-layer Llama: 7 LoRA layers a decoder layer
         assert applied["packed_attention"] and applied["trained_tokens_loss"]
-        assert applied["fused_lora_dropout_layers"] > 0 and applied["fused_swiglu_layers"] > 0
-        assert applied["release_freed_memory"]  # glibc (Debian) here
+        assert applied["fused_lora_dropout_layers"] == applied["lora_addmm_layers"] == 14
+        assert applied["shared_lora_input_layers"] == 10  # q, k, v, gate, up
+        assert applied["fused_swiglu_layers"] == 2
+        assert applied["release_freed_memory_layers"] == 2  # glibc (Debian) here

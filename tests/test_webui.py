@@ -168,7 +168,15 @@ def test_every_config_field_is_on_the_page_or_headless_only(app):
         if name not in HEADLESS_ONLY and not any(info.startswith(f"{name} · ") for info in infos)
     ]
     assert missing == []
-    for name in ("packing", "trained_tokens_loss", "fused_lora_dropout", "fused_swiglu", "release_freed_memory"):
+    for name in (
+        "packing",
+        "trained_tokens_loss",
+        "fused_lora_dropout",
+        "shared_lora_input",
+        "lora_addmm",
+        "fused_swiglu",
+        "release_freed_memory",
+    ):
         assert any(info == i18n.field_info(name) for info in infos), name
 
 

@@ -34,12 +34,16 @@ def keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
     return torch.rand_like(x) >= p
 
 
+def _dropped(x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
+    return x.where(keep, 0.0).mul_(scale)
+
+
 class _DroppedInputLinearFn(torch.autograd.Function):
     """y = (x * keep * scale) @ weight.T; saves x (or what x is recomputed from), keep (bool) and
     weight, not the dropped copy.
 
-    The dropped input is where(keep, x, 0), one pass over x with no float copy of the mask, and the
-    1 / (1 - p) rescaling is applied to the rank-sized product and gradient instead of to x.
+    The dropped input is where(keep, x, 0) scaled in place: no float copy of the mask, and the
+    rounding of peft's x * mask / (1 - p) (which bf16 autocast would otherwise change).
     Under CPU autocast (cpu_bf16) the product runs in the autocast dtype, as F.linear would, and so
     does backward (which runs outside the autocast context); each gradient returns in its input's dtype.
     """
@@ -52,18 +56,18 @@ class _DroppedInputLinearFn(torch.autograd.Function):
         ctx.save_for_backward(keep, weight, *inputs)
         ctx.scale, ctx.dtype, ctx.x_dtype = 1.0 / (1.0 - p), dtype, x.dtype
         with torch.autocast("cpu", enabled=False):  # the dropped copy is freed after the product
-            return torch.nn.functional.linear(x.where(keep, 0.0).to(dtype), weight.to(dtype)).mul_(ctx.scale)
+            return torch.nn.functional.linear(_dropped(x, keep, ctx.scale).to(dtype), weight.to(dtype))
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         keep, weight, *inputs = ctx.saved_tensors
-        grad_out = grad_out.to(ctx.dtype) * ctx.scale
+        grad_out = grad_out.to(ctx.dtype)
         grad_x = grad_weight = None
         if ctx.needs_input_grad[0]:
-            grad_x = (grad_out @ weight.to(ctx.dtype)).where(keep, 0.0).to(ctx.x_dtype)
+            grad_x = _dropped(grad_out @ weight.to(ctx.dtype), keep, ctx.scale).to(ctx.x_dtype)
         if ctx.needs_input_grad[1]:
             x = ctx.recompute(*inputs) if ctx.recompute else inputs[0]
-            dropped = x.where(keep, 0.0).to(ctx.dtype)
+            dropped = _dropped(x, keep, ctx.scale).to(ctx.dtype)
             grad_weight = (grad_out.reshape(-1, grad_out.shape[-1]).T @ dropped.reshape(-1, x.shape[-1])).to(
                 weight.dtype
             )

@@ -35,15 +35,17 @@ def keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
 
 
 def _dropped(x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
-    return x.where(keep, 0.0).mul_(scale)
+    dropped = x.where(keep, 0.0)
+    return dropped if scale == 1.0 else dropped.mul_(scale)
 
 
 class _DroppedInputLinearFn(torch.autograd.Function):
     """y = (x * keep * scale) @ weight.T; saves x (or what x is recomputed from), keep (bool) and
     weight, not the dropped copy.
 
-    The dropped input is where(keep, x, 0) scaled in place: no float copy of the mask, and the
-    rounding of peft's x * mask / (1 - p) (which bf16 autocast would otherwise change).
+    The dropped input is where(keep, x, 0): no float copy of the mask. In float32 the 1 / (1 - p)
+    rescaling is applied to the rank-sized product; under bf16 autocast to the input, as peft
+    rounds it (bench/README.md).
     Under CPU autocast (cpu_bf16) the product runs in the autocast dtype, as F.linear would, and so
     does backward (which runs outside the autocast context); each gradient returns in its input's dtype.
     """
@@ -56,18 +58,24 @@ class _DroppedInputLinearFn(torch.autograd.Function):
         ctx.save_for_backward(keep, weight, *inputs)
         ctx.scale, ctx.dtype, ctx.x_dtype = 1.0 / (1.0 - p), dtype, x.dtype
         with torch.autocast("cpu", enabled=False):  # the dropped copy is freed after the product
+            if dtype == x.dtype:  # the rescaling on the rank-sized product: one pass less over x
+                return torch.nn.functional.linear(x.where(keep, 0.0), weight).mul_(ctx.scale)
+            # under autocast: x * mask / (1 - p) rounded once to the autocast dtype, as peft does
             return torch.nn.functional.linear(_dropped(x, keep, ctx.scale).to(dtype), weight.to(dtype))
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         keep, weight, *inputs = ctx.saved_tensors
-        grad_out = grad_out.to(ctx.dtype)
+        # as in forward: in float32 the rescaling goes on the rank-sized gradient, under autocast on x
+        small = ctx.dtype == ctx.x_dtype
+        grad_out = grad_out.to(ctx.dtype) * ctx.scale if small else grad_out.to(ctx.dtype)
+        input_scale = 1.0 if small else ctx.scale
         grad_x = grad_weight = None
         if ctx.needs_input_grad[0]:
-            grad_x = _dropped(grad_out @ weight.to(ctx.dtype), keep, ctx.scale).to(ctx.x_dtype)
+            grad_x = _dropped(grad_out @ weight.to(ctx.dtype), keep, input_scale).to(ctx.x_dtype)
         if ctx.needs_input_grad[1]:
             x = ctx.recompute(*inputs) if ctx.recompute else inputs[0]
-            dropped = _dropped(x, keep, ctx.scale).to(ctx.dtype)
+            dropped = _dropped(x, keep, input_scale).to(ctx.dtype)
             grad_weight = (grad_out.reshape(-1, grad_out.shape[-1]).T @ dropped.reshape(-1, x.shape[-1])).to(
                 weight.dtype
             )

@@ -60,3 +60,47 @@ def saved_bytes(model, batch) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         model(**batch).logits.sum()
     return sum(seen.values())
+
+
+def lora_model_pair(model_dir: Path, tmp_path: Path, **fields):
+    """Two engine models with the same LoRA weights, drawn at random: lora_B starts at zero, which
+    would leave lora_A's gradients zero and every comparison of them empty."""
+    from core.config import TrainConfig
+    from core.engine import build_model
+
+    config = TrainConfig(model_name_or_path=str(model_dir), output_dir=str(tmp_path), **fields)
+    first, _ = build_model(config, "cpu")
+    for param in first.parameters():
+        if param.requires_grad:
+            torch.nn.init.normal_(param, std=0.05)
+    second, _ = build_model(config, "cpu")
+    second.load_state_dict(first.state_dict())
+    return first, second
+
+
+def assert_same_loss_and_grads(reference, model, batch, seed: int = 3) -> None:
+    """The same training loss and LoRA gradients (each non-zero) from both, dropout masks drawn alike."""
+
+    def loss_and_grads(m):
+        torch.manual_seed(seed)
+        loss = m.train()(**batch, labels=batch["input_ids"]).loss
+        return loss, torch.autograd.grad(loss, [p for p in m.parameters() if p.requires_grad])
+
+    (ref_loss, ref_grads), (loss, grads) = loss_and_grads(reference), loss_and_grads(model)
+    torch.testing.assert_close(loss, ref_loss)
+    for got, expected in zip(grads, ref_grads, strict=True):
+        assert expected.abs().sum() > 0
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def saved_storages(model, batch) -> set[int]:
+    """The storages (data pointers) autograd keeps for backward in one training forward."""
+    saved: set[int] = set()
+
+    def pack(tensor):
+        saved.add(tensor.untyped_storage().data_ptr())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model.train()(**batch)
+    return saved

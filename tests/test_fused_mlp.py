@@ -8,7 +8,7 @@ from core.config import TrainConfig
 from core.engine import build_model
 from core.fused_mlp import SwiGLU, fuse_swiglu
 from core.lora_dropout import fuse_lora_dropout
-from tests.run_helpers import saved_bytes
+from tests.run_helpers import assert_same_loss_and_grads, lora_model_pair, saved_bytes, saved_storages
 
 
 def test_swiglu_matches_silu_times_up_in_value_and_gradients():
@@ -49,33 +49,13 @@ def test_engine_model_fuses_every_mlp_same_loss_and_grads_and_keeps_less(tiny_mo
 
 
 def test_down_proj_dropout_keeps_gate_and_up_instead_of_their_product(tiny_model_dir, tmp_path):
-    config = TrainConfig(model_name_or_path=str(tiny_model_dir), lora_dropout=0.1, output_dir=str(tmp_path))
-    plain, _ = build_model(config, "cpu")
-    for param in plain.parameters():  # lora_B starts at zero: give every LoRA gradient something to carry
-        if param.requires_grad:
-            torch.nn.init.normal_(param, std=0.05)
-    fused, _ = build_model(config, "cpu")
-    fused.load_state_dict(plain.state_dict())
+    plain, fused = lora_model_pair(tiny_model_dir, tmp_path, lora_dropout=0.1)
     fuse_lora_dropout(plain), fuse_lora_dropout(fused)
     fuse_swiglu(fused)
     batch = {"input_ids": torch.randint(4, 200, (2, 40))}
-
-    down_inputs, saved = [], set()
+    down_inputs = []
     for layer in fused.get_base_model().model.layers:
         layer.mlp.down_proj.register_forward_pre_hook(lambda _m, args: down_inputs.append(args[0]))
-    fused.train()
-    with torch.autograd.graph.saved_tensors_hooks(
-        lambda t: saved.add(t.untyped_storage().data_ptr()) or t, lambda t: t
-    ):
-        fused(**batch)
+    saved = saved_storages(fused, batch)
     assert down_inputs and not {x.untyped_storage().data_ptr() for x in down_inputs} & saved
-
-    def loss_and_grads(model):
-        torch.manual_seed(3)  # the same dropout masks, drawn in the same order (gate, up, down)
-        loss = model.train()(**batch, labels=batch["input_ids"]).loss
-        return loss, torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad])
-
-    (plain_loss, plain_grads), (fused_loss, fused_grads) = loss_and_grads(plain), loss_and_grads(fused)
-    torch.testing.assert_close(fused_loss, plain_loss)
-    for got, expected in zip(fused_grads, plain_grads):
-        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    assert_same_loss_and_grads(plain, fused, batch)  # masks drawn in the same order: gate, up, down

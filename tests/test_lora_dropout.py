@@ -9,7 +9,7 @@ from core.config import TrainConfig
 from core.engine import build_model, run_training
 from core.lora_dropout import DroppedInputLinear, fuse_lora_dropout, keep_mask
 from tests.conftest import qa_records, write_jsonl
-from tests.run_helpers import saved_bytes
+from tests.run_helpers import assert_same_loss_and_grads, lora_model_pair, saved_bytes, saved_storages
 
 
 def _reference(x: torch.Tensor, weight: torch.Tensor, p: float, seed: int) -> torch.Tensor:
@@ -108,37 +108,17 @@ def test_training_with_dropout_changes_the_adapter_and_saves_it_loadable(tiny_mo
 
 
 def test_norm_outputs_are_recomputed_not_kept_with_the_same_gradients(tiny_model_dir, tmp_path):
-    config = TrainConfig(model_name_or_path=str(tiny_model_dir), lora_dropout=0.1, output_dir=str(tmp_path))
-    reference, _ = build_model(config, "cpu")
-    for param in reference.parameters():  # lora_B starts at zero: give every LoRA gradient something to carry
-        if param.requires_grad:
-            torch.nn.init.normal_(param, std=0.05)
-    model, _ = build_model(config, "cpu")
-    model.load_state_dict(reference.state_dict())
+    reference, model = lora_model_pair(tiny_model_dir, tmp_path, lora_dropout=0.1)
     fuse_lora_dropout(model)
     for module in reference.modules():  # the fused layers, without the norms marked
         for name, a in list(getattr(module, "lora_A", {}).items()):
             module.lora_A[name] = DroppedInputLinear(a.weight, module.lora_dropout[name].p)
             module.lora_dropout[name] = torch.nn.Identity()
     batch = {"input_ids": torch.randint(4, 200, (2, 40))}
-
-    norm_outputs, saved = [], set()
+    norm_outputs = []
     for layer in model.get_base_model().model.layers:
         layer.input_layernorm.register_forward_hook(lambda _m, _args, out: norm_outputs.append(out))
-    model.train()
-    with torch.autograd.graph.saved_tensors_hooks(
-        lambda t: saved.add(t.untyped_storage().data_ptr()) or t, lambda t: t
-    ):
-        model(**batch)
+    saved = saved_storages(model, batch)
     assert norm_outputs and not {x.untyped_storage().data_ptr() for x in norm_outputs} & saved
     assert saved_bytes(model, batch) < saved_bytes(reference.train(), batch)
-
-    def loss_and_grads(m):
-        torch.manual_seed(3)  # the same masks, drawn in the same order
-        loss = m.train()(**batch, labels=batch["input_ids"]).loss
-        return loss, torch.autograd.grad(loss, [p for p in m.parameters() if p.requires_grad])
-
-    (ref_loss, ref_grads), (loss, grads) = loss_and_grads(reference), loss_and_grads(model)
-    torch.testing.assert_close(loss, ref_loss)
-    for got, expected in zip(grads, ref_grads):
-        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    assert_same_loss_and_grads(reference, model, batch)

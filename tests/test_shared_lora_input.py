@@ -9,6 +9,7 @@ from core.config import TrainConfig
 from core.engine import build_model
 from core.lora_dropout import fuse_lora_dropout, keep_mask
 from core.shared_lora_input import SharedInputLoraA, _SharedProduct, share_lora_input
+from tests.run_helpers import assert_same_loss_and_grads, lora_model_pair
 
 
 def _lora_layers(model) -> list:
@@ -65,34 +66,14 @@ def test_a_member_reading_another_input_makes_its_group_fall_back():
 
 
 def test_engine_model_shares_qkv_and_gate_up_with_the_same_function(tiny_model_dir, tmp_path):
-    config = TrainConfig(model_name_or_path=str(tiny_model_dir), lora_dropout=0.0, output_dir=str(tmp_path))
-    plain, _ = build_model(config, "cpu")
-    shared, _ = build_model(config, "cpu")
-    for param in plain.parameters():  # lora_B starts at zero: give A's gradients something to carry
-        if param.requires_grad:
-            torch.nn.init.normal_(param, std=0.05)
-    shared.load_state_dict(plain.state_dict())
+    plain, shared = lora_model_pair(tiny_model_dir, tmp_path, lora_dropout=0.0)
     keys = set(shared.state_dict())
 
     layers = len(plain.base_model.model.model.layers)
     assert share_lora_input(shared) == 5 * layers  # q, k, v, gate, up in every layer; o and down read others
     assert share_lora_input(shared) == 0  # nothing left to group
     assert set(shared.state_dict()) == keys  # adapters save and load under the same names
-
-    batch = {"input_ids": torch.randint(4, 200, (2, 30))}
-    losses = []
-    for model in (plain, shared):
-        model.train()
-        logits = model(**batch).logits
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), batch["input_ids"][:, 1:].flatten())
-        loss.backward()
-        losses.append(loss)
-    torch.testing.assert_close(losses[0], losses[1])
-    plain_grads = {n: p.grad for n, p in plain.named_parameters() if p.requires_grad}
-    for name, param in shared.named_parameters():
-        if param.requires_grad:
-            assert param.grad.abs().sum() > 0, name
-            torch.testing.assert_close(param.grad, plain_grads[name], rtol=1e-4, atol=1e-6)
+    assert_same_loss_and_grads(plain, shared, {"input_ids": torch.randint(4, 200, (2, 30))})
 
 
 def test_fused_dropout_groups_keep_one_mask_a_group(tiny_model_dir, tmp_path):

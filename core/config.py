@@ -492,10 +492,10 @@ class TrainConfig:
         True,
         "On the CPU (glibc), hand the heap's free pages back to the system after a decoder layer whenever "
         f"the process's peak RAM has grown by another {TRIM_PEAK_STEP_BYTES >> 20} MiB: on long rows the peak stays near what training "
-        "holds (about half) instead of growing with the heap's holes; once the peak is set, nothing more "
-        "is done. Off: the C library's default.",
+        "holds (about half) instead of growing with the heap's holes, and long steps can be slower (by up "
+        "to a fifth, measured); once the peak is set, nothing more is done. Off: the C library's default.",
         f"在 CPU（glibc）上，每当进程的峰值内存又增长 {TRIM_PEAK_STEP_BYTES >> 20} MiB，就在解码层之后把堆中的空闲页归还系统："
-        "长序列时峰值内存接近训练实际占用（约减半），而不随堆碎片增长；峰值稳定后不再处理。关闭：使用 C 库默认行为。",
+        "长序列时峰值内存接近训练实际占用（约减半），而不随堆碎片增长，长序列的每步可能变慢（实测最多约五分之一）；峰值稳定后不再处理。关闭：使用 C 库默认行为。",
         ("Return freed memory", "归还释放的内存"),
         "advanced",
     )

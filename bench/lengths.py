@@ -139,13 +139,13 @@ def llama_factory(path: Path, model_path: str, folder: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-ROWS = {  # row name -> what it times
-    "quick": "quick: analyze_quick (read, sample, count)",
-    "exact": "exact: analyze_file (read, validate, render, count)",
-    "estimate": "estimate: analyze_file(model='tiktoken')",
-    "load": "load_dataset alone (inside exact and estimate)",
-    "floor-hf": "floor: tokenizer(turn texts), HF call",
-    "floor-rust": "floor: its Rust backend's encode_batch, no Python lists",
+ROWS = {  # row -> (what it times, its name in the table; None: printed only)
+    "quick": ("quick: analyze_quick (read, sample, count)", "quick"),
+    "exact": ("exact: analyze_file (read, validate, render, count)", "exact"),
+    "estimate": ("estimate: analyze_file(model='tiktoken')", "estimate (tiktoken)"),
+    "load": ("load_dataset alone (inside exact and estimate)", None),
+    "floor-hf": ("floor: tokenizer(turn texts), HF call", "floor: HF tokenizer(turn texts)"),
+    "floor-rust": ("floor: its Rust backend's encode_batch, no Python lists", "floor: Rust encode_batch(turn texts)"),
 }
 
 
@@ -193,7 +193,7 @@ def _row_in_fresh_process(row: str, path: Path, args: argparse.Namespace) -> dic
         raise RuntimeError(f"bench row {row} failed:\n{done.stderr[-3000:]}")
     *printed, last = done.stdout.strip().splitlines()
     result = json.loads(last)
-    print(f"  {ROWS[row]:<58} {result['seconds']:7.2f} s wall {result['cpu']:7.2f} s CPU", flush=True)
+    print(f"  {ROWS[row][0]:<58} {result['seconds']:7.2f} s wall {result['cpu']:7.2f} s CPU", flush=True)
     if printed:  # --profile's table
         print("\n".join(printed))
     return result
@@ -228,14 +228,7 @@ def main() -> None:
             f"  (tokenizer load before each row: {exact['tokenizer_load_s']:.2f} s; "
             f"the floors encode {results['floor-rust']['turns']:,} turn texts)"
         )
-        names = {
-            "quick": "quick",
-            "exact": "exact",
-            "estimate": "estimate (tiktoken)",
-            "floor-hf": "floor: HF tokenizer(turn texts)",
-            "floor-rust": "floor: Rust encode_batch(turn texts)",
-        }
-        rows = {name: [results[row]["seconds"], results[row]["cpu"]] for row, name in names.items()}
+        rows = {name: [results[row]["seconds"], results[row]["cpu"]] for row, (_, name) in ROWS.items() if name}
         if not args.no_lf:
             start = time.perf_counter()
             lf = llama_factory(path, source.path, Path(tmp))

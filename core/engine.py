@@ -725,7 +725,7 @@ def _run_training(
         "lora_addmm_layers": add_lora_with_addmm(model) if config.lora_addmm else 0,
         # the MLP's silu(gate) * up keeps gate and up only (core.fused_mlp); the count of MLPs
         "fused_swiglu_layers": fuse_swiglu(model) if config.fused_swiglu else 0,
-        # CPU: the heap's free pages returned after each decoder layer on long rows (core.freed_memory)
+        # CPU: the heap's free pages returned after a decoder layer while the peak RSS grows (core.freed_memory)
         "release_freed_memory_layers": (
             trim_heap_after_layers(model) if config.release_freed_memory and device == "cpu" else 0
         ),

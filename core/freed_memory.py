@@ -47,8 +47,10 @@ def trim_heap_after_layers(model: torch.nn.Module, peak_step_bytes: int = TRIM_P
     last_peak = [0]
 
     def after_layer(_module, _args, _output) -> None:
+        if not torch.is_grad_enabled():  # nothing kept for backward: no holes worth a trim
+            return
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-        if torch.is_grad_enabled() and peak >= last_peak[0] + peak_step_bytes:
+        if peak >= last_peak[0] + peak_step_bytes:
             trim(0)
             last_peak[0] = peak
 

@@ -8,7 +8,8 @@ step's CPU time in bernoulli_ (figures in bench/README.md).
 
 DroppedInputLinear computes the same function, `linear(x * keep / (1 - p), A)` with keep drawn with
 probability 1 - p, but keeps x itself (which the layer's other LoRA branches share) and the
-one-byte keep mask, and rebuilds the dropped input in backward. fuse_lora_dropout installs it
+one-byte keep mask (or, for an x marked with mark_recomputable, what x is rebuilt from: an RMSNorm's
+input, the SwiGLU's gate and up), and rebuilds the dropped input in backward. fuse_lora_dropout installs it
 on CPU models only; without autograd (or moved off the CPU) it runs torch's dropout, then linear.
 """
 
@@ -43,9 +44,7 @@ class _DroppedInputLinearFn(torch.autograd.Function):
     """y = (x * keep * scale) @ weight.T; saves x (or what x is recomputed from), keep (bool) and
     weight, not the dropped copy.
 
-    The dropped input is where(keep, x, 0): no float copy of the mask. In float32 the 1 / (1 - p)
-    rescaling is applied to the rank-sized product; under bf16 autocast to the input, as peft
-    rounds it (bench/README.md).
+    The dropped input is where(keep, x, 0): no float copy of the mask (scaling: see forward).
     Under CPU autocast (cpu_bf16) the product runs in the autocast dtype, as F.linear would, and so
     does backward (which runs outside the autocast context); each gradient returns in its input's dtype.
     """
@@ -56,26 +55,25 @@ class _DroppedInputLinearFn(torch.autograd.Function):
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
         ctx.recompute, inputs = getattr(x, RECOMPUTE_ATTRIBUTE, (None, (x,)))
         ctx.save_for_backward(keep, weight, *inputs)
-        ctx.scale, ctx.dtype, ctx.x_dtype = 1.0 / (1.0 - p), dtype, x.dtype
+        ctx.dtype, ctx.x_dtype = dtype, x.dtype
+        # 1 / (1 - p) on the rank-sized product (one pass less over x); under autocast on x itself, so
+        # that x * mask / (1 - p) is rounded once to the autocast dtype, as peft rounds it
+        scale = 1.0 / (1.0 - p)
+        ctx.input_scale, ctx.output_scale = (1.0, scale) if dtype == x.dtype else (scale, 1.0)
         with torch.autocast("cpu", enabled=False):  # the dropped copy is freed after the product
-            if dtype == x.dtype:  # the rescaling on the rank-sized product: one pass less over x
-                return torch.nn.functional.linear(x.where(keep, 0.0), weight).mul_(ctx.scale)
-            # under autocast: x * mask / (1 - p) rounded once to the autocast dtype, as peft does
-            return torch.nn.functional.linear(_dropped(x, keep, ctx.scale).to(dtype), weight.to(dtype))
+            out = torch.nn.functional.linear(_dropped(x, keep, ctx.input_scale).to(dtype), weight.to(dtype))
+            return out if ctx.output_scale == 1.0 else out.mul_(ctx.output_scale)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         keep, weight, *inputs = ctx.saved_tensors
-        # as in forward: in float32 the rescaling goes on the rank-sized gradient, under autocast on x
-        small = ctx.dtype == ctx.x_dtype
-        grad_out = grad_out.to(ctx.dtype) * ctx.scale if small else grad_out.to(ctx.dtype)
-        input_scale = 1.0 if small else ctx.scale
+        grad_out = grad_out.to(ctx.dtype) * ctx.output_scale  # rank-sized
         grad_x = grad_weight = None
         if ctx.needs_input_grad[0]:
-            grad_x = _dropped(grad_out @ weight.to(ctx.dtype), keep, input_scale).to(ctx.x_dtype)
+            grad_x = _dropped(grad_out @ weight.to(ctx.dtype), keep, ctx.input_scale).to(ctx.x_dtype)
         if ctx.needs_input_grad[1]:
             x = ctx.recompute(*inputs) if ctx.recompute else inputs[0]
-            dropped = _dropped(x, keep, input_scale).to(ctx.dtype)
+            dropped = _dropped(x, keep, ctx.input_scale).to(ctx.dtype)
             grad_weight = (grad_out.reshape(-1, grad_out.shape[-1]).T @ dropped.reshape(-1, x.shape[-1])).to(
                 weight.dtype
             )

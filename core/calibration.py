@@ -201,12 +201,14 @@ def _step_timer(alternate: bool):
     return StepTimer()
 
 
-def calibration_lengths(cutoff_len: int, first_trained: int = 0) -> list[int]:
-    """The example lengths to time: CALIBRATION_TOKENS within cutoff_len, each with at least
-    MIN_TRAINED tokens after the prompt's `first_trained` ones, and at least two different lengths."""
-    shortest = min(first_trained + MIN_TRAINED, cutoff_len)
-    lengths = sorted({min(max(n, shortest), cutoff_len) for n in CALIBRATION_TOKENS})
-    return lengths if len(lengths) > 1 else [max((shortest + cutoff_len) // 2, 1), cutoff_len]
+def calibration_lengths(first_trained: int = 0) -> list[int]:
+    """The example lengths to time: CALIBRATION_TOKENS, each with at least MIN_TRAINED tokens after
+    the prompt's `first_trained` ones. Not cut to the config's cutoff_len: the calibration is kept
+    for any cutoff and batch (settings_key), so its line must span the steps' tokens of those too
+    (a batch of 2 at cutoff 64 is a step of ~128 tokens: cut to 64, that was extrapolated)."""
+    shortest = first_trained + MIN_TRAINED
+    lengths = sorted({max(n, shortest) for n in CALIBRATION_TOKENS})
+    return lengths if len(lengths) > 1 else [shortest, shortest + max(CALIBRATION_TOKENS) // 2]
 
 
 def checkpointed_lengths(lengths: list[int]) -> list[int]:
@@ -264,7 +266,7 @@ def measure(config: TrainConfig, log=print) -> tuple[list[tuple[float, float]], 
     plain, checkpointed = [], []
     longest = _conversation(max(CALIBRATION_TOKENS))  # longer than any length: each is cut from it
     mask = encoder.encode([longest])[0].trained
-    lengths = calibration_lengths(config.cutoff_len, int(mask.argmax()))
+    lengths = calibration_lengths(int(mask.argmax()))
     for length in lengths:
         trained = int(mask[:length].sum())
         tokens = BatchTokens(length, length * (length + 1) / 2, trained, length, trained, True)

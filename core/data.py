@@ -4,7 +4,8 @@ Every format is normalised to a list of conversations, each a list of {"role", "
 with roles system (optional, first), then user / assistant alternating, ending on assistant; an
 assistant message may call tools, and the tool results ("tool" messages) follow it. All problems in
 a file are collected with their record number (the line number in a .jsonl file) and raised
-together, so one pass over a bad file tells the user everything to fix.
+together, so one pass over a bad file tells the user everything to fix. `load_dataset` reads a file
+whole; a `DatasetStream` reads and checks it chunk by chunk as it is iterated, the same way.
 
 A message is the OpenAI / Hugging Face chat-template shape, so that a conversation written back as
 {"messages": [...]} (core.augment) reads in again unchanged:
@@ -22,6 +23,7 @@ A message is the OpenAI / Hugging Face chat-template shape, so that a conversati
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -50,6 +52,9 @@ OPENAI_ROLES = ("system", "user", "assistant", "tool")
 TOOLS = "tools"  # the first message's key that holds its conversation's tool definitions
 TEXT_PART_KEYS = ("text", "value")  # OpenAI's text part, LLaMA-Factory v1's
 LOSS_WEIGHT_KEYS = ("loss_weight", "weight")  # LLaMA-Factory v1's, OpenAI fine-tuning's
+# Records a DatasetStream parses and checks at a time: the tokenizer's chunk (core.template.ENCODE_CHUNK),
+# so that reading one chunk overlaps tokenizing the one before.
+READ_CHUNK = 2048
 
 
 @dataclass
@@ -57,6 +62,11 @@ class Dataset:
     conversations: list[Conversation]
     format: str  # alpaca | sharegpt | openai
     path: str
+
+
+class NotJsonError(UserInputError):
+    """The file, or some of its lines, is not JSON: no record was checked (core.dataset_info then
+    reports this rather than what the records that did parse lack)."""
 
 
 def eval_count(num_examples: int, val_size: float) -> int:
@@ -70,8 +80,10 @@ def train_count(num_examples: int, val_size: float) -> int:
     return num_examples - eval_count(num_examples, val_size)
 
 
-def read_records(path: Path) -> list[tuple[str, Any]]:
-    """(label, record) pairs; the label says where the record is ('line 7', 'record 3')."""
+def _entries(path: Path) -> tuple[list[tuple[str, Any]], bool]:
+    """(label, entry) of every record in the file, and whether the entries are JSON text still to
+    parse (a .jsonl file's lines) or records already parsed (a .json file, parsed whole). The label
+    says where the record is ('line 7', 'record 3')."""
     with path_errors("Dataset file", path):
         if not path.is_file():
             raise UserInputError(f"Dataset file not found: {shown_path(path)}")
@@ -89,30 +101,48 @@ def read_records(path: Path) -> list[tuple[str, Any]]:
     if not text.strip():
         raise UserInputError(f"{path.name} is empty: no examples to train on")
     if path.suffix.lower() == ".jsonl":
-        records, problems = [], []
         # split("\n"), not splitlines(): a JSON string may hold a raw U+2028 or U+0085 (json.dumps
         # with ensure_ascii=False writes them), which splitlines() would wrongly treat as line ends.
-        for number, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append((f"line {number}", json.loads(line)))
-            except json.JSONDecodeError as err:
-                problems.append(f"line {number}: not valid JSON ({err.msg} at column {err.colno})")
-        if problems:
-            raise UserInputError(f"{path.name}: {len(problems)} line(s) are not JSON:", problems)
-        return records
+        lines = enumerate(text.split("\n"), start=1)
+        return [(f"line {number}", line) for number, line in lines if line.strip()], True
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise UserInputError(
+        raise NotJsonError(
             f"{path.name}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})"
         ) from None
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
         raise UserInputError(f"{path.name}: expected a JSON list of examples, got {type(data).__name__}")
-    return [(f"record {number}", record) for number, record in enumerate(data, start=1)]
+    return [(f"record {number}", record) for number, record in enumerate(data, start=1)], False
+
+
+def _parsed(entries: list[tuple[str, Any]], lines: bool, problems: list[str]) -> Iterator[tuple[str, Any]]:
+    """(label, record) of each entry that is JSON; a line that is not goes to `problems`."""
+    if not lines:
+        yield from entries
+        return
+    for label, line in entries:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            problems.append(f"{label}: not valid JSON ({err.msg} at column {err.colno})")
+            continue
+        yield label, record
+
+
+def _not_json(name: str, problems: list[str]) -> NotJsonError:
+    return NotJsonError(f"{name}: {len(problems)} line(s) are not JSON:", problems)
+
+
+def read_records(path: Path) -> list[tuple[str, Any]]:
+    """(label, record) pairs; the label says where the record is ('line 7', 'record 3')."""
+    problems: list[str] = []
+    records = list(_parsed(*_entries(path), problems))
+    if problems:
+        raise _not_json(path.name, problems)
+    return records
 
 
 def detect_format(record: Any) -> str | None:
@@ -399,27 +429,86 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_dataset(path: str | Path, fmt: str = "auto", convert: Callable[[Any], Any] | None = None) -> Dataset:
-    """Load and validate a dataset file; raise UserInputError listing every bad record. `convert`
-    maps each record first (core.dataset_info: a registry entry's columns to the canonical keys)."""
-    path = Path(path)
-    if fmt not in DATASET_FORMATS:
-        raise UserInputError(f"Unknown dataset format {fmt!r}: use one of {', '.join(DATASET_FORMATS)}")
-    with _collector_paused():
-        records = read_records(path)
-        if convert is not None:
-            records = [(where, convert(record)) for where, record in records]
-        if not records:
-            raise UserInputError(f"{path.name} holds no examples")
-        if fmt == "auto":
-            fmt = next((f for f in (detect_format(r) for _, r in records) if f), None)
-            if fmt is None:
-                raise UserInputError(
-                    f"{path.name}: cannot tell the format. Expected keys 'messages' (OpenAI), "
-                    f"'conversations' (sharegpt) or 'instruction'/'output' (alpaca) in {records[0][0]}"
-                )
+class DatasetStream:
+    """A dataset file's conversations, read and checked as they are iterated, READ_CHUNK records at
+    a time (the length analysis reads the next chunk while the tokenizer works on the previous one).
+
+    Opening it reads the file and raises its file-level problems; len() is the number of records,
+    known before the first is parsed; the format is known too ('auto': the first record with a
+    detectable format, parsed ahead as far as needed). Every problem of every record is collected
+    over the whole file and raised together once its end is read (lines that are not JSON first,
+    as load_dataset does): nothing after the first bad record is yielded, so whoever iterates only
+    ever sees good conversations, then the error. Read once.
+    """
+
+    def __init__(self, path: str | Path, fmt: str = "auto", convert: Callable[[Any], Any] | None = None):
+        """`convert` maps each record first (core.dataset_info: a registry entry's columns to the
+        canonical keys)."""
+        path = Path(path)
+        if fmt not in DATASET_FORMATS:
+            raise UserInputError(f"Unknown dataset format {fmt!r}: use one of {', '.join(DATASET_FORMATS)}")
+        self.path = str(path)
+        self._name = path.name
+        self._json_problems: list[str] = []
+        with _collector_paused():
+            entries, lines = _entries(path)
+            self._count = len(entries)
+            records = _parsed(entries, lines, self._json_problems)
+            if convert is not None:
+                records = ((where, convert(record)) for where, record in records)
+            ahead: list[tuple[str, Any]] = []  # records parsed to find the format
+            if fmt == "auto":
+                for where, record in records:
+                    ahead.append((where, record))
+                    if detected := detect_format(record):
+                        fmt = detected
+                        break
+                else:  # the whole file read, and no record says its format
+                    if self._json_problems:
+                        raise _not_json(path.name, self._json_problems)
+                    if not ahead:
+                        raise UserInputError(f"{path.name} holds no examples")
+                    raise UserInputError(
+                        f"{path.name}: cannot tell the format. Expected keys 'messages' (OpenAI), "
+                        f"'conversations' (sharegpt) or 'instruction'/'output' (alpaca) in {ahead[0][0]}"
+                    )
+            elif not entries:
+                raise UserInputError(f"{path.name} holds no examples")
+        self.format = fmt
+        self._records: Iterator[tuple[str, Any]] | None = itertools.chain(ahead, records)
+
+    def __len__(self) -> int:
+        """Records in the file (a .jsonl line that is not JSON counts: reading it raises at the end)."""
+        return self._count
+
+    def __iter__(self) -> Iterator[Conversation]:
+        if self._records is None:
+            raise RuntimeError(f"{self._name} is being read or was read: a DatasetStream is read once")
+        records, self._records = self._records, None
+        return self._conversations(records)
+
+    def _conversations(self, records: Iterator[tuple[str, Any]]) -> Iterator[Conversation]:
         problems: list[str] = []
-        conversations = [normalise(record, fmt, where, problems) for where, record in records]
+        while True:
+            # Paused per chunk: whoever keeps every conversation (load_dataset) pauses it throughout.
+            with _collector_paused():
+                chunk = list(itertools.islice(records, READ_CHUNK))  # parses the lines of a .jsonl file
+                # Once a line is not JSON, only that is reported: the records need not be checked.
+                checked = [] if self._json_problems else [normalise(r, self.format, w, problems) for w, r in chunk]
+            if not chunk:
+                break
+            if not problems and not self._json_problems:
+                yield from checked
+        if self._json_problems:
+            raise _not_json(self._name, self._json_problems)
         if problems:
-            raise UserInputError(f"{path.name} ({fmt} format): {len(problems)} problem(s):", problems)
-    return Dataset(conversations=conversations, format=fmt, path=str(path))
+            raise UserInputError(f"{self._name} ({self.format} format): {len(problems)} problem(s):", problems)
+
+
+def load_dataset(path: str | Path, fmt: str = "auto", convert: Callable[[Any], Any] | None = None) -> Dataset:
+    """Load and validate a dataset file: a DatasetStream read whole (the collector paused throughout,
+    as every conversation stays alive); raise UserInputError listing every bad record."""
+    with _collector_paused():
+        stream = DatasetStream(path, fmt, convert)
+        conversations = list(stream)
+    return Dataset(conversations=conversations, format=stream.format, path=stream.path)

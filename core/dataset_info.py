@@ -1,8 +1,9 @@
 """LLaMA-Factory's dataset registry: `dataset: a,b` with `dataset_dir` names datasets registered in
 `<dataset_dir>/dataset_info.json`.
 
-The one way a run's dataset is found and read (`resolve`, `load_datasets`, `load_run_dataset`): the
-trainer, the pre-start check, the length analyzer and the Data tab all call it. A registry entry's
+The one way a run's dataset is found and read (`resolve`, `load_datasets`, `load_run_dataset`,
+`dataset_conversations`): the trainer, the pre-start check, the length analyzer and the Data tab
+all call it. A registry entry's
 `columns` and `tags` only rename: each record is turned into the canonical alpaca / sharegpt /
 OpenAI record that core.data reads, and core.data's one normaliser checks it, so every
 record-numbered message comes from the same place. Every problem of every named dataset is raised
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.data import Dataset, load_dataset
+from core.data import Conversation, Dataset, DatasetStream, NotJsonError, load_dataset
 from core.errors import UserInputError
 from core.paths import path_errors, resolve_dataset, shown_path
 
@@ -311,7 +312,7 @@ def _load_entry(entry: Entry) -> Dataset:
         for c in sorted(wanted)
         if entry.columns[c] not in seen
     ]
-    if seen and absent:
+    if seen and absent and not isinstance(error, NotJsonError):  # records read up to a line that is not JSON
         raise UserInputError(
             f"Dataset {entry.name!r} ({shown_path(entry.path)}): its records have {', '.join(sorted(seen))}:", absent
         )
@@ -336,7 +337,24 @@ def load_datasets(
 ) -> Dataset:
     """Every named dataset read and concatenated in order; all their problems raised together.
     A registered dataset uses its entry's formatting; dataset_format applies to plain files."""
+    return _load_sources(dataset, resolve(dataset, dataset_dir, workdir), dataset_format, max_samples, seed)
+
+
+def dataset_conversations(
+    dataset: str, dataset_format: str = "auto", dataset_dir: str = "", workdir: Path | None = None
+) -> list[Conversation] | DatasetStream:
+    """load_datasets' conversations; one plain file is opened as a DatasetStream instead, whose
+    records are read and checked as they are iterated (the exact length count reads them while it
+    tokenizes). Its problems are the same, the file's own at once, its records' at the end."""
     sources = resolve(dataset, dataset_dir, workdir)
+    if len(sources) == 1 and isinstance(sources[0], Path):
+        return DatasetStream(sources[0], dataset_format)
+    return _load_sources(dataset, sources, dataset_format).conversations
+
+
+def _load_sources(
+    dataset: str, sources: list[Source], dataset_format: str, max_samples: int = 0, seed: int = 42
+) -> Dataset:
     loaded, problems = [], []
     for source in sources:
         try:

@@ -5,7 +5,8 @@ Ways to count, over the same loaded dataset (core.dataset_info.load_datasets):
             template's own tokens are not counted and the model's tokenizer differs, so the numbers
             are an estimate.
   exact     the model's tokenizer and chat template through ChatEncoder.encode, with the trainer's
-            options (system_prompt, train_on_prompt): the tokens the trainer will see.
+            options (system_prompt, train_on_prompt): the tokens the trainer will see. One plain
+            file is read as it is tokenized (core.data.DatasetStream), with the same checks.
   quick     (core.quick_lengths) exact counts of a random sample, with confidence intervals: seconds
             on 100k conversations, so a page can show numbers before the exact count ends.
 
@@ -37,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from core.data import Conversation
-from core.dataset_info import load_datasets
+from core.data import Conversation, DatasetStream
+from core.dataset_info import dataset_conversations, load_datasets
 from core.errors import UserInputError
 from core.template import ChatEncoder, with_system_prompt
 
@@ -439,7 +440,7 @@ ESTIMATE_NOTE = (
 
 
 def analyze_conversations(
-    conversations: list[Conversation],
+    conversations: list[Conversation] | DatasetStream,
     encoder: ChatEncoder | None,
     cutoff_len: int = 1024,
     batch_size: int = 8,
@@ -450,9 +451,10 @@ def analyze_conversations(
     tokenizer_name: str = "",
     progress: Progress | None = None,
 ) -> LengthReport:
-    """Analyze loaded conversations: exact with `encoder`, or the tiktoken estimate with None (then
-    system_prompt and train_on_prompt apply here; an encoder brings its own). The exact count calls
-    progress(done, total) after each chunk of conversations; an exception it raises stops the count."""
+    """Analyze conversations: exact with `encoder`, or the tiktoken estimate with None (then
+    system_prompt and train_on_prompt apply here; an encoder brings its own). The exact count also
+    takes a DatasetStream, read while it tokenizes, and calls progress(done, total) after each chunk
+    of conversations; an exception it raises stops the count."""
     check_options(cutoff_len, batch_size, target)
     if not conversations:
         raise UserInputError("No conversations to analyze.")
@@ -535,10 +537,9 @@ def analyze_file(
     .gguf) counts exactly with that model's tokenizer and chat template (see analyze_conversations
     for `progress`)."""
     check_options(cutoff_len, batch_size, target)
-    dataset = load_datasets(str(path), dataset_format, dataset_dir)
     if model.strip() == ESTIMATE_MODEL:
         return analyze_conversations(
-            dataset.conversations,
+            load_datasets(str(path), dataset_format, dataset_dir).conversations,
             None,
             cutoff_len,
             batch_size,
@@ -548,10 +549,13 @@ def analyze_file(
         )
     from core.models import load_tokenizer, resolve_model
 
+    # One plain file is read while it is tokenized: its file-level problems are raised here, before
+    # the model loads, its records' when the count reaches its end.
+    conversations = dataset_conversations(str(path), dataset_format, dataset_dir)
     source = resolve_model(model)
     encoder = ChatEncoder(load_tokenizer(source), system_prompt, train_on_prompt)
     return analyze_conversations(
-        dataset.conversations,
+        conversations,
         encoder,
         cutoff_len,
         batch_size,

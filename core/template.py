@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -406,20 +406,24 @@ class ChatEncoder:
             return False, False
         return _PROBE_TOOL in text, _PROBE_CALL in text
 
-    def check_tool_support(self, conversations: list[Conversation]) -> None:
-        """Refuse conversations that define or call tools when the template would drop them: they
-        would train on text that does not hold the tools. Examples are numbered from 1 in the order given."""
-        using = [number for number, c in enumerate(conversations, start=1) if uses_tools(c)]
+    def _tools_dropped(self, conversations: list[Conversation], first: int) -> list[int]:
+        """The numbers (the first one is `first`) of the conversations that define or call tools
+        the template would drop: they would train on text that does not hold the tools."""
+        using = [number for number, c in enumerate(conversations, start=first) if uses_tools(c)]
         if not using:
-            return
+            return []
         defines, calls = self.tool_support
-        lacking = [
+        return [
             number
             for number in using
-            if (conversation_tools(conversations[number - 1]) and not defines)
-            or (any(m.get("tool_calls") for m in conversations[number - 1]) and not calls)
+            if (conversation_tools(conversations[number - first]) and not defines)
+            or (any(m.get("tool_calls") for m in conversations[number - first]) and not calls)
         ]
+
+    def _refuse_dropped_tools(self, lacking: list[int]) -> None:
+        """Refuse the examples _tools_dropped found (numbered from 1 in dataset order), all in one error."""
         if lacking:
+            defines, calls = self.tool_support
             name = getattr(self.tokenizer, "name_or_path", "") or type(self.tokenizer).__name__
             drops = "definitions and calls" if not (defines or calls) else ("calls" if defines else "definitions")
             raise UserInputError(
@@ -639,37 +643,61 @@ class ChatEncoder:
             ) from None
 
     # ------------------------------------------------------------------------------- tokenizing
-    def encode(self, conversations: list[Conversation]) -> list[Encoded]:
+    def encode(self, conversations: Iterable[Conversation]) -> list[Encoded]:
         """Tokenize many conversations: encode_chunks, one Encoded per conversation."""
         return [example for chunk in self.encode_chunks(conversations) for example in chunk.examples()]
 
-    def encode_chunks(self, conversations: list[Conversation]) -> Iterator[EncodedChunk]:
+    def encode_chunks(self, conversations: Iterable[Conversation]) -> Iterator[EncodedChunk]:
         """Tokenize many conversations in batch calls (the Rust tokenizer runs them in parallel),
         yielding them in order, ENCODE_CHUNK at a time, as flat arrays.
 
         Pipelined by chunks: while a worker thread tokenizes one chunk (the Rust tokenizer releases
-        the GIL), this thread assembles the previous one and renders the next.
+        the GIL), this thread assembles the previous one and takes and renders the next. Taken from
+        a lazy iterable (core.data.DatasetStream), the next chunk is read from the file then too.
+
+        Refusals wait for the end of `conversations`: examples whose tools the template would drop
+        (every one named in one error), else the first example the template itself refuses. So the
+        dataset's own problems, which a DatasetStream raises at its end, come first, as when it was
+        read whole before; no chunk is yielded from the first refused example on.
         """
-        self.check_tool_support(conversations)
         tokenize = _batch_tokenizer(self.tokenizer)
-        system_prompt = self.system_prompt
+        examples = iter(conversations)
+        lacking: list[int] = []  # examples whose tools the template would drop
+        refusal: UserInputError | None = None
+        first = 1  # the number of the chunk's first example
         with ThreadPoolExecutor(max_workers=1) as tokenizer_thread:
             pending = None
-            for start in range(0, len(conversations), ENCODE_CHUNK):
-                plan = _ChunkPlan(self.train_on_prompt)
-                for number, conversation in enumerate(conversations[start : start + ENCODE_CHUNK], start=start + 1):
-                    messages = with_system_prompt(conversation, system_prompt)
-                    skeleton = self._plain_skeleton(messages)
-                    if skeleton is not None and skeleton.segments is not None:
-                        plan.add_parts(skeleton.segments, [m["content"] for m in messages])
+            while chunk := list(itertools.islice(examples, ENCODE_CHUNK)):
+                lacking += self._tools_dropped(chunk, first)
+                if not lacking and refusal is None:  # else only read on, to name every refused example
+                    try:
+                        plan = self._plan(chunk, first)
+                    except UserInputError as err:
+                        refusal = err
                     else:
-                        plan.add_text(*self._rendered(number, conversation))
-                batch = tokenizer_thread.submit(tokenize, plan.texts)
-                if pending is not None:
-                    yield pending[0].assemble(pending[1].result())
-                pending = plan, batch
+                        batch = tokenizer_thread.submit(tokenize, plan.texts)
+                        if pending is not None:
+                            yield pending[0].assemble(pending[1].result())
+                        pending = plan, batch
+                first += len(chunk)
+            self._refuse_dropped_tools(lacking)
+            if refusal is not None:
+                raise refusal
             if pending is not None:
                 yield pending[0].assemble(pending[1].result())
+
+    def _plan(self, conversations: list[Conversation], first: int) -> _ChunkPlan:
+        """What one chunk of conversations (numbered from `first`) sends to the tokenizer."""
+        plan = _ChunkPlan(self.train_on_prompt)
+        system_prompt = self.system_prompt
+        for number, conversation in enumerate(conversations, start=first):
+            messages = with_system_prompt(conversation, system_prompt)
+            skeleton = self._plain_skeleton(messages)
+            if skeleton is not None and skeleton.segments is not None:
+                plan.add_parts(skeleton.segments, [m["content"] for m in messages])
+            else:
+                plan.add_text(*self._rendered(number, conversation))
+        return plan
 
 
 @dataclass

@@ -37,10 +37,11 @@ is refused for those conversations (`tool_support`).
 
 from __future__ import annotations
 
+import collections
 import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -51,6 +52,9 @@ from core.errors import UserInputError
 
 IGNORE_INDEX = -100  # label value the loss skips (transformers / torch convention)
 ENCODE_CHUNK = 2048  # conversations per tokenizer call: batched, with bounded Python-list memory
+# Tokenizer calls at once: with one, the Rust pool idles while a batch's last texts finish, and the
+# exact count took 1.15x the time of one call on all texts; with two, as long (bench/README.md).
+BATCHES_IN_FLIGHT = 2
 
 # Placeholder contents for skeleton renders: private-use characters no chat template writes itself.
 _PLACEHOLDER = "\ue000{}\ue001"
@@ -651,8 +655,8 @@ class ChatEncoder:
         """Tokenize many conversations in batch calls (the Rust tokenizer runs them in parallel),
         yielding them in order, ENCODE_CHUNK at a time, as flat arrays.
 
-        Pipelined by chunks: while a worker thread tokenizes one chunk (the Rust tokenizer releases
-        the GIL), this thread assembles the previous one and takes and renders the next. Taken from
+        Pipelined by chunks: while worker threads tokenize the next BATCHES_IN_FLIGHT chunks (the Rust
+        tokenizer releases the GIL), this thread assembles the one before and takes and renders the next. Taken from
         a lazy iterable (core.data.DatasetStream), the next chunk is read from the file then too.
 
         Refusals wait for the end of `conversations`: examples whose tools the template would drop
@@ -665,8 +669,8 @@ class ChatEncoder:
         lacking: list[int] = []  # examples whose tools the template would drop
         refusal: UserInputError | None = None
         first = 1  # the number of the chunk's first example
-        with ThreadPoolExecutor(max_workers=1) as tokenizer_thread:
-            pending = None
+        pending: collections.deque[tuple[_ChunkPlan, Future]] = collections.deque()
+        with ThreadPoolExecutor(max_workers=BATCHES_IN_FLIGHT) as tokenizer_threads:
             while chunk := list(itertools.islice(examples, ENCODE_CHUNK)):
                 lacking += self._tools_dropped(chunk, first)
                 if not lacking and refusal is None:  # else only read on, to name every refused example
@@ -675,16 +679,17 @@ class ChatEncoder:
                     except UserInputError as err:
                         refusal = err
                     else:
-                        batch = tokenizer_thread.submit(tokenize, plan.texts)
-                        if pending is not None:
-                            yield pending[0].assemble(pending[1].result())
-                        pending = plan, batch
+                        pending.append((plan, tokenizer_threads.submit(tokenize, plan.texts)))
+                        if len(pending) > BATCHES_IN_FLIGHT:  # the oldest, while the others run
+                            plan, batch = pending.popleft()
+                            yield plan.assemble(batch.result())
                 first += len(chunk)
             self._refuse_dropped_tools(lacking)
             if refusal is not None:
                 raise refusal
-            if pending is not None:
-                yield pending[0].assemble(pending[1].result())
+            while pending:
+                plan, batch = pending.popleft()
+                yield plan.assemble(batch.result())
 
     def _plan(self, conversations: list[Conversation], first: int) -> _ChunkPlan:
         """What one chunk of conversations (numbered from `first`) sends to the tokenizer."""
@@ -850,11 +855,14 @@ def _batch_tokenizer(tokenizer) -> Callable[[list[str]], list]:
     def tokenize(texts: list[str]) -> list:
         # The backend set up as that call sets it, before every batch as it does: another call on
         # the same tokenizer (padding=True, truncation=True) leaves its settings on the backend.
+        # Only what differs is set: a setter while another batch of ours is being encoded would
+        # find the backend borrowed (encode_chunks runs BATCHES_IN_FLIGHT at once).
         if backend.truncation is not None:
             backend.no_truncation()
         if backend.padding is not None:
             backend.no_padding()
-        backend.encode_special_tokens = tokenizer.split_special_tokens
+        if backend.encode_special_tokens != tokenizer.split_special_tokens:
+            backend.encode_special_tokens = tokenizer.split_special_tokens
         return backend.encode_batch(texts, add_special_tokens=False)
 
     return tokenize

@@ -7,7 +7,7 @@ LoRA (rank 8, alpha 16, dropout 0.05, all linear layers), batch, learning rate, 
 epochs, each as its own command in its own process:
   ours      `python -m core.train cfg.yaml` with the project's defaults
   ours-bf16 the same with cpu_bf16: true (bf16 base weights and autocast on a CPU with AMX)
-  ours-untrimmed the same with release_freed_memory: false (no heap trimming after decoder layers)
+  ours-system    the same with cpu_allocator: system (glibc's malloc, its heap trimmed: release_freed_memory)
   lf        `llamafactory-cli train cfg.yaml` in bench/.lf-venv (bench/lf_venv.py) with its own
             defaults (float32 on the CPU, gradient checkpointing on, batches padded to the longest)
   lf-bf16   the same with `bf16: true` (LLaMA-Factory's switch for bf16 mixed precision)
@@ -53,7 +53,7 @@ class Shape:
 
 
 SHAPES = {"short": Shape(54, 4, 1, 2.0, 1024), "long": Shape(8, 2, 1, 1.0, 2048)}
-VARIANTS = ("ours", "ours-bf16", "ours-untrimmed", "lf", "lf-bf16")
+VARIANTS = ("ours", "ours-bf16", "ours-system", "lf", "lf-bf16")
 SAMPLE_SEED = 5
 # The same hyperparameters for both tools, in LLaMA-Factory's key names (ours uses the same names).
 COMMON = {
@@ -85,7 +85,7 @@ def shape_data(name: str, folder: Path) -> Path:
     return path
 
 
-OUR_SWITCHES = {"ours": {}, "ours-bf16": {"cpu_bf16": True}, "ours-untrimmed": {"release_freed_memory": False}}
+OUR_SWITCHES = {"ours": {}, "ours-bf16": {"cpu_bf16": True}, "ours-system": {"cpu_allocator": "system"}}
 
 
 def our_config(shape: Shape, data: Path, model: str, out: Path, switches: dict) -> dict:

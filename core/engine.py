@@ -47,6 +47,7 @@ from core import distributed
 from core.advisor import advise, template_injects_system, training_plan
 from core.augment import augment_conversations, config_spec, make_generator, write_jsonl_atomically
 from core.config import TrainConfig
+from core.cpu_allocator import SYSTEM, active_allocator
 from core.data import Dataset, eval_count
 from core.dataset_info import load_run_dataset
 from core.errors import UserInputError
@@ -712,6 +713,7 @@ def _run_training(
 
     # Each optimisation has its switch, and the start event records what was applied, so a
     # regression can be narrowed to one of them by turning it off.
+    allocator = active_allocator()
     stats["optimisations"] = {
         # per-example causal sdpa on packed rows (core.packing)
         "packed_attention": bool(config.packing and use_packed_attention(model)),
@@ -725,9 +727,13 @@ def _run_training(
         "lora_addmm_layers": add_lora_with_addmm(model) if config.lora_addmm else 0,
         # the MLP's silu(gate) * up keeps gate and up only (core.fused_mlp); the count of MLPs
         "fused_swiglu_layers": fuse_swiglu(model) if config.fused_swiglu else 0,
-        # CPU: the heap's free pages returned after a decoder layer while the peak RSS grows (core.freed_memory)
+        # the C allocator this process runs with: mimalloc where core.train restarted with it (core.cpu_allocator)
+        "cpu_allocator": allocator,
+        # CPU, glibc: the heap's free pages returned after a decoder layer while the peak RSS grows (core.freed_memory)
         "release_freed_memory_layers": (
-            trim_heap_after_layers(model) if config.release_freed_memory and device == "cpu" else 0
+            trim_heap_after_layers(model)
+            if config.release_freed_memory and device == "cpu" and allocator == SYSTEM
+            else 0
         ),
         # CPU with AMX / AVX512-BF16: bf16 base weights and autocast, float32 LoRA (core.models)
         "cpu_bf16": cpu_bf16_applies(device, config.cpu_bf16, config.quantization_bit),

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from core import distributed
 from core.config import FIELDS, GROUPS, HEADLESS_ONLY, SPECS, TrainConfig, fields_in_group, load_config, parse_overrides
+from core.cpu_allocator import restart_with
 from core.errors import UserInputError
 from core.events import RunFolder
 from core.lock import RunLock
@@ -62,7 +63,9 @@ def _setup_logging(run: RunFolder) -> logging.Handler:
     return handler
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, restart_allocator: bool = False) -> int:
+    """The command line; `restart_allocator` (as `python -m core.train` runs it): restart this
+    process with the config's cpu_allocator first (core.cpu_allocator)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(help_text() if argv else USAGE)
@@ -78,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             notes: list[str] = []  # what a LLaMA-Factory file's keys became (core.lf_compat)
             with path_errors("Config file", argv[0]):
                 config = load_config(argv[0], overrides, notes=notes)
+            if restart_allocator:  # before anything is printed, locked or written: all again after it
+                restart_with(config.cpu_allocator)
             for note in notes:
                 print(note, file=sys.stderr)
             folder = run_folder_of(config)
@@ -154,4 +159,4 @@ def _train_and_report(config: TrainConfig, run: RunFolder, stop_signals: StopSig
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(restart_allocator=True))

@@ -55,9 +55,13 @@ def train(tmp_path: Path, model_dir: Path, dataset: Path, allocator: str) -> tup
     return done, events_by_type(tmp_path / allocator / "run")
 
 
-@pytest.mark.skipif(not SHIPS_MIMALLOC or cpu_allocator.has_gpu_driver(), reason="mimalloc is used on x86_64 Linux without a GPU")
+@pytest.mark.skipif(
+    not SHIPS_MIMALLOC or cpu_allocator.has_gpu_driver(), reason="mimalloc is used on x86_64 Linux without a GPU"
+)
 def test_training_restarts_with_mimalloc_and_learns_the_same(tiny_model_dir, dataset, tmp_path):
-    runs = {allocator: train(tmp_path, tiny_model_dir, dataset, allocator) for allocator in cpu_allocator.CPU_ALLOCATORS}
+    runs = {
+        allocator: train(tmp_path, tiny_model_dir, dataset, allocator) for allocator in cpu_allocator.CPU_ALLOCATORS
+    }
     (mimalloc_start,) = runs[cpu_allocator.MIMALLOC][1]["start"]
     (system_start,) = runs[cpu_allocator.SYSTEM][1]["start"]
     assert mimalloc_start["optimisations"]["cpu_allocator"] == cpu_allocator.MIMALLOC

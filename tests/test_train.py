@@ -706,6 +706,7 @@ def test_start_event_records_the_optimisations_applied(tmp_path, tiny_model_dir,
             "shared_lora_input_layers": 0,
             "lora_addmm_layers": 0,
             "fused_swiglu_layers": 0,
+            "cpu_allocator": "system",  # in-process: the allocator pytest started with
             "release_freed_memory_layers": 0,
             "cpu_bf16": False,
         }

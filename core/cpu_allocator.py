@@ -26,8 +26,8 @@ CPU_ALLOCATORS = (MIMALLOC, SYSTEM)
 DISTRIBUTION = "cmeel-mimalloc"  # a wheel for x86_64 Linux (requirements.txt's marker); elsewhere: the system's
 LIBRARY_NAME = "libmimalloc.so"
 RESTARTED = "LORA_TAILOR_ALLOCATOR_RESTART"  # set on the restart: never restart twice, even if the preload failed
-# mimalloc's own settings for training: keep freed memory for reuse (see above); no messages on stderr.
 GPU_DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/kfd")  # NVIDIA's driver, AMD's ROCm
+# mimalloc's own settings for training: keep freed memory for reuse (see above); no messages on stderr.
 MIMALLOC_SETTINGS = {"MIMALLOC_PURGE_DELAY": "-1", "MIMALLOC_VERBOSE": "0"}
 
 
@@ -72,9 +72,7 @@ def restart_with(allocator: str) -> None:
     otherwise return."""
     if allocator != MIMALLOC or not sys.platform.startswith("linux") or os.environ.get(RESTARTED):
         return
-    if has_gpu_driver():
-        return
-    if active_allocator() == MIMALLOC:
+    if has_gpu_driver() or active_allocator() == MIMALLOC:
         return
     library = mimalloc_library()
     if library is None:

@@ -20,7 +20,10 @@ the table gives medians and the per-round ratios.
 
 Shapes: short = 54 chats sampled from datasets_demo/persona_en.jsonl (the persona FAQ case, ~60
 tokens a chat), batch 4 x accumulation 1, 2 epochs; long = chats of 512-2,048 tokens
-(bench.throughput.long_conversations), batch 2 x accumulation 1, 1 epoch.
+(bench.throughput.long_conversations), batch 2 x accumulation 1, 1 epoch. The training switches
+were tuned on those two. The held-out shapes came after, to check them on what they were not tuned
+on: short-zh = 64 chats of persona_zh.jsonl (Chinese), batch 8, 2 epochs; short-b1 = 24 other
+persona_en chats, batch 1, 1 epoch; long-b1 = 6 other long chats, batch 1, 1 epoch.
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ from pathlib import Path
 import yaml
 
 from bench.lf_venv import register_dataset
-from bench.throughput import PERSONA, long_conversations
-from core.paths import PROJECT_ROOT
+from bench.throughput import long_conversations
+from core.paths import DEMO_DIR, PROJECT_ROOT
 
 
 @dataclass(frozen=True)
@@ -50,11 +53,20 @@ class Shape:
     accum: int
     epochs: float
     cutoff_len: int
+    source: str  # a datasets_demo file's name, or "long" (bench.throughput.long_conversations)
+    seed: int  # which chats: the sample's, or the long chats' generator's
 
 
-SHAPES = {"short": Shape(54, 4, 1, 2.0, 1024), "long": Shape(8, 2, 1, 1.0, 2048)}
+SHAPES = {
+    "short": Shape(54, 4, 1, 2.0, 1024, "persona_en.jsonl", 5),
+    "long": Shape(8, 2, 1, 1.0, 2048, "long", 0),
+    # held out: not looked at while the training switches were chosen
+    "short-zh": Shape(64, 8, 1, 2.0, 1024, "persona_zh.jsonl", 7),
+    "short-b1": Shape(24, 1, 1, 1.0, 1024, "persona_en.jsonl", 11),
+    "long-b1": Shape(6, 1, 1, 1.0, 2048, "long", 3),
+}
+TUNED_ON = ("short", "long")
 VARIANTS = ("ours", "ours-bf16", "ours-system", "lf", "lf-bf16")
-SAMPLE_SEED = 5
 # The same hyperparameters for both tools, in LLaMA-Factory's key names (ours uses the same names).
 COMMON = {
     "learning_rate": 2e-4,
@@ -75,11 +87,11 @@ def shape_data(name: str, folder: Path) -> Path:
     from core.models import load_tokenizer, resolve_model
 
     shape = SHAPES[name]
-    if name == "short":
-        records = [json.loads(line) for line in PERSONA.read_text(encoding="utf-8").splitlines() if line.strip()]
-        records = random.Random(SAMPLE_SEED).sample(records, shape.chats)
+    if shape.source == "long":
+        records = long_conversations(load_tokenizer(resolve_model("default")), count=shape.chats, seed=shape.seed)
     else:
-        records = long_conversations(load_tokenizer(resolve_model("default")), count=shape.chats)
+        lines = (DEMO_DIR / shape.source).read_text(encoding="utf-8").splitlines()
+        records = random.Random(shape.seed).sample([json.loads(line) for line in lines if line.strip()], shape.chats)
     path = folder / f"{name}.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return path
@@ -215,7 +227,12 @@ def report(name: str, shape: Shape, data: Path, tokens: int, runs: dict[str, lis
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.lf_peer", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shape", default="both", choices=(*SHAPES, "both"))
+    parser.add_argument(
+        "--shape",
+        default="both",
+        choices=(*SHAPES, "both", "held-out"),
+        help="both: short and long; held-out: the rest",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="each variant runs this many times, alternating")
     parser.add_argument("--variants", default="ours,lf", help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--model", default="default")
@@ -228,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     from core.models import load_tokenizer, resolve_model
 
     tokenizer = load_tokenizer(resolve_model(args.model))
-    for name in SHAPES if args.shape == "both" else (args.shape,):
+    held_out = [name for name in SHAPES if name not in TUNED_ON]
+    for name in {"both": TUNED_ON, "held-out": held_out}.get(args.shape, (args.shape,)):
         shape = SHAPES[name]
         folder = Path(tempfile.mkdtemp(prefix=f"bench-lf-{name}-"))
         data = shape_data(name, folder)

@@ -234,8 +234,8 @@ def build_optimizer(model, config: TrainConfig) -> torch.optim.Optimizer:
                 {**group, "params": params, "lr": group["lr"] * scale} for scale, params in sorted(by_scale.items())
             ]
         groups = split
-    # torch's fused kernel updates all the LoRA tensors in one call; its default on the CPU loops over
-    # them in Python, ~13 ms a step for the default model's 420 (bench/README.md).
+    # torch's fused kernel updates all the LoRA tensors in one call; its CPU default loops over them
+    # in Python, a cost every step that shows at batch 1 (bench/README.md, "Fused AdamW").
     fused = all(p.device.type in ("cpu", "cuda", "mps") for p in trainable)
     return torch.optim.AdamW(groups, lr=config.learning_rate, fused=fused)
 

@@ -6,7 +6,7 @@ One readable path, top to bottom:
   prepare_data    conversations -> encoded examples (core.template), truncated, split, with stats
   training_plan   epochs ('auto') and learning rate (scaled from its reference batch), core.advisor
   build_model     base model (maybe 4/8-bit) + LoRA adapters; only the adapters train
-  build_optimizer AdamW param groups: LoRA+ (peft) and the optional layer-wise lr scaling
+  build_optimizer AdamW param groups: LoRA+ (peft) and the optional layer-wise lr scaling; fused
   run_training    transformers.Trainer with callbacks: events.jsonl and STOP (EventsCallback), the
                   health guard (core.health: bad steps skipped, rollback, out-of-memory back-off),
                   probe scoring with the best-recall adapter kept (ProbeCallback)
@@ -234,10 +234,15 @@ def build_optimizer(model, config: TrainConfig) -> torch.optim.Optimizer:
                 {**group, "params": params, "lr": group["lr"] * scale} for scale, params in sorted(by_scale.items())
             ]
         groups = split
-    # torch's fused kernel updates all the LoRA tensors in one call; its CPU default loops over them
-    # in Python, a cost every step that shows at batch 1 (bench/README.md, "Fused AdamW").
-    fused = all(p.device.type in ("cpu", "cuda", "mps") for p in trainable)
-    return torch.optim.AdamW(groups, lr=config.learning_rate, fused=fused)
+    return torch.optim.AdamW(groups, lr=config.learning_rate, fused=fused_adamw_applies(model, config))
+
+
+def fused_adamw_applies(model, config: TrainConfig) -> bool:
+    """Whether AdamW runs as torch's fused kernel: all the LoRA tensors in one call, where its CPU
+    default loops over them in Python, a cost every step that shows at batch 1 (bench/README.md,
+    "Fused AdamW"). The kernel exists for these devices' tensors only."""
+    devices = {p.device.type for p in model.parameters() if p.requires_grad}
+    return config.fused_adamw and devices <= {"cpu", "cuda", "mps"}
 
 
 def augment_for_run(config: TrainConfig, run: RunFolder, conversations: list, probes: list[Probe]) -> list:
@@ -730,6 +735,8 @@ def _run_training(
         "lora_addmm_layers": add_lora_with_addmm(model) if config.lora_addmm else 0,
         # the MLP's silu(gate) * up keeps gate and up only (core.fused_mlp); the count of MLPs
         "fused_swiglu_layers": fuse_swiglu(model) if config.fused_swiglu else 0,
+        # AdamW as one fused kernel call a step (build_optimizer)
+        "fused_adamw": fused_adamw_applies(model, config),
         # the C allocator this process runs with: mimalloc where core.train restarted with it (core.cpu_allocator)
         "cpu_allocator": allocator,
         # CPU, glibc: the heap's free pages returned after a decoder layer while the peak RSS grows (core.freed_memory)

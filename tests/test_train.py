@@ -168,6 +168,27 @@ def test_loraplus_puts_lora_b_at_ratio_times_lr(tiny_model_dir):
     assert set(lr_by_param(model, build_optimizer(model, plain)).values()) == {2e-4}
 
 
+def test_fused_adamw_makes_the_same_update_as_torchs_default(tiny_model_dir):
+    updated = {}
+    for fused in (True, False):
+        config = TrainConfig(model_name_or_path=str(tiny_model_dir), loraplus_lr_ratio=16, fused_adamw=fused)
+        torch.manual_seed(0)
+        model, _ = build_model(config, "cpu")
+        optimizer = build_optimizer(model, config)
+        assert bool(optimizer.defaults["fused"]) is fused
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        before = [p.detach().clone() for p in trainable]
+        generator = torch.Generator().manual_seed(1)
+        for _ in range(3):  # gradients drawn the same for both
+            for param in trainable:
+                param.grad = torch.randn(param.shape, generator=generator)
+            optimizer.step()
+        updated[fused] = [(p.detach() - b) for p, b in zip(trainable, before)]
+    assert all(d.abs().max() > 0 for d in updated[True])  # every LoRA weight moved
+    for fused_step, default_step in zip(updated[True], updated[False]):
+        torch.testing.assert_close(fused_step, default_step, rtol=1e-4, atol=1e-7)
+
+
 def test_layerwise_cosine_composes_with_loraplus(tiny4_model_dir):
     config = TrainConfig(
         model_name_or_path=str(tiny4_model_dir), loraplus_lr_ratio=16, learning_rate=1e-4, layerwise_lr="cosine"
@@ -690,6 +711,7 @@ def test_a_folder_holding_a_run_is_refused_without_resume(tmp_path, tiny_model_d
             "shared_lora_input": False,
             "lora_addmm": False,
             "fused_swiglu": False,
+            "fused_adamw": False,
             "release_freed_memory": False,
         },
     ],
@@ -706,6 +728,7 @@ def test_start_event_records_the_optimisations_applied(tmp_path, tiny_model_dir,
             "shared_lora_input_layers": 0,
             "lora_addmm_layers": 0,
             "fused_swiglu_layers": 0,
+            "fused_adamw": False,
             "cpu_allocator": "system",  # in-process: the allocator pytest started with
             "release_freed_memory_layers": 0,
             "cpu_bf16": False,
@@ -714,5 +737,5 @@ def test_start_event_records_the_optimisations_applied(tmp_path, tiny_model_dir,
         assert applied["packed_attention"] and applied["trained_tokens_loss"]
         assert applied["fused_lora_dropout_layers"] == applied["lora_addmm_layers"] == 14
         assert applied["shared_lora_input_layers"] == 10  # q, k, v, gate, up
-        assert applied["fused_swiglu_layers"] == 2
+        assert applied["fused_swiglu_layers"] == 2 and applied["fused_adamw"]
         assert applied["release_freed_memory_layers"] == 2  # glibc (Debian) here

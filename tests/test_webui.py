@@ -175,6 +175,7 @@ def test_every_config_field_is_on_the_page_or_headless_only(app):
         "shared_lora_input",
         "lora_addmm",
         "fused_swiglu",
+        "fused_adamw",
         "release_freed_memory",
     ):
         assert any(info == i18n.field_info(name) for info in infos), name

@@ -56,7 +56,7 @@ from core.freed_memory import trim_heap_after_layers
 from core.fused_mlp import fuse_swiglu
 from core.health import MAX_ROLLBACKS, ROLLBACK_LR_FACTOR, HealthGuard, is_out_of_memory, reset_lora, weights_are_finite
 from core.lf_compat import check_template
-from core.lora_addmm import add_lora_with_addmm
+from core.lora_addmm import add_lora_with_addmm, float32_residual_stream
 from core.lora_dropout import fuse_lora_dropout
 from core.models import best_device, cpu_bf16_applies, load_model, load_tokenizer, resolve_model
 from core.packing import PackingCollator, TrainedTokensTrainer, use_packed_attention
@@ -745,8 +745,10 @@ def _run_training(
             if config.release_freed_memory and device == "cpu" and allocator == SYSTEM
             else 0
         ),
-        # CPU with AMX / AVX512-BF16: bf16 base weights and autocast, float32 LoRA (core.models)
-        "cpu_bf16": cpu_bf16_applies(device, config.cpu_bf16, config.quantization_bit),
+        # CPU with AMX / AVX512-BF16: bf16 base weights and autocast; float32 LoRA weights (core.models)
+        # and, hooked here, a float32 residual stream (core.lora_addmm)
+        "cpu_bf16": cpu_bf16_applies(device, config.cpu_bf16, config.quantization_bit)
+        and float32_residual_stream(model),
     }
     events = EventsCallback(run, config, stats, show_progress, stop_signals)
     probing = [ProbeCallback(run, config, probes, tokenizer)] if probes else []

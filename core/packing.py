@@ -102,14 +102,17 @@ def packed_attention(
         or kwargs.get("is_causal") is False
     )
     lengths = [] if plain else example_lengths(position_ids)
-    if len(lengths) <= 1:  # one example (or not packed): the mask is None and sdpa runs causally anyway
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    kwargs.pop("is_causal", None)
-    # split (not slicing in a loop): its backward is one concatenation, not a zero-filled copy per piece
-    pieces = [
-        sdpa_attention_forward(module, q, k, v, None, is_causal=True, **kwargs)[0]
-        for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2))
-    ]
+    # Under CPU autocast (cpu_bf16) sdpa would run in bf16, whose CPU backward is several times
+    # slower than float32's at these sizes (bench/README.md): it runs in the dtype of query.
+    with torch.autocast("cpu", enabled=False):
+        if len(lengths) <= 1:  # one example (or not packed): the mask is None and sdpa runs causally anyway
+            return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+        kwargs.pop("is_causal", None)
+        # split (not slicing in a loop): its backward is one concatenation, not a zero-filled copy per piece
+        pieces = [
+            sdpa_attention_forward(module, q, k, v, None, is_causal=True, **kwargs)[0]
+            for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2))
+        ]
     return torch.cat(pieces, dim=1), None
 
 
@@ -188,7 +191,9 @@ class TrainedTokensTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         wrapped = self.accelerator.unwrap_model(model) is not model  # several processes
-        loss, outputs = trained_tokens_loss(model, inputs, num_items_in_batch, direct_head=not wrapped)
+        # the direct head calls the decoder, not the model's forward that accelerate wraps in autocast
+        with self.accelerator.autocast():
+            loss, outputs = trained_tokens_loss(model, inputs, num_items_in_batch, direct_head=not wrapped)
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             loss = loss * self.accelerator.num_processes
         return (loss, outputs) if return_outputs else loss

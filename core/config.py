@@ -524,14 +524,15 @@ class TrainConfig:
         "advanced",
     )
     cpu_bf16: bool = _f(
-        False,
-        "On a CPU with native bf16 (AMX or AVX512-BF16): frozen base weights in bf16 and bf16 mixed "
-        "precision; LoRA weights and optimizer stay float32. Less weight memory, faster matrix products, "
-        "but the loss falls a little slower (the LoRA update is added in bf16). No effect elsewhere, "
+        True,
+        "On a CPU with native bf16 (AMX or AVX512-BF16): frozen base weights in bf16, and the base "
+        "layers' matrix products in bf16; LoRA weights, their update, the residual stream, attention "
+        "and the optimizer stay float32. Faster products and less weight memory, with the loss within "
+        "bf16 rounding of float32's. No effect elsewhere (such a CPU's bf16 is emulated and slower), "
         "nor with quantization. Off: float32 throughout.",
-        "在支持原生 bf16 的 CPU（AMX 或 AVX512-BF16）上：冻结的基座权重用 bf16，并用 bf16 混合精度计算；"
-        "LoRA 权重和优化器仍为 float32。权重更省内存、矩阵乘更快，但损失下降略慢（LoRA 增量以 bf16 相加）。"
-        "其他设备或量化时不起作用。关闭：全程 float32。",
+        "在支持原生 bf16 的 CPU（AMX 或 AVX512-BF16）上：冻结的基座权重用 bf16，基座层的矩阵乘用 bf16 计算；"
+        "LoRA 权重及其增量、残差流、注意力和优化器仍为 float32。矩阵乘更快、权重更省内存，损失与 float32 "
+        "仅差 bf16 舍入。其他 CPU（bf16 为模拟，更慢）或量化时不起作用。关闭：全程 float32。",
         ("bf16 on the CPU", "CPU 上使用 bf16"),
         "advanced",
     )

@@ -247,9 +247,9 @@ class Memory:
         return self.weights + self.lora + self.activations + self.logits + self.runtime
 
 
-def compute_bytes(device: str, config: TrainConfig) -> int:
-    """Bytes of a base weight and an activation: 16-bit on GPUs (core.models.compute_dtype) and
-    under cpu_bf16 where it applies, float32 on the CPU otherwise."""
+def weight_bytes(device: str, config: TrainConfig) -> int:
+    """Bytes of an unquantized base weight: 16-bit on GPUs (core.models.compute_dtype) and under
+    cpu_bf16 where it applies, float32 on the CPU otherwise."""
     if device != "cpu":
         return 2
     if config.cpu_bf16:
@@ -259,6 +259,12 @@ def compute_bytes(device: str, config: TrainConfig) -> int:
     return FP32_BYTES
 
 
+def activation_bytes(device: str) -> int:
+    """Bytes of a kept activation: 16-bit on GPUs; float32 on the CPU, also under cpu_bf16, which
+    keeps the residual stream, attention and the LoRA inputs in float32 (core.lora_addmm)."""
+    return 2 if device != "cpu" else FP32_BYTES
+
+
 def sharing_processes(config: TrainConfig, device: str) -> int:
     """Training processes that share this memory and these cores: on the CPU all num_processes
     (each holds its own model and batches); on GPUs each process has a device of its own."""
@@ -266,9 +272,9 @@ def sharing_processes(config: TrainConfig, device: str) -> int:
 
 
 def memory_bytes(shape: ModelShape, config: TrainConfig, tokens: BatchTokens, device: str) -> Memory:
-    act = compute_bytes(device, config)
+    act = activation_bytes(device)
     if config.quantization_bit == "none":
-        weights = (shape.linear_params + shape.other_params) * act
+        weights = (shape.linear_params + shape.other_params) * weight_bytes(device, config)
     else:
         weights = (
             int(shape.linear_params * QUANT_WEIGHT_BYTES[config.quantization_bit]) + shape.other_params * FP32_BYTES

@@ -68,6 +68,7 @@ def lora_model_pair(model_dir: Path, tmp_path: Path, **fields):
     from core.config import TrainConfig
     from core.engine import build_model
 
+    fields.setdefault("cpu_bf16", False)  # float32: exact comparisons (bf16: tests/test_cpu_bf16.py)
     config = TrainConfig(model_name_or_path=str(model_dir), output_dir=str(tmp_path), **fields)
     first, _ = build_model(config, "cpu")
     for param in first.parameters():

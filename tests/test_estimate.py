@@ -36,6 +36,7 @@ CONFIG = TrainConfig(
     gradient_checkpointing=False,
     trained_tokens_loss=True,
     quantization_bit="none",
+    cpu_bf16=False,  # float32 weights on any CPU (cpu_bf16: its own test)
 )
 
 
@@ -82,6 +83,18 @@ def test_every_memory_term_matches_the_hand_count():
     assert memory.logits == 10 * 32 * 4 * 2 + 10 * 8 * 4
     assert memory.runtime == estimate.RUNTIME_BYTES["cpu"]
     assert memory.total == memory.weights + memory.lora + memory.activations + memory.logits + memory.runtime
+
+
+def test_cpu_bf16_halves_the_weights_not_the_activations(monkeypatch):
+    from core import models
+
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)
+    plain, bf16 = _memory(), _memory(cpu_bf16=True)
+    assert bf16.weights == (1152 + 552) * 2
+    # the residual stream, attention and the LoRA inputs stay float32 (core.lora_addmm)
+    assert (bf16.activations, bf16.logits, bf16.lora) == (plain.activations, plain.logits, plain.lora)
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: False)  # emulated bf16: float32 weights
+    assert _memory(cpu_bf16=True).weights == plain.weights
 
 
 def test_quantization_checkpointing_and_the_loss_change_their_own_terms():

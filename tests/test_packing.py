@@ -37,7 +37,9 @@ def _examples(vocab: int, lengths=(7, 12, 5, 9), seed=0) -> list[Encoded]:
 @pytest.fixture()
 def lora_model(tiny_model_dir, tmp_path):
     """The tiny model with LoRA as core.train builds it; lora_B randomised so every LoRA weight gets a gradient."""
-    config = TrainConfig(model_name_or_path=str(tiny_model_dir), lora_dropout=0.0, output_dir=str(tmp_path / "run"))
+    config = TrainConfig(
+        model_name_or_path=str(tiny_model_dir), lora_dropout=0.0, output_dir=str(tmp_path / "run"), cpu_bf16=False
+    )  # float32: exact comparisons (bf16: tests/test_cpu_bf16.py)
     model, tokenizer = build_model(config, "cpu")
     torch.manual_seed(1)
     with torch.no_grad():

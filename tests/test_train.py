@@ -28,6 +28,7 @@ from core.engine import LAYERWISE_MIN_SCALE, build_model, build_optimizer, encod
 from core.errors import UserInputError
 from core.events import RunFolder
 from core.lock import LOCK_FILE, LockHeld, LockOwner, RunLock, lock_holder, read_owner
+from core.models import cpu_has_native_bf16
 from core.runs import logged_status
 from core.template import ChatEncoder
 from core.train import main
@@ -713,6 +714,7 @@ def test_a_folder_holding_a_run_is_refused_without_resume(tmp_path, tiny_model_d
             "fused_swiglu": False,
             "fused_adamw": False,
             "release_freed_memory": False,
+            "cpu_bf16": False,
         },
     ],
 )
@@ -739,3 +741,4 @@ def test_start_event_records_the_optimisations_applied(tmp_path, tiny_model_dir,
         assert applied["shared_lora_input_layers"] == 10  # q, k, v, gate, up
         assert applied["fused_swiglu_layers"] == 2 and applied["fused_adamw"]
         assert applied["release_freed_memory_layers"] == 2  # glibc (Debian) here
+        assert applied["cpu_bf16"] == cpu_has_native_bf16()  # on by default where the CPU has it

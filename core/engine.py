@@ -41,6 +41,7 @@ logging.getLogger("bitsandbytes").addHandler(logging.NullHandler())
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 import torch  # noqa: E402
+from accelerate.utils import DistributedType  # noqa: E402
 from transformers import Trainer, TrainerCallback  # noqa: E402
 
 from core import distributed
@@ -54,7 +55,15 @@ from core.errors import UserInputError
 from core.events import RunFolder
 from core.freed_memory import trim_heap_after_layers
 from core.fused_mlp import fuse_swiglu
-from core.health import MAX_ROLLBACKS, ROLLBACK_LR_FACTOR, HealthGuard, is_out_of_memory, reset_lora, weights_are_finite
+from core.health import (
+    MAX_ROLLBACKS,
+    ROLLBACK_LR_FACTOR,
+    HealthGuard,
+    is_out_of_memory,
+    reset_lora,
+    trainable_parameters,
+    weights_are_finite,
+)
 from core.lf_compat import check_template
 from core.lora_addmm import add_lora_with_addmm, float32_residual_stream
 from core.lora_dropout import fuse_lora_dropout
@@ -558,6 +567,34 @@ class EngineTrainer(TrainedTokensTrainer):
     def __init__(self, *args, guard: HealthGuard, trained_tokens_loss: bool, **kwargs):
         super().__init__(*args, **kwargs)
         self.guard, self.trained_tokens_loss = guard, trained_tokens_loss
+        self._flos_per_token: float | None = None
+        # Trainer walks the whole model every step to clip gradients, zero them and count FLOPs: on
+        # a peft model that is ~2,500 modules a walk (bench/README.md). Alone (no wrapper that
+        # replaces the parameters) the trainable ones are listed once and the walks go over them.
+        self.trainable = None
+        if self.accelerator.distributed_type == DistributedType.NO:
+            self.trainable = trainable_parameters(self.model)
+            self.model.zero_grad = self._zero_trainable_grads
+
+    def _zero_trainable_grads(self, set_to_none: bool = True) -> None:
+        for param in self.trainable:
+            if set_to_none:
+                param.grad = None
+            elif param.grad is not None:
+                param.grad.zero_()
+
+    def _clip_grad_norm(self, model):
+        if self.trainable is None:
+            return super()._clip_grad_norm(model)
+        return self.accelerator.clip_grad_norm_(self.trainable, self.args.max_grad_norm)
+
+    def floating_point_ops(self, inputs) -> float:
+        # 6 x tokens x parameters (transformers' estimate): the parameter count is fixed, the model
+        # counts it anew each step
+        tokens = inputs["input_ids"].numel() if "input_ids" in inputs else 0
+        if self._flos_per_token is None and tokens:
+            self._flos_per_token = super().floating_point_ops(inputs) / tokens
+        return (self._flos_per_token or 0.0) * tokens
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.trained_tokens_loss:

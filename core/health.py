@@ -27,6 +27,7 @@ SPIKE_FACTOR = 4.0  # a loss this many times the recent median is a spike...
 SPIKE_MIN_RISE = 1.0  # ...and at least this much above it: near-zero fact-memorising losses wobble
 SPIKE_WINDOW = 16  # healthy step losses the median is taken over
 SPIKE_MIN_HISTORY = 4  # no spike verdict before this many healthy steps
+TRAINABLE_ATTRIBUTE = "lora_tailor_trainable"  # where trainable_parameters keeps its list
 
 
 class HealthGuard(TrainerCallback):
@@ -75,7 +76,7 @@ class HealthGuard(TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         loss, self.micro_losses = sum(self.micro_losses), []
-        params = [p for p in model.parameters() if p.grad is not None]
+        params = [p for p in trainable_parameters(model) if p.grad is not None]
         reason = self._verdict(loss, [p.grad for p in params])
         step = state.global_step + 1
         if reason is None:
@@ -97,9 +98,20 @@ class HealthGuard(TrainerCallback):
         return healthy[-1] if healthy else None
 
 
+def trainable_parameters(model) -> list[torch.nn.Parameter]:
+    """The parameters that require a gradient, listed on the first call and kept on the model:
+    walking a peft model's ~2,500 modules for them costs milliseconds, and training asks every
+    step. The list goes stale if requires_grad changes or a wrapper replaces the parameters (FSDP):
+    ask before that happens, or not at all then."""
+    listed = vars(model).get(TRAINABLE_ATTRIBUTE)
+    if listed is None:
+        listed = [p for p in model.parameters() if p.requires_grad]
+        setattr(model, TRAINABLE_ATTRIBUTE, listed)
+    return listed
+
+
 def weights_are_finite(model) -> bool:
-    trainable = [p.detach() for p in model.parameters() if p.requires_grad]
-    return all(bool(torch.isfinite(p).all()) for p in trainable)
+    return all(bool(torch.isfinite(p.detach()).all()) for p in trainable_parameters(model))
 
 
 def reset_lora(model) -> None:

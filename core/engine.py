@@ -572,9 +572,20 @@ class EngineTrainer(TrainedTokensTrainer):
         # a peft model that is ~2,500 modules a walk (bench/README.md). Alone (no wrapper that
         # replaces the parameters) the trainable ones are listed once and the walks go over them.
         self.trainable = None
+        self._mode: bool | None = None  # the mode _set_mode last put the model in
         if self.accelerator.distributed_type == DistributedType.NO:
             self.trainable = trainable_parameters(self.model)
             self.model.zero_grad = self._zero_trainable_grads
+            self.model.train = self._set_mode  # model.eval() calls it too
+
+    def _set_mode(self, mode: bool = True):
+        # Trainer calls model.train() every step: a walk over every module, for a model that is in
+        # training mode already but after an evaluation or a probe (which call model.eval() or
+        # model.train(False), so come through here as well).
+        if mode != self._mode:
+            type(self.model).train(self.model, mode)
+            self._mode = mode
+        return self.model
 
     def _zero_trainable_grads(self, set_to_none: bool = True) -> None:
         for param in self.trainable:

@@ -190,7 +190,9 @@ class TrainedTokensTrainer(Trainer):
     """
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        wrapped = self.accelerator.unwrap_model(model) is not model  # several processes
+        # several processes: Trainer hands the wrapper (DDP) and keeps the model as self.model.
+        # (accelerate's unwrap_model would walk every module each step to tell.)
+        wrapped = model is not self.model
         # the direct head calls the decoder, not the model's forward that accelerate wraps in autocast
         with self.accelerator.autocast():
             loss, outputs = trained_tokens_loss(model, inputs, num_items_in_batch, direct_head=not wrapped)

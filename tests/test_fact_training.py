@@ -71,6 +71,30 @@ def test_auto_probes_are_held_out_scored_and_written(tmp_path, tiny_model_dir, f
     assert not (tmp_path / "run" / "best_adapter").exists()  # a scratch folder, gone after the run
 
 
+def test_every_training_step_runs_in_training_mode_after_the_probes(tmp_path, tiny_model_dir, faq, monkeypatch):
+    # the probes put the model in eval mode; the engine's Trainer skips model.train() when the
+    # model is in training mode already, so each step after a probe must have switched it back
+    modes = []
+    build = engine.build_model
+
+    def build_and_watch(*args, **kwargs):
+        model, tokenizer = build(*args, **kwargs)
+        modules = list(model.modules())
+
+        def record(module, inputs):
+            if torch.is_grad_enabled():  # a training forward, not a probe's generation
+                modes.append(all(m.training for m in modules))
+
+        model.get_base_model().model.layers[0].register_forward_pre_hook(record)
+        return model, tokenizer
+
+    monkeypatch.setattr(engine, "build_model", build_and_watch)
+    config = write_config(tmp_path / "c.yaml", tiny_model_dir, faq, probes="auto", probe_steps=1, max_steps=4)
+    assert main([str(config)]) == 0
+    assert [e["step"] for e in events_by_type(tmp_path / "run")["probe"]] == [0, 1, 2, 3, 4]
+    assert modes == [True] * 4
+
+
 def scripted_recalls(monkeypatch, recalls: list[float]) -> None:
     """Probe scorings return these recalls in turn (the first is the base model's)."""
     script = iter(recalls)

@@ -5,8 +5,9 @@
 Both train the same data file, model files (core.models.resolve_model("default"), an HF folder),
 LoRA (rank 8, alpha 16, dropout 0.05, all linear layers), batch, learning rate, schedule, seed and
 epochs, each as its own command in its own process:
-  ours      `python -m core.train cfg.yaml` with the project's defaults
-  ours-bf16 the same with cpu_bf16: true (bf16 base weights and autocast on a CPU with AMX)
+  ours      `python -m core.train cfg.yaml` with the project's defaults (on a CPU with AMX or
+            AVX512-BF16 that includes cpu_bf16: bf16 base products, float32 LoRA and residual stream)
+  ours-fp32 the same with cpu_bf16: false (float32 throughout, as LLaMA-Factory's CPU default)
   ours-system    the same with cpu_allocator: system (glibc's malloc, its heap trimmed: release_freed_memory)
   lf        `llamafactory-cli train cfg.yaml` in bench/.lf-venv (bench/lf_venv.py) with its own
             defaults (float32 on the CPU, gradient checkpointing on, batches padded to the longest)
@@ -66,7 +67,7 @@ SHAPES = {
     "long-b1": Shape(6, 1, 1, 1.0, 2048, "long", 3),
 }
 TUNED_ON = ("short", "long")
-VARIANTS = ("ours", "ours-bf16", "ours-system", "lf", "lf-bf16")
+VARIANTS = ("ours", "ours-fp32", "ours-system", "lf", "lf-bf16")
 # The same hyperparameters for both tools, in LLaMA-Factory's key names (ours uses the same names).
 COMMON = {
     "learning_rate": 2e-4,
@@ -97,7 +98,7 @@ def shape_data(name: str, folder: Path) -> Path:
     return path
 
 
-OUR_SWITCHES = {"ours": {}, "ours-bf16": {"cpu_bf16": True}, "ours-system": {"cpu_allocator": "system"}}
+OUR_SWITCHES = {"ours": {}, "ours-fp32": {"cpu_bf16": False}, "ours-system": {"cpu_allocator": "system"}}
 
 
 def our_config(shape: Shape, data: Path, model: str, out: Path, switches: dict) -> dict:

@@ -32,17 +32,17 @@ def mark_recomputable(tensor: torch.Tensor, fn, *inputs: torch.Tensor) -> torch.
 
 
 def keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
-    """bool, x's shape on the CPU: each input kept with probability 1 - p, to 2**-32 (the fused layer's
-    draw, and the tests').
+    """bool, x's shape on the CPU: each input kept with probability 1 - p, p rounded to a multiple of
+    2**-16 (the fused layer's draw, and the tests').
 
-    torch.rand_like draws one float at a time from its Mersenne Twister; numpy's PCG64 fills the
-    bits about four times faster (bench/README.md). Its seed is drawn from torch's generator, so
-    torch.manual_seed (Trainer's seed) and the RNG state Trainer saves with a checkpoint decide the
-    masks as they decide torch's own dropout.
+    16 random bits an input, from numpy's PCG64: in a training step the draw is bound by the memory
+    it writes, and torch.rand_like writes a float32 an input (bench/README.md). The seed is drawn
+    from torch's generator, so torch.manual_seed (Trainer's seed) and the RNG state Trainer saves
+    with a checkpoint decide the masks as they decide torch's own dropout.
     """
     seed = int(torch.randint(0, torch.iinfo(torch.int64).max, (), dtype=torch.int64))
-    bits = np.random.PCG64(seed).random_raw((x.numel() + 1) // 2).view(np.uint32)[: x.numel()]
-    return torch.from_numpy(bits >= round(p * 2**32)).view(x.shape)
+    bits = np.random.PCG64(seed).random_raw((x.numel() + 3) // 4).view(np.uint16)[: x.numel()]
+    return torch.from_numpy(bits >= round(p * 2**16)).view(x.shape)
 
 
 def _dropped(x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:

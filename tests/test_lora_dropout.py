@@ -19,6 +19,21 @@ def _reference(x: torch.Tensor, weight: torch.Tensor, p: float, seed: int) -> to
     return torch.nn.functional.linear(x * keep / (1 - p), weight)
 
 
+@pytest.mark.parametrize("p", [0.0, 0.05, 0.5, 1.0])
+def test_keep_mask_drops_p_of_the_inputs_as_torchs_seed_decides(p):
+    x = torch.empty(1000, 1000)
+    torch.manual_seed(3)
+    mask = keep_mask(x, p)
+    assert mask.dtype == torch.bool and mask.shape == x.shape
+    dropped = 1 - mask.float().mean().item()
+    assert abs(dropped - p) <= 4 * (p * (1 - p) / x.numel()) ** 0.5 + 2**-16  # 4 sigma, and p's rounding
+    torch.manual_seed(3)
+    assert torch.equal(keep_mask(x, p), mask)  # the seed decides it...
+    if 0 < p < 1:
+        assert not torch.equal(keep_mask(x, p), mask)  # ...and each draw is a new one
+        assert not torch.equal(mask[0], mask[1])  # rows are not copies of each other
+
+
 @pytest.mark.parametrize("p", [0.05, 0.5])
 def test_fused_layer_equals_dropout_then_linear_with_gradients(p):
     torch.manual_seed(0)

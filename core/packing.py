@@ -103,7 +103,10 @@ def packed_attention(
     )
     lengths = [] if plain else example_lengths(position_ids)
     # Under CPU autocast (cpu_bf16) sdpa would run in bf16, whose CPU backward is several times
-    # slower than float32's at these sizes (bench/README.md): it runs in the dtype of query.
+    # slower than float32's at these sizes (bench/README.md): it runs in float32 (q, k and v come
+    # float32 from the LoRA layers, or bf16 from a projection without LoRA).
+    if query.is_cpu and torch.is_autocast_enabled("cpu"):
+        query, key, value = query.float(), key.float(), value.float()
     with torch.autocast("cpu", enabled=False):
         if len(lengths) <= 1:  # one example (or not packed): the mask is None and sdpa runs causally anyway
             return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)

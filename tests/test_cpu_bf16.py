@@ -115,11 +115,12 @@ def _train(tiny_model_dir, tmp_path, name: str, **values) -> tuple[dict, dict]:
     return final, events_by_type(tmp_path / name)
 
 
+@pytest.mark.parametrize("lora_target", ["all", "q_proj,k_proj"])  # v, o and the MLP: bf16 outputs
 def test_training_matches_float32_within_bf16_rounding_and_saves_a_plain_adapter(
-    tiny_model_dir, tmp_path, native_bf16, one_torch_thread
+    tiny_model_dir, tmp_path, native_bf16, one_torch_thread, lora_target
 ):
-    bf16, bf16_events = _train(tiny_model_dir, tmp_path, "bf16", cpu_bf16=True)
-    fp32, fp32_events = _train(tiny_model_dir, tmp_path, "fp32", cpu_bf16=False)
+    bf16, bf16_events = _train(tiny_model_dir, tmp_path, "bf16", cpu_bf16=True, lora_target=lora_target)
+    fp32, fp32_events = _train(tiny_model_dir, tmp_path, "fp32", cpu_bf16=False, lora_target=lora_target)
     assert bf16_events["start"][0]["optimisations"]["cpu_bf16"] is True
     assert fp32_events["start"][0]["optimisations"]["cpu_bf16"] is False
     bf16_losses = [e["loss"] for e in bf16_events["step"]]

@@ -66,7 +66,9 @@ def machine_id(device: str) -> str:
 
 
 def settings_key(config: TrainConfig, model_folder: str) -> str:
-    return f"{model_folder}|bits={config.quantization_bit}|{_loss_and_packing(config)}"
+    # cpu_bf16 as set: on a CPU with native bf16 it changes the speed; elsewhere both settings
+    # measure float32 alike
+    return f"{model_folder}|bits={config.quantization_bit}|cpu_bf16={config.cpu_bf16}|{_loss_and_packing(config)}"
 
 
 def legacy_key(config: TrainConfig, model_folder: str, checkpointing: bool) -> str:

@@ -275,6 +275,8 @@ def test_the_calibration_record_round_trips_and_replaces_an_old_one(tmp_path, mo
     # other settings: this machine's speed, its measured recompute too
     other = replace(config, quantization_bit="4")
     assert calibration.cost_for(other, folder, "cpu") == CostModel(0.3, 8e10, "scaled", 2e10)
+    float32 = replace(config, cpu_bf16=not config.cpu_bf16)  # a speed of its own on a CPU with AMX
+    assert calibration.cost_for(float32, folder, "cpu").source == "scaled"
 
 
 def test_a_calibration_is_kept_per_machine_and_settings(

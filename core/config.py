@@ -528,11 +528,11 @@ class TrainConfig:
         "On a CPU with native bf16 (AMX or AVX512-BF16): frozen base weights in bf16, and the base "
         "layers' matrix products in bf16; LoRA weights, their update, the residual stream, attention "
         "and the optimizer stay float32. Faster products and less weight memory, with the loss within "
-        "bf16 rounding of float32's. No effect elsewhere (such a CPU's bf16 is emulated and slower), "
-        "nor with quantization. Off: float32 throughout.",
+        "bf16 rounding of float32's. No effect on other CPUs (there bf16 is emulated, slower than "
+        "float32), on GPUs, or with quantization. Off: float32 throughout.",
         "在支持原生 bf16 的 CPU（AMX 或 AVX512-BF16）上：冻结的基座权重用 bf16，基座层的矩阵乘用 bf16 计算；"
         "LoRA 权重及其增量、残差流、注意力和优化器仍为 float32。矩阵乘更快、权重更省内存，损失与 float32 "
-        "仅差 bf16 舍入。其他 CPU（bf16 为模拟，更慢）或量化时不起作用。关闭：全程 float32。",
+        "仅差 bf16 舍入。在其他 CPU（bf16 为模拟，比 float32 慢）、GPU 上或量化时不起作用。关闭：全程 float32。",
         ("bf16 on the CPU", "CPU 上使用 bf16"),
         "advanced",
     )

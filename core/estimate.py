@@ -67,6 +67,7 @@ DROPOUT_HIDDEN, SHARED_DROPOUT_HIDDEN, DROPOUT_INTERMEDIATE = 6, 3, 1
 BACKWARD_HIDDEN, BACKWARD_INTERMEDIATE = 2, 2
 FULL_LOGITS_COPIES = 3  # logits, their log-softmax, and in backward their gradient ([positions, vocab] each)
 CHUNK_LOGITS_COPIES = 2  # one chunk's logits (softmax computed in place) and logsumexp's temporary
+CHECKPOINT_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}  # config.json's dtype -> bytes a weight
 RUNTIME_BYTES = {"cpu": int(0.6 * GIB), "cuda": int(0.5 * GIB), "mps": int(0.6 * GIB)}
 # Rough cost without a calibration: the order of a LoRA step on the default model measured on a
 # 2-core AVX2 CPU (DESIGN.md: ~120 tokens/s), per core; a mid-range GPU.
@@ -92,6 +93,7 @@ class ModelShape:
     intermediate_size: int
     vocab_size: int
     tied_embeddings: bool
+    checkpoint_bytes: int = FP32_BYTES  # a weight in the checkpoint files (config.json's dtype)
 
     def linear_shapes(self) -> dict[str, tuple[int, int]]:
         """(in, out) features of each projection of one layer."""
@@ -148,6 +150,7 @@ def model_shape(folder: str | Path) -> ModelShape:
         intermediate_size=config["intermediate_size"],
         vocab_size=config["vocab_size"],
         tied_embeddings=bool(config.get("tie_word_embeddings", raw.get("tie_word_embeddings", False))),
+        checkpoint_bytes=CHECKPOINT_BYTES.get(raw.get("dtype") or raw.get("torch_dtype"), FP32_BYTES),
     )
 
 
@@ -234,17 +237,21 @@ def sample_lengths(conversations: list, encoder, seed: int = 0) -> tuple[np.ndar
 # ------------------------------------------------------------------------------------ the memory
 @dataclass(frozen=True)
 class Memory:
-    """Peak bytes of a training process, by what holds them."""
+    """Peak bytes of a training process, by what holds them. `loading`: the checkpoint read in
+    while the weights are converted to a narrower dtype (cpu_bf16 from a float32 checkpoint), held
+    only until training starts; the peak is that or training's, whichever is higher."""
 
     weights: int
     lora: int
     activations: int
     logits: int
     runtime: int
+    loading: int = 0
 
     @property
     def total(self) -> int:
-        return self.weights + self.lora + self.activations + self.logits + self.runtime
+        training = self.weights + self.lora + self.activations + self.logits
+        return max(training, self.weights + self.loading) + self.runtime
 
 
 def weight_bytes(device: str, config: TrainConfig) -> int:
@@ -273,8 +280,12 @@ def sharing_processes(config: TrainConfig, device: str) -> int:
 
 def memory_bytes(shape: ModelShape, config: TrainConfig, tokens: BatchTokens, device: str) -> Memory:
     act = activation_bytes(device)
+    loading = 0
     if config.quantization_bit == "none":
-        weights = (shape.linear_params + shape.other_params) * weight_bytes(device, config)
+        params, stored = shape.linear_params + shape.other_params, weight_bytes(device, config)
+        weights = params * stored
+        if device == "cpu" and stored < shape.checkpoint_bytes:  # the files are read whole, then converted
+            loading = params * shape.checkpoint_bytes
     else:
         weights = (
             int(shape.linear_params * QUANT_WEIGHT_BYTES[config.quantization_bit]) + shape.other_params * FP32_BYTES
@@ -309,6 +320,7 @@ def memory_bytes(shape: ModelShape, config: TrainConfig, tokens: BatchTokens, de
         activations=int(activations),
         logits=int(logits),
         runtime=RUNTIME_BYTES.get(device, RUNTIME_BYTES["cpu"]),
+        loading=loading,
     )
 
 

@@ -60,7 +60,10 @@ def test_model_shape_reads_config_json(tmp_path):
         ),
         encoding="utf-8",
     )
-    assert estimate.model_shape(tmp_path) == SHAPE  # head_dim 8 / 2 heads; untied by default
+    assert estimate.model_shape(tmp_path) == SHAPE  # head_dim 8 / 2 heads; untied by default; float32 files
+    config = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
+    (tmp_path / "config.json").write_text(json.dumps({**config, "dtype": "bfloat16"}), encoding="utf-8")
+    assert estimate.model_shape(tmp_path).checkpoint_bytes == 2
     (tmp_path / "config.json").write_text(json.dumps({"n_embd": 8}), encoding="utf-8")
     with pytest.raises(estimate.UserInputError, match="hidden_size"):
         estimate.model_shape(tmp_path)
@@ -93,6 +96,18 @@ def test_cpu_bf16_halves_the_weights_not_the_activations(monkeypatch):
     assert bf16.weights == (1152 + 552) * 2
     # the residual stream, attention and the LoRA inputs stay float32 (core.lora_addmm)
     assert (bf16.activations, bf16.logits, bf16.lora) == (plain.activations, plain.logits, plain.lora)
+    # loading reads the float32 files whole while it writes the bf16 weights: the peak is that or
+    # training's, whichever is higher (here training's)
+    assert plain.loading == 0 and bf16.loading == (1152 + 552) * 4
+    training = bf16.weights + bf16.lora + bf16.activations + bf16.logits
+    assert bf16.total == max(training, bf16.weights + bf16.loading) + bf16.runtime
+    bf16_files = memory_bytes(
+        replace(SHAPE, checkpoint_bytes=2), replace(CONFIG, cpu_bf16=True), cutoff_batch_tokens(CONFIG), "cpu"
+    )
+    assert bf16_files.loading == 0  # a bf16 checkpoint is used as it is
+    # where loading is the higher: a large model, short rows
+    assert estimate.Memory(weights=10, lora=1, activations=2, logits=3, runtime=5, loading=100).total == 115
+    assert estimate.Memory(weights=10, lora=1, activations=2, logits=3, runtime=5, loading=1).total == 21
     monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: False)  # emulated bf16: float32 weights
     assert _memory(cpu_bf16=True).weights == plain.weights
 

@@ -571,10 +571,9 @@ class EngineTrainer(TrainedTokensTrainer):
         # Trainer walks the whole model every step to clip gradients, zero them and count FLOPs: on
         # a peft model that is ~2,500 modules a walk (bench/README.md). Alone (no wrapper that
         # replaces the parameters) the trainable ones are listed once and the walks go over them.
-        self.trainable = None
+        self.alone = self.accelerator.distributed_type == DistributedType.NO
         self._mode: bool | None = None  # the mode _set_mode last put the model in
-        if self.accelerator.distributed_type == DistributedType.NO:
-            self.trainable = trainable_parameters(self.model)
+        if self.alone:
             self.model.zero_grad = self._zero_trainable_grads
             self.model.train = self._set_mode  # model.eval() calls it too
 
@@ -588,16 +587,16 @@ class EngineTrainer(TrainedTokensTrainer):
         return self.model
 
     def _zero_trainable_grads(self, set_to_none: bool = True) -> None:
-        for param in self.trainable:
+        for param in trainable_parameters(self.model):
             if set_to_none:
                 param.grad = None
             elif param.grad is not None:
                 param.grad.zero_()
 
     def _clip_grad_norm(self, model):
-        if self.trainable is None:
+        if not self.alone:
             return super()._clip_grad_norm(model)
-        return self.accelerator.clip_grad_norm_(self.trainable, self.args.max_grad_norm)
+        return self.accelerator.clip_grad_norm_(trainable_parameters(self.model), self.args.max_grad_norm)
 
     def floating_point_ops(self, inputs) -> float:
         # 6 x tokens x parameters (transformers' estimate): the parameter count is fixed, the model

@@ -101,8 +101,9 @@ class HealthGuard(TrainerCallback):
 def trainable_parameters(model) -> list[torch.nn.Parameter]:
     """The parameters that require a gradient, listed on the first call and kept on the model:
     walking a peft model's ~2,500 modules for them costs milliseconds, and training asks every
-    step. The list goes stale if requires_grad changes or a wrapper replaces the parameters (FSDP):
-    ask before that happens, or not at all then."""
+    step. The list would go stale if requires_grad changed or a wrapper replaced the parameters
+    (FSDP), so the first call must come after that: the engine's Trainer asks at once only in a
+    single process, the guard at the first optimizer step (Trainer has wrapped the model by then)."""
     listed = vars(model).get(TRAINABLE_ATTRIBUTE)
     if listed is None:
         listed = [p for p in model.parameters() if p.requires_grad]

@@ -25,17 +25,16 @@ from peft.tuners.lora.layer import Linear as LoraLinear
 
 def _addmm_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     adapters = [name for name in self.active_adapters if name in self.lora_A]
+    lora_dtypes = {self.lora_A[name].weight.dtype for name in adapters}
     cpu_autocast = x.is_cpu and torch.is_autocast_enabled("cpu")
     plain = (
         not (args or kwargs or self.disable_adapters or self.merged)
-        and (cpu_autocast or not torch.is_autocast_enabled(x.device.type))
-        and (cpu_autocast or self.weight.dtype == x.dtype)
-        and len({self.lora_A[name].weight.dtype for name in adapters}) <= 1
+        and (cpu_autocast or (not torch.is_autocast_enabled(x.device.type) and self.weight.dtype == x.dtype))
+        and (lora_dtypes <= {x.dtype} or (cpu_autocast and len(lora_dtypes) == 1))
         and all(
             name not in self.lora_variant
             and self.lora_B[name].bias is None
-            and self.lora_A[name].weight.dtype == self.lora_B[name].weight.dtype
-            and (cpu_autocast or self.lora_A[name].weight.dtype == x.dtype)
+            and self.lora_B[name].weight.dtype == self.lora_A[name].weight.dtype
             for name in adapters
         )
     )
@@ -43,8 +42,8 @@ def _addmm_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         return LoraLinear.forward(self, x, *args, **kwargs)
     result = self.base_layer(x)
     shape = result.shape
-    if adapters:  # under CPU autocast: x (a bf16 attention output, say) in the LoRA weights' dtype
-        x = x.to(self.lora_A[adapters[0]].weight.dtype)
+    if lora_dtypes:  # under CPU autocast: x (a bf16 attention output, say) in the LoRA weights' dtype
+        x = x.to(*lora_dtypes)
     with torch.autocast("cpu", enabled=False):  # a no-op without CPU autocast
         result = result.to(x.dtype)
         for name in adapters:

@@ -249,9 +249,13 @@ class Memory:
     loading: int = 0
 
     @property
+    def loading_decides(self) -> bool:
+        """Whether loading, not training, sets the peak."""
+        return self.loading > self.lora + self.activations + self.logits
+
+    @property
     def total(self) -> int:
-        training = self.weights + self.lora + self.activations + self.logits
-        return max(training, self.weights + self.loading) + self.runtime
+        return self.weights + max(self.loading, self.lora + self.activations + self.logits) + self.runtime
 
 
 def weight_bytes(device: str, config: TrainConfig) -> int:

@@ -106,8 +106,11 @@ def test_cpu_bf16_halves_the_weights_not_the_activations(monkeypatch):
     )
     assert bf16_files.loading == 0  # a bf16 checkpoint is used as it is
     # where loading is the higher: a large model, short rows
-    assert estimate.Memory(weights=10, lora=1, activations=2, logits=3, runtime=5, loading=100).total == 115
-    assert estimate.Memory(weights=10, lora=1, activations=2, logits=3, runtime=5, loading=1).total == 21
+    loading_peak = estimate.Memory(weights=10, lora=1, activations=2, logits=3, runtime=5, loading=100)
+    training_peak = estimate.Memory(weights=10, lora=1, activations=2, logits=3, runtime=5, loading=1)
+    assert (loading_peak.total, loading_peak.loading_decides) == (115, True)
+    assert (training_peak.total, training_peak.loading_decides) == (21, False)
+    assert not bf16.loading_decides
     monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: False)  # emulated bf16: float32 weights
     assert _memory(cpu_bf16=True).weights == plain.weights
 
@@ -383,6 +386,11 @@ def test_the_train_tab_shows_the_estimate_with_the_plans_steps(ctx, tiny_model_d
     refused = train.estimate_view(ctx, lang="en", **values)["estimate"]
     assert "Will not fit" in refused and "50 MB of RAM free" in refused
     assert "gradient_checkpointing → True" in refused and "quantization_bit → 4" in refused
+
+    assert "while loading" not in shown  # training sets this peak
+    est = estimate.preflight(train.form_config(ctx, values, run_name="preview"), None)
+    converting = replace(est, memory=replace(est.memory, loading=est.memory.total))  # loading sets the peak
+    assert "the peak comes while loading" in train.estimate_markdown(converting, TrainConfig(), "en")
 
     no_data = train.estimate_view(ctx, lang="en", **{**values, "dataset": str(tmp_path / "missing.jsonl")})
     assert "cutoff_len (64 tokens)" in no_data["estimate"]

@@ -193,6 +193,10 @@ TEXT: dict[str, tuple[str, str]] = {
         "weights {weights} · LoRA + optimizer {lora} · activations {activations} · logits {logits} · runtime {runtime}",
         "权重 {weights} · LoRA + 优化器 {lora} · 激活 {activations} · logits {logits} · 运行时 {runtime}",
     ),
+    "est.loading": (
+        " · the peak comes while loading: the checkpoint's {loading} are read whole while the weights are converted",
+        " · 峰值出现在加载时：转换权重时会完整读入检查点的 {loading}",
+    ),
     "est.per_process": (" (each of the {processes} processes)", "（{processes} 个进程各占这么多）"),
     "est.source.calibrated": ("speed calibrated on this machine", "速度已在本机校准"),
     "est.source.scaled": (

@@ -425,7 +425,8 @@ def estimate_markdown(est: Estimate, config: TrainConfig, lang: str) -> str:
     memory = est.memory
     parts = {name: _size(getattr(memory, name)) for name in ("weights", "lora", "activations", "logits", "runtime")}
     per_process = i18n.t("est.per_process", lang, processes=est.processes) if est.processes > 1 else ""
-    paragraphs.append(i18n.t("est.parts", lang, **parts) + per_process)
+    loading = i18n.t("est.loading", lang, loading=_size(memory.loading)) if memory.loading_decides else ""
+    paragraphs.append(i18n.t("est.parts", lang, **parts) + loading + per_process)
     if not est.tokens.from_data:
         paragraphs.append(i18n.t("est.no_data", lang, cutoff=config.cutoff_len))
     if not est.fits:

@@ -56,7 +56,8 @@ SAVED_KV_PER_LAYER = 2
 SAVED_INTERMEDIATE_PER_LAYER = 4
 FUSED_SWIGLU_UNSAVED = 1  # fused_swiglu recomputes the SiLU in backward instead of keeping it (core.fused_mlp)
 # With fused_lora_dropout on the CPU (p > 0), both norms' outputs are recomputed from their inputs
-# in backward, and with fused_swiglu too down_proj's input from gate and up (core.lora_dropout).
+# in backward, and with fused_swiglu too down_proj's input from gate and up (core.lora_dropout):
+# for inputs above its DROPPED_COPY_MAX_ELEMENTS; a smaller one keeps a dropped copy its size instead.
 RECOMPUTED_NORM_OUTPUTS, RECOMPUTED_DOWN_INPUT = 2, 1
 # LoRA dropout (p > 0) keeps a dropped copy of each adapted projection's input (6 H-sized, 1 I-sized):
 # a float copy with peft's dropout module, a 1-byte mask with fused_lora_dropout on the CPU;
@@ -295,17 +296,21 @@ def memory_bytes(shape: ModelShape, config: TrainConfig, tokens: BatchTokens, de
             int(shape.linear_params * QUANT_WEIGHT_BYTES[config.quantization_bit]) + shape.other_params * FP32_BYTES
         )
     h, i, kv = shape.hidden_size, shape.intermediate_size, shape.num_kv_heads * shape.head_dim
+    from core.lora_dropout import DROPPED_COPY_MAX_ELEMENTS  # here: it imports torch (see CHUNK_POSITIONS)
+
+    positions = tokens.peak_positions
     fused_dropout = config.fused_lora_dropout and device == "cpu" and config.lora_dropout > 0
-    hidden = SAVED_HIDDEN_PER_LAYER - (RECOMPUTED_NORM_OUTPUTS if fused_dropout else 0)
+    rebuilt_hidden = fused_dropout and positions * h > DROPPED_COPY_MAX_ELEMENTS
+    rebuilt_intermediate = fused_dropout and positions * i > DROPPED_COPY_MAX_ELEMENTS
+    hidden = SAVED_HIDDEN_PER_LAYER - (RECOMPUTED_NORM_OUTPUTS if rebuilt_hidden else 0)
     intermediate = SAVED_INTERMEDIATE_PER_LAYER
     if config.fused_swiglu:
-        intermediate -= FUSED_SWIGLU_UNSAVED + (RECOMPUTED_DOWN_INPUT if fused_dropout else 0)
+        intermediate -= FUSED_SWIGLU_UNSAVED + (RECOMPUTED_DOWN_INPUT if rebuilt_intermediate else 0)
     layer = hidden * h + SAVED_KV_PER_LAYER * kv + intermediate * i  # elements
     layer_bytes = layer * act
     if config.lora_dropout > 0:
         dropped = (SHARED_DROPOUT_HIDDEN if config.shared_lora_input else DROPOUT_HIDDEN) * h + DROPOUT_INTERMEDIATE * i
         layer_bytes += dropped * (1 if fused_dropout else act)
-    positions = tokens.peak_positions
     if config.gradient_checkpointing:  # every layer's input, plus the one layer being recomputed
         saved = positions * (shape.num_layers * h * act + layer_bytes)
     else:

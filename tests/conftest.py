@@ -53,3 +53,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def rebuilt_dropout_inputs(monkeypatch):
+    """Every fused LoRA dropout keeps its mask only and rebuilds its input in backward, as on inputs
+    above core.lora_dropout.DROPPED_COPY_MAX_ELEMENTS (the tiny model's are all below it)."""
+    import core.lora_dropout
+
+    monkeypatch.setattr(core.lora_dropout, "DROPPED_COPY_MAX_ELEMENTS", 0)

@@ -134,16 +134,23 @@ def test_quantization_checkpointing_and_the_loss_change_their_own_terms():
     assert full_logits.logits == 20 * 32 * 4 * 3  # every position, 3 float32 copies
     assert full_logits.activations == plain.activations
 
-    # fused: 1-byte masks of 3 H + 1 I a position and layer (one for q/k/v, one for gate/up), and the
-    # norms' outputs (2 H) and down_proj's input (1 I) recomputed instead of kept in float32
+    # fused: 1-byte masks of 3 H + 1 I a position and layer (one for q/k/v, one for gate/up); inputs
+    # this small keep a dropped copy in place of the norms' outputs and down_proj's input
     fused = _memory(lora_dropout=0.1)
     unfused = _memory(lora_dropout=0.1, fused_lora_dropout=False)  # float copies, nothing recomputed
     unshared = _memory(lora_dropout=0.1, shared_lora_input=False)  # a mask for each of the 7 projections
-    assert fused.activations - plain.activations == 20 * 2 * ((3 * 8 + 16) - (2 * 8 + 16) * 4)
+    assert fused.activations - plain.activations == 20 * 2 * (3 * 8 + 16)
     assert unfused.activations - plain.activations == 20 * 2 * (3 * 8 + 16) * 4
     assert unshared.activations - fused.activations == 20 * 2 * 3 * 8
     # without fused_swiglu the SiLU's output is kept too: one more I-sized float32 a position and layer
     assert _memory(fused_swiglu=False).activations - plain.activations == 20 * 2 * 16 * 4
+
+
+def test_fused_dropout_of_larger_inputs_recomputes_instead_of_keeping(rebuilt_dropout_inputs):
+    # above the copy limit the norms' outputs (2 H) and down_proj's input (1 I) are recomputed in
+    # backward instead of kept in float32; the masks stay
+    fused, plain = _memory(lora_dropout=0.1), _memory()
+    assert fused.activations - plain.activations == 20 * 2 * ((3 * 8 + 16) - (2 * 8 + 16) * 4)
 
 
 def test_activations_and_logits_grow_with_batch_and_cutoff():

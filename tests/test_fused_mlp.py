@@ -48,7 +48,7 @@ def test_engine_model_fuses_every_mlp_same_loss_and_grads_and_keeps_less(tiny_mo
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
 
 
-def test_down_proj_dropout_keeps_gate_and_up_instead_of_their_product(tiny_model_dir, tmp_path):
+def test_down_proj_dropout_keeps_gate_and_up_instead_of_their_product(tiny_model_dir, tmp_path, rebuilt_dropout_inputs):
     plain, fused = lora_model_pair(tiny_model_dir, tmp_path, lora_dropout=0.1)
     fuse_lora_dropout(plain), fuse_lora_dropout(fused)
     fuse_swiglu(fused)

@@ -7,6 +7,7 @@ import torch
 
 from core.config import TrainConfig
 from core.engine import build_model, run_training
+import core.lora_dropout
 from core.lora_dropout import DroppedInputLinear, fuse_lora_dropout, keep_mask
 from tests.conftest import qa_records, write_jsonl
 from tests.run_helpers import assert_same_loss_and_grads, lora_model_pair, saved_bytes, saved_storages
@@ -75,7 +76,7 @@ def test_eval_mode_is_plain_linear_and_no_grad_training_still_drops():
     torch.testing.assert_close(out[out != 0], torch.full_like(out[out != 0], 2.0))
 
 
-def test_engine_model_fuses_every_lora_layer_keeps_keys_and_keeps_less(tiny_model_dir, tmp_path):
+def test_engine_model_fuses_every_lora_layer_keeps_keys_and_keeps_less(tiny_model_dir, tmp_path, rebuilt_dropout_inputs):
     config = TrainConfig(
         model_name_or_path=str(tiny_model_dir), lora_dropout=0.1, output_dir=str(tmp_path), cpu_bf16=False
     )  # float32 without autocast: the float copies the fused layer saves (bf16: tests/test_cpu_bf16.py)
@@ -124,7 +125,7 @@ def test_training_with_dropout_changes_the_adapter_and_saves_it_loadable(tiny_mo
     assert lora_b and all(p.abs().sum() > 0 for p in lora_b)  # lora_B starts at zero: it was trained
 
 
-def test_norm_outputs_are_recomputed_not_kept_with_the_same_gradients(tiny_model_dir, tmp_path):
+def test_norm_outputs_are_recomputed_not_kept_with_the_same_gradients(tiny_model_dir, tmp_path, rebuilt_dropout_inputs):
     reference, model = lora_model_pair(tiny_model_dir, tmp_path, lora_dropout=0.1)
     fuse_lora_dropout(model)
     for module in reference.modules():  # the fused layers, without the norms marked
@@ -139,3 +140,34 @@ def test_norm_outputs_are_recomputed_not_kept_with_the_same_gradients(tiny_model
     assert norm_outputs and not {x.untyped_storage().data_ptr() for x in norm_outputs} & saved
     assert saved_bytes(model, batch) < saved_bytes(reference.train(), batch)
     assert_same_loss_and_grads(reference, model, batch)
+
+
+def test_small_inputs_keep_their_dropped_copy_and_backward_rebuilds_nothing(tiny_model_dir, tmp_path, monkeypatch):
+    kept, rebuilt = lora_model_pair(tiny_model_dir, tmp_path, lora_dropout=0.1)
+    fuse_lora_dropout(kept), fuse_lora_dropout(rebuilt)
+    norm_class = type(kept.get_base_model().model.layers[0].input_layernorm)
+    norm_forward, rebuilds = norm_class.forward, []
+
+    def counted_forward(self, hidden):  # a norm run without autograd is a rebuild in backward
+        rebuilds.append(not torch.is_grad_enabled())
+        return norm_forward(self, hidden)
+
+    monkeypatch.setattr(norm_class, "forward", counted_forward)
+    batch = {"input_ids": torch.randint(4, 200, (2, 40))}
+
+    def loss_grads_rebuilds(model, copy_max_elements):
+        monkeypatch.setattr(core.lora_dropout, "DROPPED_COPY_MAX_ELEMENTS", copy_max_elements)
+        rebuilds.clear()
+        torch.manual_seed(3)
+        loss = model.train()(**batch, labels=batch["input_ids"]).loss
+        grads = torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad])
+        return loss, grads, sum(rebuilds)
+
+    largest_input = batch["input_ids"].numel() * kept.get_base_model().config.intermediate_size  # down_proj's
+    copy_loss, copy_grads, copy_rebuilds = loss_grads_rebuilds(kept, largest_input)
+    loss, grads, rebuilds_made = loss_grads_rebuilds(rebuilt, 0)
+    assert copy_rebuilds == 0 < rebuilds_made
+    torch.testing.assert_close(copy_loss, loss)
+    for got, expected in zip(copy_grads, grads, strict=True):
+        assert expected.abs().sum() > 0
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)

@@ -26,9 +26,10 @@ import torch
 # An attribute on an input x saying x == fn(*inputs), from tensors that autograd keeps anyway (see
 # mark_recomputable): the fused layer then keeps those and recomputes x in backward.
 RECOMPUTE_ATTRIBUTE = "lora_tailor_recompute"
-# Inputs up to this many elements (4 MiB in float32) keep their dropped copy for backward; larger
-# ones keep the mask only and are rebuilt (see the module docstring).
-DROPPED_COPY_MAX_ELEMENTS = 2**20
+# Inputs up to this many elements (1 MiB in float32: 455 positions of the default model's hidden
+# states, 170 of its MLP's) keep their dropped copy for backward; larger ones keep the mask only and
+# are rebuilt (see the module docstring). Above it the copies would raise the peak memory of long rows.
+DROPPED_COPY_MAX_ELEMENTS = 2**18
 
 
 def mark_recomputable(tensor: torch.Tensor, fn, *inputs: torch.Tensor) -> torch.Tensor:
@@ -82,8 +83,8 @@ class _DroppedInputLinearFn(torch.autograd.Function):
     The dropped input is where(keep, x, 0): no float copy of the mask (scaling: see forward).
     Under CPU autocast (cpu_bf16) the product runs in the autocast dtype, as F.linear would, and so
     does backward (which runs outside the autocast context); each gradient returns in its input's dtype.
-    Without casts (the engine's LoRA layers run the product in float32) no cast is called at all: a
-    step makes ~1,000 of these calls.
+    Without casts (the engine's LoRA layers run the product in float32) no cast is called at all:
+    each was a call of its own, ~8 a product.
     """
 
     @staticmethod

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+import core.lora_dropout
 from core.config import TrainConfig
 from core.engine import build_model, run_training
-import core.lora_dropout
 from core.lora_dropout import DroppedInputLinear, fuse_lora_dropout, keep_mask
 from tests.conftest import qa_records, write_jsonl
 from tests.run_helpers import assert_same_loss_and_grads, lora_model_pair, saved_bytes, saved_storages
@@ -76,7 +76,9 @@ def test_eval_mode_is_plain_linear_and_no_grad_training_still_drops():
     torch.testing.assert_close(out[out != 0], torch.full_like(out[out != 0], 2.0))
 
 
-def test_engine_model_fuses_every_lora_layer_keeps_keys_and_keeps_less(tiny_model_dir, tmp_path, rebuilt_dropout_inputs):
+def test_engine_model_fuses_every_lora_layer_keeps_keys_and_keeps_less(
+    tiny_model_dir, tmp_path, rebuilt_dropout_inputs
+):
     config = TrainConfig(
         model_name_or_path=str(tiny_model_dir), lora_dropout=0.1, output_dir=str(tmp_path), cpu_bf16=False
     )  # float32 without autocast: the float copies the fused layer saves (bf16: tests/test_cpu_bf16.py)
